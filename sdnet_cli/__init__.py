@@ -1,0 +1,24 @@
+"""sdnet: sparse convolutional models (SDNet, NeurIPS 2022) for PyTorch.
+
+>>> import sdnet_cli as sd
+>>> m = sd.create_model("sdnet18", num_classes=10, stem="cifar")
+"""
+
+__version__ = "0.1.0"
+
+from .layers import CSCConv2d, SparseCodingLinear, csc_layers, set_lmbd, update_step_sizes  # noqa: E402
+from .models import ModelConfig, create_model, list_models, load_model, save_model  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "CSCConv2d",
+    "SparseCodingLinear",
+    "ModelConfig",
+    "create_model",
+    "csc_layers",
+    "list_models",
+    "load_model",
+    "save_model",
+    "set_lmbd",
+    "update_step_sizes",
+]

@@ -1,0 +1,1 @@
+"""The ``sdnet`` command line (Typer): a thin shell over the library."""

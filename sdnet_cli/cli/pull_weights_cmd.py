@@ -1,0 +1,14 @@
+"""`sdnet pull-weights` (not built yet)."""
+
+from __future__ import annotations
+
+import typer
+
+from .app import app
+from .common import not_built
+
+
+@app.command("pull-weights", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def pull_weights_command(ctx: typer.Context) -> None:
+    """(not built yet)"""
+    not_built("pull-weights")

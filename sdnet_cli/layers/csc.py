@@ -1,0 +1,298 @@
+"""Sparse coding modules: ``CSCConv2d`` (drop-in for ``nn.Conv2d``) and ``SparseCodingLinear``.
+
+Both hold a dictionary ``weight`` with unit-norm atoms and a ``step_size`` buffer ``0.9 / L``
+(``L`` = largest eigenvalue of ``DᵀD`` at the size the layer sees). The step size is set on the first
+forward, refreshed by a warm-started power iteration (``power_iters`` iterations) on each training
+forward, used as stored in eval mode (a loaded checkpoint's value wins), and recomputed to convergence
+by :meth:`update_step_size`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from . import functional as SF
+
+_CONVERGE_ITERS = 500
+_CONVERGE_TOL = 1e-9
+
+
+class _SparseCoding(nn.Module):
+    """Shared state of the sparse coding modules: λ, μ, steps, atoms, step size and its refresh."""
+
+    step_size: Tensor
+
+    def __init__(
+        self,
+        lmbd: float,
+        mu: float,
+        n_steps: int,
+        non_negative: bool,
+        expansion: int,
+        power_iters: int,
+    ) -> None:
+        super().__init__()
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        if expansion < 1:
+            raise ValueError(f"expansion must be >= 1, got {expansion}")
+        self.lmbd: float | Tensor = lmbd
+        self.mu = float(mu)
+        self.n_steps = int(n_steps)
+        self.non_negative = bool(non_negative)
+        self.expansion = int(expansion)
+        self.power_iters = int(power_iters)
+        self.register_buffer("step_size", torch.zeros(()))
+        self.register_buffer("_v", torch.zeros(0), persistent=False)
+        self._step_size_ready = False
+
+    # -- dictionary ---------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.normalize_atoms_()
+        self._step_size_ready = False
+
+    @torch.no_grad()
+    def normalize_atoms_(self) -> None:
+        """Rescale every atom (output filter) to unit L2 norm, in place."""
+        self.weight.copy_(SF.normalize_atoms(self.weight))
+
+    # -- step size ----------------------------------------------------------------------------
+    def _gram(self):  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
+    def _code_shape(self, x: Tensor) -> tuple[int, ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _refresh_step_size(self, code_shape: tuple[int, ...], n_iter: int, tol: float) -> None:
+        with torch.autocast(self.weight.device.type, enabled=False):
+            if tuple(self._v.shape) != code_shape:
+                gen = torch.Generator(device="cpu").manual_seed(0)
+                self._v = torch.randn(code_shape, generator=gen).to(self.weight.device)
+                n_iter, tol = max(n_iter, _CONVERGE_ITERS), _CONVERGE_TOL
+            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter, tol)
+            self._v.copy_(v)
+            self.step_size.copy_(0.9 / eig)
+        self._step_size_ready = True
+
+    def update_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
+        """Recompute ``step_size = 0.9 / L`` by power iteration run to convergence.
+
+        ``input_shape`` is the shape of one input (without batch); by default the size seen last.
+        """
+        if input_shape is not None:
+            shape = self._code_shape(torch.empty((1, *input_shape), device="meta"))
+        elif self._v.numel():
+            shape = tuple(self._v.shape)
+        else:
+            raise ValueError("update_step_size() needs input_shape before the layer has seen an input")
+        self._refresh_step_size(shape, _CONVERGE_ITERS, _CONVERGE_TOL)
+
+    def _maybe_refresh(self, x: Tensor) -> None:
+        if self.training:
+            self._refresh_step_size(self._code_shape(x), self.power_iters, 0.0)
+        elif not self._step_size_ready:
+            self._refresh_step_size(self._code_shape(x), _CONVERGE_ITERS, _CONVERGE_TOL)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        stored = state_dict.get(prefix + "step_size")
+        self._step_size_ready = stored is not None and float(stored) > 0
+
+    def _lmbd_for(self, x: Tensor) -> float | Tensor:
+        lmbd = self.lmbd
+        if isinstance(lmbd, Tensor):
+            lmbd = lmbd.to(device=x.device, dtype=x.dtype)
+        return lmbd
+
+    def _train_step_prelude(self, x: Tensor) -> None:
+        if self.training:
+            self.normalize_atoms_()
+        self._maybe_refresh(x)
+
+    def extra_repr_common(self) -> str:
+        lm = "per-sample" if isinstance(self.lmbd, Tensor) else f"{self.lmbd:g}"
+        s = f"lmbd={lm}, mu={self.mu:g}, n_steps={self.n_steps}, non_negative={self.non_negative}"
+        if self.expansion != 1:
+            s += f", expansion={self.expansion}"
+        return s
+
+
+class CSCConv2d(_SparseCoding):
+    """Convolutional sparse coding layer, a drop-in replacement for ``nn.Conv2d``.
+
+    ``forward(x)``: ``x`` ``(N, C_in, H, W)`` → sparse code ``z`` ``(N, C_out, H/stride, W/stride)``,
+    the solution of ``min_z λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²`` after ``n_steps`` unrolled FISTA steps with
+    ``Dz = conv_transpose2d(z, W)``. ``decode(z)`` returns ``Dz`` (shape of ``x``). ``expansion`` (the
+    official ``n_dict``) stacks that many copies of ``x`` along channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = False,
+        *,
+        lmbd: float = 0.1,
+        mu: float = 0.0,
+        n_steps: int = 2,
+        non_negative: bool = True,
+        expansion: int = 1,
+        power_iters: int = 1,
+    ) -> None:
+        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
+        if bias:
+            raise ValueError("CSCConv2d has no bias (the code is followed by a BatchNorm); pass bias=False")
+        if stride not in (1, 2):
+            raise ValueError(f"CSCConv2d supports stride 1 or 2, got {stride}")
+        if isinstance(kernel_size, (tuple, list)):
+            if len(set(kernel_size)) != 1:
+                raise ValueError(f"CSCConv2d needs a square kernel, got {kernel_size}")
+            kernel_size = kernel_size[0]
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        self.padding = int(padding)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * expansion, kernel_size, kernel_size))
+        self.reset_parameters()
+
+    def _gram(self):
+        return SF.csc_gram(self.weight.float(), self.stride, self.padding)
+
+    def _code_shape(self, x: Tensor) -> tuple[int, ...]:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        h, w = x.shape[-2:]
+        return (1, self.out_channels, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+
+    def _expand(self, x: Tensor) -> Tensor:
+        return x if self.expansion == 1 else x.repeat(1, self.expansion, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._train_step_prelude(x)
+        return SF.csc_fista(
+            self._expand(x), self.weight, self.step_size.to(x.dtype), self._lmbd_for(x), self.mu,
+            self.n_steps, self.non_negative, self.stride, self.padding,
+        )
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``D z`` (``(N, C_in, H, W)``; the mean over the ``expansion`` copies when > 1)."""
+        x_hat = SF.dict_apply(z, self.weight, self.stride, self.padding)
+        if self.expansion > 1:
+            x_hat = x_hat.unflatten(1, (self.expansion, self.in_channels)).mean(1)
+        return x_hat
+
+    def reconstruction_error(self, x: Tensor, z: Tensor | None = None) -> Tensor:
+        """Per-sample ``‖x − Dz‖²`` (``(N,)``), coding ``x`` first when ``z`` is not given."""
+        z = self(x) if z is None else z
+        return (self._expand(x) - SF.dict_apply(z, self.weight, self.stride, self.padding)).pow(2).flatten(1).sum(1)
+
+    def objective(self, x: Tensor, z: Tensor) -> Tensor:
+        """Per-sample lasso objective ``λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²`` (``(N,)``)."""
+        x_hat = SF.dict_apply(z, self.weight, self.stride, self.padding)
+        return SF.lasso_objective(self._expand(x), z, x_hat, self._lmbd_for(x), self.mu)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, {self.extra_repr_common()}"
+        )
+
+
+class SparseCodingLinear(_SparseCoding):
+    """Sparse coding over the last dimension (the official 1-D layer): ``(N, D)`` or ``(N, T, D)`` → ``(…, K)``.
+
+    Dictionary ``D = weightᵀ`` (``weight`` ``(K, D·expansion)``); ``z = argmin λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        lmbd: float = 0.1,
+        mu: float = 0.0,
+        n_steps: int = 2,
+        non_negative: bool = True,
+        expansion: int = 1,
+        power_iters: int = 1,
+    ) -> None:
+        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features * expansion))
+        self.reset_parameters()
+
+    def _gram(self):
+        return SF.linear_gram(self.weight.float())
+
+    def _code_shape(self, x: Tensor) -> tuple[int, ...]:
+        return (1, self.out_features)
+
+    def _flat(self, x: Tensor) -> Tensor:
+        if x.dim() not in (2, 3):
+            raise ValueError(f"SparseCodingLinear expects (N, D) or (N, T, D) input, got shape {tuple(x.shape)}")
+        x = x.reshape(-1, x.shape[-1])
+        return x if self.expansion == 1 else x.repeat(1, self.expansion)
+
+    def _flat_lmbd(self, x: Tensor) -> float | Tensor:
+        lmbd = self._lmbd_for(x)
+        if isinstance(lmbd, Tensor) and lmbd.numel() > 1 and x.dim() == 3:
+            lmbd = lmbd.reshape(-1, 1).repeat_interleave(x.shape[1], 0)
+        elif isinstance(lmbd, Tensor) and lmbd.numel() > 1:
+            lmbd = lmbd.reshape(-1, 1)
+        return lmbd
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._train_step_prelude(x)
+        z = SF.linear_fista(
+            self._flat(x), self.weight, self.step_size.to(x.dtype), self._flat_lmbd(x), self.mu,
+            self.n_steps, self.non_negative,
+        )
+        return z.reshape(*x.shape[:-1], self.out_features)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``D z`` over the last dimension: ``(…, K)`` → ``(…, D)``."""
+        x_hat = z @ self.weight
+        if self.expansion > 1:
+            x_hat = x_hat.unflatten(-1, (self.expansion, self.in_features)).mean(-2)
+        return x_hat
+
+    def objective(self, x: Tensor, z: Tensor) -> Tensor:
+        """Per-row lasso objective, shape ``(M,)`` with ``M`` = rows of the flattened input."""
+        xf, zf = self._flat(x), z.reshape(-1, self.out_features)
+        return SF.lasso_objective(xf, zf, zf @ self.weight, self._flat_lmbd(x), self.mu)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, {self.extra_repr_common()}"
+
+
+def csc_layers(model: nn.Module) -> list[_SparseCoding]:
+    """All sparse coding layers of ``model`` in module order."""
+    return [m for m in model.modules() if isinstance(m, _SparseCoding)]
+
+
+def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> None:
+    """Set λ of the first (``layers='first'``) or of every (``'all'``) sparse coding layer of ``model``."""
+    found = csc_layers(model)
+    if not found:
+        raise ValueError("the model has no CSC layer: λ can only be set on an SDNet")
+    if layers not in ("first", "all"):
+        raise ValueError(f"layers must be 'first' or 'all', got {layers!r}")
+    for layer in found[:1] if layers == "first" else found:
+        layer.lmbd = lmbd
+
+
+def update_step_sizes(model: nn.Module) -> None:
+    """Run :meth:`update_step_size` (to convergence) on every sparse coding layer that has seen an input."""
+    for layer in csc_layers(model):
+        if layer._v.numel():
+            layer.update_step_size()

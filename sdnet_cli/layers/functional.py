@@ -1,0 +1,188 @@
+"""Pure functions for convolutional (and matrix) sparse coding.
+
+The lasso solved by a CSC layer with dictionary ``W`` (shape ``(out, in, k, k)``, a conv weight)::
+
+    z* = argmin_z  λ‖z‖₁ + (μ/2)‖z‖₂² + ½‖x − D z‖₂²      (z ≥ 0 when non-negative)
+
+with ``D z = conv_transpose2d(z, W)`` (image space, shape of ``x``) and ``Dᵀ x = conv2d(x, W)`` (code
+space). FISTA with step ``s = 0.9 / L``, ``L`` the largest eigenvalue of ``DᵀD``, exactly as the official
+SDNet code unrolls it (see DESIGN §1). Every function here is stateless; modules in ``csc.py`` hold the
+parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Lmbd = float | Tensor
+
+
+def conv_output_padding(stride: int) -> int:
+    """``output_padding`` that makes ``conv_transpose2d`` the exact adjoint of a ``conv2d`` (``stride − 1``)."""
+    return stride - 1
+
+
+def dict_transpose(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
+    """``Dᵀx = conv2d(x, W)``: image ``(N, C_in, H, W)`` → code ``(N, C_out, H', W')``."""
+    return F.conv2d(x, weight, None, stride, padding)
+
+
+def dict_apply(z: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
+    """``D z = conv_transpose2d(z, W)``: code ``(N, C_out, H', W')`` → image ``(N, C_in, H, W)``."""
+    return F.conv_transpose2d(z, weight, None, stride, padding, conv_output_padding(stride))
+
+
+def elastic_net_prox(v: Tensor, threshold: Lmbd, scale: Lmbd = 1.0, non_negative: bool = True) -> Tensor:
+    """Proximal operator of ``θ‖z‖₁ + (μ/2)‖z‖₂²`` in the official form ``softshrink(v·a, θ·a)``.
+
+    ``scale`` is ``a = 1/(1+μs)`` and ``threshold`` is ``λs`` (a float or a tensor broadcastable to
+    ``v``, e.g. ``(N, 1, 1, 1)`` for a per-sample λ). With ``non_negative`` the result is followed by
+    ``relu``, which equals ``relu(v·a − θ·a)`` exactly and costs a single pass.
+    """
+    if not (isinstance(scale, float) and scale == 1.0):
+        v = v * scale
+        threshold = threshold * scale
+    if non_negative:
+        return F.relu(v - threshold)
+    if isinstance(threshold, Tensor):
+        return torch.sign(v) * F.relu(v.abs() - threshold)
+    return F.softshrink(v, threshold)
+
+
+def fista(
+    b: Tensor,
+    gradient_step: Callable[[Tensor], Tensor],
+    step_size: Lmbd,
+    lmbd: Lmbd,
+    mu: float = 0.0,
+    n_steps: int = 2,
+    non_negative: bool = True,
+) -> Tensor:
+    """Unrolled FISTA for ``min λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²`` given ``b = Dᵀx`` and a residual operator.
+
+    ``gradient_step(y)`` must return ``Dᵀ(x − D y)``. Steps (DESIGN §1)::
+
+        z₁ = prox(s·b);  t₁ = (1+√5)/2
+        z₂ = prox(z₁ + s·Dᵀ(x − D z₁))
+        k>2: t = (1+√(1+4t²))/2;  y = z + ((t_prev−1)/t)(z − z_prev);  z = prox(y + s·Dᵀ(x − D y))
+
+    costing ``2·n_steps − 1`` applications of ``D``/``Dᵀ`` in all (``b`` included). Shapes follow ``b``.
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    scale = 1.0 / (1.0 + mu * step_size) if mu else 1.0
+    threshold = lmbd * step_size
+    z = elastic_net_prox(step_size * b, threshold, scale, non_negative)
+    if n_steps == 1:
+        return z
+    z_prev = z
+    z = elastic_net_prox(z + step_size * gradient_step(z), threshold, scale, non_negative)
+    t = (1.0 + math.sqrt(5.0)) / 2.0
+    for _ in range(n_steps - 2):
+        t_prev, t = t, (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = z + ((t_prev - 1.0) / t) * (z - z_prev)
+        z_prev = z
+        z = elastic_net_prox(y + step_size * gradient_step(y), threshold, scale, non_negative)
+    return z
+
+
+def csc_fista(
+    x: Tensor,
+    weight: Tensor,
+    step_size: Lmbd,
+    lmbd: Lmbd,
+    mu: float = 0.0,
+    n_steps: int = 2,
+    non_negative: bool = True,
+    stride: int = 1,
+    padding: int = 0,
+) -> Tensor:
+    """Convolutional sparse code of ``x`` ``(N, C_in, H, W)`` against ``W`` ``(C_out, C_in, k, k)``.
+
+    Returns ``z`` ``(N, C_out, H', W')`` after ``n_steps`` FISTA steps (:func:`fista`).
+    """
+
+    def gradient_step(y: Tensor) -> Tensor:
+        return dict_transpose(x - dict_apply(y, weight, stride, padding), weight, stride, padding)
+
+    b = dict_transpose(x, weight, stride, padding)
+    return fista(b, gradient_step, step_size, lmbd, mu, n_steps, non_negative)
+
+
+def linear_fista(
+    x: Tensor,
+    weight: Tensor,
+    step_size: Lmbd,
+    lmbd: Lmbd,
+    mu: float = 0.0,
+    n_steps: int = 2,
+    non_negative: bool = True,
+) -> Tensor:
+    """Sparse code of ``x`` ``(M, D)`` against the matrix dictionary ``Dᵀ = weight`` ``(K, D)``.
+
+    ``Dᵀx = x @ weightᵀ`` and ``Dz = z @ weight``; returns ``z`` ``(M, K)``.
+    """
+
+    def gradient_step(y: Tensor) -> Tensor:
+        return F.linear(x - y @ weight, weight)
+
+    return fista(F.linear(x, weight), gradient_step, step_size, lmbd, mu, n_steps, non_negative)
+
+
+def lasso_objective(x: Tensor, z: Tensor, x_hat: Tensor, lmbd: Lmbd, mu: float = 0.0) -> Tensor:
+    """Per-sample ``λ‖z‖₁ + μ/2‖z‖² + ½‖x − x̂‖²`` with ``x̂ = Dz``; returns shape ``(N,)``."""
+    dims_x = tuple(range(1, x.dim()))
+    dims_z = tuple(range(1, z.dim()))
+    lm = lmbd.reshape(-1) if isinstance(lmbd, Tensor) else lmbd
+    return (
+        lm * z.abs().sum(dims_z)
+        + 0.5 * mu * z.pow(2).sum(dims_z)
+        + 0.5 * (x - x_hat).pow(2).sum(dims_x)
+    )
+
+
+def normalize_atoms(weight: Tensor, eps: float = 1e-12) -> Tensor:
+    """Each output atom ``weight[i]`` scaled to unit L2 norm (the official ``w_norm``)."""
+    flat = weight.reshape(weight.shape[0], -1)
+    return (flat / flat.norm(dim=1, keepdim=True).clamp_min(eps)).reshape(weight.shape)
+
+
+def power_iteration(
+    gram: Callable[[Tensor], Tensor],
+    v: Tensor,
+    n_iter: int,
+    tol: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Largest eigenvalue ``L`` of a PSD operator ``gram`` (``DᵀD``) by power iteration from ``v``.
+
+    Returns ``(L, v)`` with ``L = ‖gram(v_prev)‖`` for the unit vector ``v_prev`` of the last
+    iteration (a lower bound that converges to ``L``) and ``v`` the new unit vector, to warm-start
+    the next call. With ``tol > 0`` it stops once the squared change of ``v`` is below ``tol``
+    (a data-dependent stop: use ``tol=0`` inside compiled graphs).
+    """
+    v = v / v.norm().clamp_min(1e-30)
+    eig = v.new_zeros(())
+    for _ in range(n_iter):
+        w = gram(v)
+        eig = w.norm()
+        w = w / eig.clamp_min(1e-30)
+        if tol > 0 and float((w - v).pow(2).sum()) < tol:
+            v = w
+            break
+        v = w
+    return eig, v
+
+
+def csc_gram(weight: Tensor, stride: int, padding: int) -> Callable[[Tensor], Tensor]:
+    """``v ↦ DᵀD v`` for a convolutional dictionary (``v`` in code space, ``(1, C_out, H', W')``)."""
+    return lambda v: dict_transpose(dict_apply(v, weight, stride, padding), weight, stride, padding)
+
+
+def linear_gram(weight: Tensor) -> Callable[[Tensor], Tensor]:
+    """``v ↦ DᵀD v = (v @ W) @ Wᵀ`` for a matrix dictionary (``v`` of shape ``(1, K)``)."""
+    return lambda v: F.linear(v @ weight, weight)
