@@ -1,14 +1,83 @@
-"""`sdnet bench` (not built yet)."""
+"""``sdnet bench``: speed (img/s, ms/step) and peak memory of models, side by side in one process."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.markup import escape
+from rich.table import Table
 
+from ..bench import Workload, parse_models, run_bench
+from ..bench.runner import DEFAULT_MODELS
+from ..models.files import atomic_write_json
 from .app import app
-from .common import not_built
+from .common import console, print_json
 
 
-@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_command(ctx: typer.Context) -> None:
-    """(not built yet)"""
-    not_built("bench")
+def _table(report: dict[str, Any]) -> Table:
+    s = report["settings"]
+    flags = " ".join(f for f, on in (("amp", s["amp"]), ("channels-last", s["channels_last"]),
+                                     ("compile", s["compile"])) if on)
+    table = Table(title=f"sdnet bench: {s['mode']}, batch {s['batch_size']}, {s['image_size']}x{s['image_size']}, "
+                        f"{escape(report['machine'])}{', ' + flags if flags else ''}")
+    for col in ("model", "params", "img/s", "ms/step", "ratio", "memory MB", "mem ratio"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in report["results"]:
+        mem = f"{r['memory_mb']:.0f}" if "memory_mb" in r else "-"
+        mr = f"{r['memory_ratio']:.3f}" if "memory_ratio" in r else "-"
+        table.add_row(r["model"], f"{r['params']:,}", f"{r['img_per_s']:.1f}", f"{r['ms_per_step']:.1f}",
+                      f"{r['ratio']:.3f}", mem, mr)
+    return table
+
+
+@app.command("bench")
+def bench_command(
+    models: str = typer.Option(",".join(DEFAULT_MODELS), "--models", "-m", help="Comma-separated model names; ratios are to the first."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per step."),
+    image_size: int = typer.Option(32, "--image-size", help="Input height and width (random images)."),
+    mode: str = typer.Option("train", "--mode", help="train (forward + backward + SGD step) | eval (forward, no grad)."),
+    steps: int = typer.Option(10, "--steps", help="Timed interleaved rounds per model (the median is reported)."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed steps per model first."),
+    inner: Optional[int] = typer.Option(None, "--inner", help="Steps per timed block (default 1 on CPU, 10 on CUDA)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    amp: bool = typer.Option(False, "--amp", help="Autocast the forward to bf16 (fp16 + grad scaling on GPUs without bf16)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Model and inputs in channels_last memory format."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile each model first."),
+    num_classes: int = typer.Option(10, "--num-classes", help="Classifier size."),
+    stem: str = typer.Option("cifar", "--stem", help="cifar | imagenet."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: one child process per model)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON result to this file."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON result object on stdout."),
+) -> None:
+    """Time models side by side: img/s, ms/step, peak memory, parameters, ratios to the first model.
+
+    The models take turns within one process (interleaved rounds, median per model), so load from other programs hits them alike and the ratios stay meaningful on a busy machine. Peak memory is the CUDA allocator's on GPU and a child process's peak RSS on CPU (runtime excluded).
+
+    Examples:
+
+      sdnet bench
+
+      sdnet bench --models resnet18,sdnet18 --batch-size 64 --mode eval --steps 20 --json
+
+      sdnet bench --device cuda --batch-size 128 --amp --channels-last --compile -o bench.json
+    """
+    if mode not in ("train", "eval"):
+        raise ValueError(f"--mode must be train or eval, got {mode!r}")
+    if steps < 1 or warmup < 0 or (inner is not None and inner < 1):
+        raise ValueError("--steps and --inner must be >= 1 and --warmup >= 0")
+    names = parse_models(models)
+    base = Workload(names[0], batch_size=batch_size, image_size=image_size, mode=mode, device=device, amp=amp,
+                    channels_last=channels_last, compile=compile_, num_classes=num_classes, stem=stem)
+    with console.status("benchmarking") as status:
+        report = run_bench(names, base, steps=steps, warmup=warmup, inner=inner, memory=memory,
+                           on_progress=lambda m: status.update(escape(m)))
+    if output is not None:
+        atomic_write_json(output, report)
+    if json_out:
+        print_json(report)
+        return
+    console.print(_table(report))
+    if output is not None:
+        console.print(f"wrote {escape(str(output))}")

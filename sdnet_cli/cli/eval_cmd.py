@@ -1,14 +1,62 @@
-"""`sdnet eval` (not built yet)."""
+"""``sdnet eval MODEL``: top-1, top-5, loss, per-class accuracy and throughput on a test split."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+from rich.markup import escape
+from rich.table import Table
 
+from ..engine.eval_model import eval_model
 from .app import app
-from .common import not_built
+from .common import console, print_json
 
 
-@app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def eval_command(ctx: typer.Context) -> None:
-    """(not built yet)"""
-    not_built("eval")
+@app.command("eval")
+def eval_command(
+    model: str = typer.Argument(..., help="Run dir, model dir, zoo name or Hub repo org/name[@rev]."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the model was trained on)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the dataset."),
+    lmbd: Optional[float] = typer.Option(None, "--lmbd", help="Test-time λ of the CSC layers (see --lmbd-layers)."),
+    lmbd_layers: str = typer.Option("first", "--lmbd-layers", help="first | all: which CSC layers get --lmbd."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Evaluation batch size."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (default: the training size)."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    no_download: bool = typer.Option(False, "--no-download", help="Never download datasets."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON result object on stdout."),
+) -> None:
+    """Evaluate a model on the test split of its dataset.
+
+    Examples:
+
+      sdnet eval runs/digits-sdnet18-20261125-101500
+
+      sdnet eval runs/digits-sdnet18-20261125-101500 --lmbd 0.5 --json
+
+      sdnet eval sdnet18-cifar10 --data-root ~/data --lmbd 0.3 --lmbd-layers all
+    """
+    res = eval_model(model, dataset, data_root, lmbd, lmbd_layers, batch_size, device, image_size, workers,
+                     download=not no_download)
+    if json_out:
+        print_json(res)
+        return
+    lm = f", λ={res['lmbd']:g} ({res['lmbd_layers']} CSC layer{'s' if res['lmbd_layers'] == 'all' else ''})" if res["lmbd"] is not None else ""
+    console.print(f"[bold]{escape(res['architecture'])}[/] from {escape(res['model_dir'])} on {res['dataset']} test "
+                  f"({res['images']} images, {res['image_size']}x{res['image_size']}, {res['device']}{lm})")
+    console.print(f"top-1 [bold]{res['top1']:.2f}%[/]  top-5 {res['top5']:.2f}%  loss {res['loss']:.4f}  "
+                  f"{res['images_per_s']:.0f} img/s")
+    if res["recorded_top1"] is not None and res["lmbd"] is None:
+        console.print(f"recorded at training time: top-1 {res['recorded_top1']:.2f}%")
+    per = res["per_class"]
+    if len(per) <= 20:
+        table = Table(title="per-class top-1 (%)")
+        for i in range(len(per)):
+            table.add_column(str(i), justify="right")
+        table.add_row(*[f"{v:.1f}" if v is not None else "-" for v in per])
+        console.print(table)
+    else:
+        shown = [(i, v) for i, v in enumerate(per) if v is not None]
+        worst = sorted(shown, key=lambda t: t[1])[:5]
+        console.print("worst classes: " + ", ".join(f"{i}: {v:.1f}%" for i, v in worst))

@@ -1,14 +1,84 @@
-"""`sdnet pull-weights` (not built yet)."""
+"""``sdnet pull-weights``: download a zoo model or Hub repo into the Hub cache, verified; ``--list`` shows the zoo."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
 
 from .app import app
-from .common import not_built
+from .common import UsageError, console, print_json
 
 
-@app.command("pull-weights", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def pull_weights_command(ctx: typer.Context) -> None:
-    """(not built yet)"""
-    not_built("pull-weights")
+def _size(n: int | None) -> str:
+    return "–" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def _zoo_rows(cache_dir: Optional[Path]) -> list[dict]:
+    from ..hub.zoo import list_entries
+
+    rows = []
+    for e in list_entries():
+        cached = None
+        if e.published:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(e.repo_id, e.filename, cache_dir=str(cache_dir) if cache_dir else None,
+                                         revision=e.revision)
+            cached = isinstance(hit, str)
+        rows.append({"name": e.name, "architecture": e.architecture, "dataset": e.dataset, "accuracy": e.accuracy,
+                     "repo_id": e.repo_id, "published": e.published, "revision": e.revision, "sha256": e.sha256,
+                     "size": e.size, "cached": cached})
+    return rows
+
+
+@app.command("pull-weights")
+def pull_weights_command(
+    model: Optional[str] = typer.Argument(None, help="Zoo name (see --list) or Hub repo ORG/NAME[@REVISION]."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Hub cache directory (default: HF_HUB_CACHE)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (same as @REVISION)."),
+    list_zoo: bool = typer.Option(False, "--list", help="Show the model zoo: accuracy, published or not, size, cached."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Download a model's safetensors weights from the Hugging Face Hub and print its local model directory.
+
+    Uses the huggingface_hub cache, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1 (cache only). The weights
+    are checked against the zoo's pinned sha256, or the sha256 the Hub announces; a mismatch is refused.
+
+    Examples:
+
+      sdnet pull-weights --list
+
+      sdnet pull-weights sdnet18-cifar10
+
+      sdnet pull-weights my-org/my-sdnet@main --json
+
+      sdnet eval "$(sdnet pull-weights my-org/my-sdnet)" --dataset cifar10
+    """
+    if list_zoo:
+        if model:
+            raise UsageError("pass either a model or --list, not both")
+        rows = _zoo_rows(cache_dir)
+        if json_out:
+            print_json({"models": rows})
+            return
+        table = Table(title="sdnet model zoo (official accuracies, top-1 %)")
+        for col in ("name", "accuracy", "published", "size", "cached", "Hub repo"):
+            table.add_column(col, justify="right" if col in ("accuracy", "size") else "left")
+        for r in rows:
+            table.add_row(r["name"], f"{r['accuracy']:.2f}", "yes" if r["published"] else "not yet", _size(r["size"]),
+                          "–" if r["cached"] is None else ("yes" if r["cached"] else "no"), r["repo_id"])
+        console.print(table)
+        return
+    if not model:
+        raise UsageError("name a model: a zoo name (sdnet pull-weights --list) or ORG/NAME[@REVISION]")
+    from ..hub.pull import pull_weights
+
+    result = pull_weights(model, cache_dir=cache_dir, revision=revision, progress=True)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console.print(f"{result.name} @ {result.revision[:12]}: model.safetensors sha256 {result.sha256}")
+    print(result.path)

@@ -1,14 +1,67 @@
-"""`sdnet visualize` (not built yet)."""
+"""`sdnet visualize`: dictionaries, decoded hidden features, sparsity, FISTA convergence and λ effects as PNGs."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from .app import app
-from .common import not_built
+from .common import console, print_json
 
 
-@app.command("visualize", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def visualize_command(ctx: typer.Context) -> None:
-    """(not built yet)"""
-    not_built("visualize")
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--lambdas must be comma-separated numbers, got {text!r}") from None
+
+
+@app.command("visualize")
+def visualize_command(
+    model: str = typer.Argument(..., help="Run dir, model dir, zoo name or org/repo[@rev]."),
+    what: str = typer.Option("all", "--what", help="Comma list of: dictionary, features, sparsity, convergence, lambda (or all)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of the test images (default: the model's)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the dataset lives (downloaded datasets)."),
+    num_images: int = typer.Option(8, "--num-images", "-n", help="Test images to show and to compute statistics on."),
+    output: Path = typer.Option(Path("viz"), "--output", "-o", help="Folder for the PNGs, JSON files and index.html."),
+    decode: str = typer.Option("auto", "--decode", help="features: 'stack' (whole-stack inversion, sdnet*_all without "
+                               "shortcut), 'layer' (D z of the first CSC layer) or 'auto'."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="features: comma list of points for whole-stack "
+                                         "decoding (layer0, layer2, layer3.1, ...). Default: stem and end of each stage."),
+    lambdas: str = typer.Option("0,0.01,0.05,0.1,0.2,0.5,1,2", "--lambdas", help="lambda: comma list of λ values."),
+    max_steps: int = typer.Option(50, "--max-steps", help="convergence: FISTA iterations to plot (1…N)."),
+    opt_steps: int = typer.Option(300, "--opt-steps", help="convergence: iterations used to estimate the optimum F*."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
+) -> None:
+    """Write interpretability figures of an SDNet and an index.html that shows them with captions.
+
+    \b
+    Figures: the first layer's dictionary sorted by atom usage; hidden features decoded back to
+    image space (whole stack for sdnet*_all without shortcut, else one layer); sparsity per CSC layer;
+    lasso objective vs FISTA iteration against the optimum; reconstruction and sparsity vs λ.
+
+    \b
+    Examples:
+      sdnet visualize runs/digits --output viz/
+      sdnet visualize runs/digits_all --what features --layers layer0,layer1,layer2.1 --decode stack
+      sdnet visualize runs/digits --what lambda --lambdas 0,0.1,0.5,1,2 --json
+    """
+    from ..models.load import load_model_with_config
+    from ..viz.data import load_batch
+    from ..viz.report import VizOptions, parse_what, visualize
+
+    items = parse_what(what)
+    points = [p.strip() for p in layers.split(",") if p.strip()] if layers else None
+    opts = VizOptions(what=items, decode=decode, points=points, lambdas=_floats(lambdas),
+                      max_steps=max_steps, opt_steps=opt_steps)
+    net, config = load_model_with_config(model)
+    batch = load_batch(config, dataset, num_images, data_root)
+    with console.status("visualizing") as status:
+        summary = visualize(net, config, batch, output, opts, progress=lambda m: status.update(f"visualize: {m}"))
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"wrote {len(summary['figures'])} figures to {summary['output']} in {summary['seconds']} s; "
+                      f"open {summary['index']}")

@@ -68,17 +68,29 @@ class _SparseCoding(nn.Module):
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:  # pragma: no cover
         raise NotImplementedError
 
+    @torch.compiler.disable
     @torch.no_grad()
-    def _refresh_step_size(self, code_shape: tuple[int, ...], n_iter: int, tol: float) -> None:
+    def _converge_step_size(self, code_shape: tuple[int, ...]) -> None:
+        """Power iteration to convergence (warm from the last vector when the size is unchanged).
+
+        Runs eagerly, also under ``torch.compile``: a one-time set-up with a data-dependent stop.
+        """
         with torch.autocast(self.weight.device.type, enabled=False):
             if tuple(self._v.shape) != code_shape:
                 gen = torch.Generator(device="cpu").manual_seed(0)
                 self._v = torch.randn(code_shape, generator=gen).to(self.weight.device)
-                n_iter, tol = max(n_iter, _CONVERGE_ITERS), _CONVERGE_TOL
-            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter, tol)
+            eig, v = SF.power_iteration(self._gram(), self._v.float(), _CONVERGE_ITERS, _CONVERGE_TOL)
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
+
+    @torch.no_grad()
+    def _warm_step_size(self, n_iter: int) -> None:
+        """``n_iter`` power iterations from the last vector (the cheap per-training-step refresh; traceable)."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter, 0.0)
+            self._v.copy_(v)
+            self.step_size.copy_(0.9 / eig)
 
     def update_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
         """Recompute ``step_size = 0.9 / L`` by power iteration run to convergence.
@@ -91,13 +103,17 @@ class _SparseCoding(nn.Module):
             shape = tuple(self._v.shape)
         else:
             raise ValueError("update_step_size() needs input_shape before the layer has seen an input")
-        self._refresh_step_size(shape, _CONVERGE_ITERS, _CONVERGE_TOL)
+        self._converge_step_size(shape)
 
     def _maybe_refresh(self, x: Tensor) -> None:
         if self.training:
-            self._refresh_step_size(self._code_shape(x), self.power_iters, 0.0)
+            shape = self._code_shape(x)
+            if tuple(self._v.shape) != shape:
+                self._converge_step_size(shape)
+            elif self.power_iters > 0:
+                self._warm_step_size(self.power_iters)
         elif not self._step_size_ready:
-            self._refresh_step_size(self._code_shape(x), _CONVERGE_ITERS, _CONVERGE_TOL)
+            self._converge_step_size(self._code_shape(x))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -179,7 +195,7 @@ class CSCConv2d(_SparseCoding):
     def forward(self, x: Tensor) -> Tensor:
         self._train_step_prelude(x)
         return SF.csc_fista(
-            self._expand(x), self.weight, self.step_size.to(x.dtype), self._lmbd_for(x), self.mu,
+            self._expand(x), self.weight, self.step_size, self._lmbd_for(x), self.mu,
             self.n_steps, self.non_negative, self.stride, self.padding,
         )
 

@@ -1,0 +1,298 @@
+"""Training configuration: a typed dataclass schema, YAML files and ``a.b=value`` overrides.
+
+Resolution order (later wins): schema defaults (= the bundled ``digits`` recipe) → a preset or YAML
+file (``--config``; ``--dataset NAME`` alone selects the preset of that dataset) → command-line flags →
+``--set section.key=value``. Unknown keys and values of the wrong type are ``ValueError``s that name the
+key. The presets are the files in ``configs/``; they are also embedded here (:data:`PRESETS`) so
+``sdnet train`` works from any directory (a test checks both agree).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelSection:
+    """The network: a registry name and its SDNet options."""
+
+    name: str = "sdnet18"
+    lmbd: float = 0.1
+    n_steps: int = 2
+    mu: float = 0.0
+    non_negative: bool = True
+    expansion: int = 1
+    shortcut: bool = True
+    sync_bn: bool = False
+
+
+@dataclass
+class DataSection:
+    """Which data and how it is fed."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    image_size: int | None = None
+    download: bool = True
+    augment: bool = True
+    workers: int = 0
+    skip_bad_images: bool = False
+
+
+@dataclass
+class OptimSection:
+    """Optimizer and learning-rate schedule (per iteration)."""
+
+    name: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TrainSection:
+    """Loop, hardware and output."""
+
+    epochs: int = 8
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    seed: int = 0
+    limit_batches: int = 0
+    device: str = "auto"
+    amp: bool = False
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int = 0
+    output: str | None = None
+    tensorboard: bool = True
+    checkpoint_every: int = 0
+    verify_ddp: bool = False
+
+
+@dataclass
+class Config:
+    """A full training configuration (see ``configs/*.yaml``)."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optim.name": ("sgd", "adamw"),
+    "optim.schedule": ("cosine", "step", "constant"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.amp_dtype": ("bfloat16", "float16"),
+}
+
+_CIFAR = {"optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                    "schedule": "cosine"},
+          "train": {"epochs": 220, "batch_size": 128}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {},
+    "cifar10": {"data": {"dataset": "cifar10"}, **_CIFAR},
+    "cifar100": {"data": {"dataset": "cifar100"}, **_CIFAR},
+    "imagenet": {"data": {"dataset": "imagenet", "workers": 8},
+                 "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
+                           "schedule": "step", "milestones": [30, 60, 90], "gamma": 0.1},
+                 "train": {"epochs": 100, "batch_size": 512}},
+}
+
+
+# -- typed assignment -------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(key: str, tp: Any, value: Any) -> Any:
+    """``value`` checked (and, for strings from ``--set``, parsed) against annotation ``tp``; else ``ValueError``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(key, a, value)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if errors else f"{key}: cannot be null")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):
+            s = value.strip()
+            value = yaml.safe_load(s) if s.startswith("[") else [v for v in s.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
+        return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{key}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # internal: schema uses only the types above
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Assign ``cfg.<section>.<name> = value`` after checking the key exists and the type fits."""
+    parts = key.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"config key {key!r} must look like section.name (sections: {', '.join(_fields(cfg))})")
+    section, name = parts
+    if section not in _fields(cfg):
+        raise ValueError(f"unknown config key {key!r}: no section {section!r} (sections: {', '.join(_fields(cfg))})")
+    sec = getattr(cfg, section)
+    fields = _fields(sec)
+    if name not in fields:
+        raise ValueError(f"unknown config key {key!r}; {section} has: {', '.join(fields)}")
+    v = coerce(key, fields[name], value)
+    if key in CHOICES and v not in CHOICES[key]:
+        raise ValueError(f"{key}: expected one of {', '.join(CHOICES[key])}, got {v!r}")
+    setattr(sec, name, v)
+
+
+def merge_dict(cfg: Config, data: Any, source: str = "config") -> Config:
+    """Apply a nested ``{section: {name: value}}`` mapping onto ``cfg`` (in place; returns it)."""
+    if data is None:
+        return cfg
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping of sections ({', '.join(_fields(cfg))}), got {type(data).__name__}")
+    for section, values in data.items():
+        if section not in _fields(cfg):
+            raise ValueError(f"{source}: unknown config key {section!r} (sections: {', '.join(_fields(cfg))})")
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: section {section!r} must be a mapping, got {values!r}")
+        for name, value in values.items():
+            try:
+                set_value(cfg, f"{section}.{name}", value)
+            except ValueError as e:
+                raise ValueError(f"{source}: {e}") from None
+    return cfg
+
+
+def parse_override(item: str) -> tuple[str, str]:
+    """``'a.b=value'`` → ``('a.b', 'value')``."""
+    if "=" not in item:
+        raise ValueError(f"--set expects KEY=VALUE (e.g. train.epochs=5), got {item!r}")
+    key, value = item.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def apply_overrides(cfg: Config, items: list[str]) -> Config:
+    """Apply ``--set`` items (``section.name=value``) in order."""
+    for item in items:
+        key, value = parse_override(item)
+        set_value(cfg, key, value)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML config file; a syntax error becomes a ``ValueError`` with file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (presets: {', '.join(PRESETS)})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"bad YAML in {path}{where}: {problem}") from None
+    return data if data is not None else {}
+
+
+def preset(name: str) -> Config:
+    """The embedded recipe ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagenet``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)} (or a path to a YAML file)")
+    return merge_dict(Config(), copy.deepcopy(PRESETS[name]), f"preset {name}")
+
+
+def load_config(source: str | Path | None = None) -> Config:
+    """A :class:`Config` from a preset name, a YAML file (merged over the defaults) or the defaults."""
+    if source is None:
+        return Config()
+    if isinstance(source, str) and source in PRESETS and not Path(source).exists():
+        return preset(source)
+    return merge_dict(Config(), load_yaml(source), str(source))
+
+
+def resolve_config(
+    config: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Defaults → ``config`` (or the preset of ``flags['data.dataset']``) → ``flags`` (``key: value``, ``None``
+    skipped) → ``overrides`` (``--set`` items)."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if config is None and flags.get("data.dataset") in PRESETS:
+        cfg = preset(flags["data.dataset"])
+    else:
+        cfg = load_config(config)
+    for key, value in flags.items():
+        set_value(cfg, key, value)
+    return apply_overrides(cfg, overrides or [])
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a run's ``config.yaml``)."""
+    return merge_dict(Config(), data)

@@ -1,0 +1,286 @@
+"""Datasets by name: ``digits`` (bundled), ``cifar10``, ``cifar100`` (torchvision), ``imagenet`` (ImageFolder).
+
+- :func:`dataset_info` — classes, image size, normalisation and stem of a dataset.
+- :func:`build_dataset` — a torch ``Dataset`` of ``(normalised float (C, H, W), int label)``.
+- :func:`load_raw_images` — clean uint8 ``(N, H, W, 3)`` images + int64 labels (corruptions work on these).
+
+Training datasets draw their augmentation from :func:`~sdnet_cli.data.transforms.sample_generator`
+``(seed, epoch, index)``; call ``set_epoch(epoch)`` before each epoch (the training loop does).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from . import transforms as T
+from .digits import DEFAULT_IMAGE_SIZE as DIGITS_SIZE
+from .digits import load_digits
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# digits: mean/std of all pixels of the 1,437 training images at 16×16 (load_digits('train', 16) / 255,
+# float64, all three identical channels); tests/test_data.py recomputes them.
+DIGITS_MEAN = (0.3054, 0.3054, 0.3054)
+DIGITS_STD = (0.3185, 0.3185, 0.3185)
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    stem: str
+    in_chans: int = 3
+
+
+_INFO = {
+    "digits": DatasetInfo("digits", 10, DIGITS_SIZE, DIGITS_MEAN, DIGITS_STD, "cifar"),
+    "cifar10": DatasetInfo("cifar10", 10, 32, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    "cifar100": DatasetInfo("cifar100", 100, 32, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    "imagenet": DatasetInfo("imagenet", 1000, 224, IMAGENET_MEAN, IMAGENET_STD, "imagenet"),
+}
+
+
+def check_dataset_name(name: str) -> None:
+    """Raise ``ValueError`` listing the valid names when ``name`` is unknown."""
+    if name not in _INFO:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """:class:`DatasetInfo` of ``name`` (``digits`` | ``cifar10`` | ``cifar100`` | ``imagenet``)."""
+    check_dataset_name(name)
+    return _INFO[name]
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+class _Augmented(Dataset):
+    """Base: per-sample generator from ``(seed, epoch, index)`` when training, none otherwise."""
+
+    def __init__(self, transform: T.Transform, train: bool, seed: int = 0) -> None:
+        self.transform = transform
+        self.train = train
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def _gen(self, index: int) -> torch.Generator | None:
+        return T.sample_generator(self.seed, self.epoch, index) if self.train else None
+
+
+class ArrayDataset(_Augmented):
+    """In-memory uint8 ``(N, H, W, C)`` images with int64 labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: T.Transform, train: bool,
+                 num_classes: int, seed: int = 0) -> None:
+        super().__init__(transform, train, seed)
+        self.images = images
+        self.targets = np.asarray(labels, dtype=np.int64)
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[index], self._gen(index)), int(self.targets[index])
+
+
+class FolderDataset(_Augmented):
+    """An ImageFolder tree (``class/xxx.jpg``). An unreadable image is an error naming the file, or —
+    with ``skip_bad=True`` — is replaced by the next readable image and reported once by ``warnings``."""
+
+    def __init__(self, samples: list[tuple[str, int]], classes: list[str], transform: T.Transform, train: bool,
+                 seed: int = 0, skip_bad: bool = False) -> None:
+        super().__init__(transform, train, seed)
+        self.samples = samples
+        self.classes = classes
+        self.targets = np.asarray([t for _, t in samples], dtype=np.int64)
+        self.num_classes = len(classes)
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        for k in range(len(self.samples)):
+            path, target = self.samples[(index + k) % len(self.samples)]
+            try:
+                img = read_image(path)
+            except ValueError:
+                if not self.skip_bad:
+                    raise
+                warnings.warn(f"skipping unreadable image {path}", RuntimeWarning, stacklevel=2)
+                continue
+            return self.transform(img, self._gen(index)), target
+        raise ValueError("no readable image in the dataset")
+
+
+def read_image(path: str) -> Image.Image:
+    """Open and decode an image as RGB; a damaged file is a ``ValueError`` naming it and the way out."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(
+            f"cannot read image {path} ({type(e).__name__}: {e}); remove or replace it, "
+            "or pass --set data.skip_bad_images=true to skip unreadable images"
+        ) from None
+
+
+# -- sources ----------------------------------------------------------------------------------------
+def _cifar_class(name: str) -> Any:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    base = CIFAR10 if name == "cifar10" else CIFAR100
+
+    class _Cifar(base):  # type: ignore[misc, valid-type]
+        """torchvision's CIFAR reader; the md5 check of the extracted files becomes an existence check
+        (the downloaded archive is still md5-verified by torchvision), so small local copies load too."""
+
+        def _check_integrity(self) -> bool:
+            files = [*self.train_list, *self.test_list, [self.meta["filename"], None]]
+            return all(os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f, _ in files)
+
+        def _load_meta(self) -> None:
+            import pickle  # torchvision's own on-disk format, read by its own code path
+
+            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
+            with open(path, "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return _Cifar
+
+
+def default_root(name: str) -> Path:
+    """Where a dataset lives without ``--data-root``: ``$SDNET_DATA`` or ``~/.cache/sdnet/data``, plus ``name``
+    for ImageNet."""
+    base = Path(os.environ.get("SDNET_DATA", Path.home() / ".cache" / "sdnet" / "data"))
+    return base / name if name == "imagenet" else base
+
+
+def load_cifar(name: str, split: str, root: str | Path | None = None, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10/100 ``(uint8 (N, 32, 32, 3), int64 (N,))`` from ``root`` (torchvision layout), downloading if allowed."""
+    root = Path(root) if root is not None else default_root(name)
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    url = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" if name == "cifar10"
+           else "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz")
+    how = (f"download {url} and extract it into {root} (giving {root / folder}), "
+           f"or pass --data-root DIR pointing to the folder that holds {folder}/")
+    cls = _cifar_class(name)
+    try:
+        ds = cls(str(root), train=(split == "train"), download=download)
+    except RuntimeError as e:
+        if "not found" in str(e).lower():
+            raise ValueError(f"{name} not found in {root} and download is off: {how}") from None
+        raise ValueError(f"{name} in {root} is damaged ({e}): {how}") from None
+    except (OSError, EOFError) as e:  # no network (URLError is an OSError), truncated file, …
+        raise ValueError(f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}): {how}") from None
+    except Exception as e:  # noqa: BLE001 - damaged pickles raise many types
+        raise ValueError(f"{name} in {root} could not be read ({type(e).__name__}: {e}): {how}") from None
+    return np.ascontiguousarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
+
+
+def imagenet_samples(split: str, root: str | Path | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """``(samples, classes)`` of ``root/train`` or ``root/val`` (ImageFolder layout; ``test`` reads ``val``)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    root = Path(root) if root is not None else default_root("imagenet")
+    folder = root / ("train" if split == "train" else "val")
+    if not folder.is_dir():
+        raise ValueError(f"ImageFolder split {folder} not found: --dataset imagenet needs --data-root DIR "
+                         "with DIR/train/<class>/*.JPEG and DIR/val/<class>/*.JPEG")
+    # class indices come from train/ (so val/ with a missing class keeps the same label numbers)
+    ref = root / "train" if (root / "train").is_dir() else folder
+    classes = sorted(e.name for e in os.scandir(ref) if e.is_dir())
+    if not classes:
+        raise ValueError(f"{folder} has no class folders (expected {folder}/<class>/<image>)")
+    index = {c: i for i, c in enumerate(classes)}
+    extra = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name not in index)
+    if extra:
+        raise ValueError(f"{folder} has class folders that train/ lacks: {', '.join(extra[:3])}")
+    samples = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS, allow_empty=True)
+    if not samples:
+        raise ValueError(f"{folder} holds no images with extensions {', '.join(IMG_EXTENSIONS)}")
+    return samples, classes
+
+
+def build_dataset(
+    name: str,
+    split: str = "train",
+    root: str | Path | None = None,
+    train_transform: bool = False,
+    download: bool = True,
+    image_size: int | None = None,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+) -> Dataset:
+    """A torch ``Dataset`` of ``(normalised float (3, S, S), int label)`` for ``split`` of ``name``.
+
+    ``train_transform`` turns on the paper's augmentation (seeded per sample by ``(seed, epoch, index)``);
+    ``image_size`` defaults to the dataset's (digits 16, CIFAR 32, ImageNet 224). The result has
+    ``targets`` (int64 array) and ``num_classes``.
+    """
+    info = dataset_info(name)
+    _check_split(split)
+    size = int(image_size or info.image_size)
+    if name == "imagenet":
+        samples, classes = imagenet_samples(split, root)
+        tf = T.pil_transform(info.mean, info.std, train_transform, size)
+        return FolderDataset(samples, classes, tf, train_transform, seed, skip_bad_images)
+    if name == "digits":
+        images, labels = load_digits(split, size)
+        tf = T.array_transform(info.mean, info.std, train_transform, size, padding=max(1, size // 8), flip=False)
+    else:
+        images, labels = load_cifar(name, split, root, download)
+        if size != 32:
+            raise ValueError(f"{name} images are 32x32; data.image_size={size} is not supported for it")
+        tf = T.array_transform(info.mean, info.std, train_transform, size, padding=4, flip=True)
+    return ArrayDataset(images, labels, tf, train_transform, info.num_classes, seed)
+
+
+def load_raw_images(
+    name: str, split: str = "test", root: str | Path | None = None, image_size: int | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clean images before normalisation: uint8 ``(N, H, W, 3)`` and int64 ``(N,)``.
+
+    ImageNet images are resized (short side ``S·256/224``) and centre-cropped to ``S`` (default 224) — all
+    of them in memory, so use it on small folders.
+    """
+    info = dataset_info(name)
+    _check_split(split)
+    if name == "digits":
+        return load_digits(split, int(image_size or info.image_size))
+    if name in ("cifar10", "cifar100"):
+        return load_cifar(name, split, root, download)
+    size = int(image_size or info.image_size)
+    samples, _ = imagenet_samples(split, root)
+    resize = int(round(size * 256 / 224))
+    images = np.stack([np.asarray(T.resize_center_crop(read_image(p), size, resize)) for p, _ in samples])
+    return images, np.asarray([t for _, t in samples], dtype=np.int64)

@@ -1,0 +1,186 @@
+"""Training state for exact resume: safetensors (tensors) + JSON (everything else), no pickle.
+
+A state is the pair ``state/ckpt-<step>.safetensors`` + ``state/ckpt-<step>.json``. Each file is written
+atomically (temporary name + rename) and the JSON — written last — carries a random token that the
+safetensors header repeats: a pair counts only when both exist and the tokens match, so a kill at any
+moment leaves the previous complete state loadable. Older pairs are removed after a new one is complete.
+
+Contents: model weights and buffers (``model.*``), each CSC layer's power-iteration vector
+(``csc_v.<i>``), optimizer state (``optim.<param>.<name>``; its scalars and param groups in JSON), the
+AMP grad-scaler, RNG states (torch, CUDA, numpy, python) and the loop position (epoch, batches done,
+global step, best metric, per-epoch history, running sums of the epoch in progress).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ..layers import csc_layers
+from ..models.files import atomic_save_safetensors, atomic_write_json
+
+FORMAT = "sdnet-train-state"
+_NAME = re.compile(r"^ckpt-(\d+)-[0-9a-f]+\.json$")
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands: ``epoch`` in progress (0-based) with ``batch`` batches of it done."""
+
+    epoch: int = 0
+    batch: int = 0
+    global_step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    meter: dict[str, float] = field(default_factory=dict)
+
+
+# -- RNG ------------------------------------------------------------------------------------------
+def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """RNG states of torch (CPU and CUDA), numpy and python as ``(tensors, json)``."""
+    tensors = {"rng.torch": torch.get_rng_state().clone()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s.clone()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss_next = random.getstate()
+    meta = {"numpy": [kind, int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(internal), gauss_next]}
+    return tensors, meta
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = meta["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+# -- optimizer ------------------------------------------------------------------------------------
+def flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors ``optim.<param>.<name>`` and a JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for name, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[name] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for pid, d in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(d)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# -- save / load ----------------------------------------------------------------------------------
+def _pairs(directory: Path) -> list[tuple[tuple[int, int], Path]]:
+    """JSON records, newest first (by global step, then modification time)."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for p in directory.iterdir():
+        m = _NAME.match(p.name)
+        if m:
+            try:
+                found.append(((int(m.group(1)), p.stat().st_mtime_ns), p))
+            except OSError:
+                continue
+    return sorted(found, reverse=True)
+
+
+def save_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
+               scaler: Any = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a complete training state into ``directory``; returns the JSON path."""
+    directory = Path(directory)
+    token = secrets.token_hex(16)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    for i, layer in enumerate(csc_layers(model)):
+        tensors[f"csc_v.{i}"] = layer._v.detach().cpu().contiguous().clone()
+    opt_t, opt_meta = flatten_optimizer(optimizer.state_dict())
+    rng_t, rng_meta = capture_rng()
+    tensors.update(opt_t)
+    tensors.update(rng_t)
+    stem = f"ckpt-{loop.global_step:09d}-{token[:8]}"
+    weights = directory / f"{stem}.safetensors"
+    atomic_save_safetensors(tensors, weights, {"format": FORMAT, "token": token})
+    meta = {
+        "format": FORMAT, "token": token, "weights": weights.name, "loop": asdict(loop),
+        "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler.state_dict() if scaler is not None else None,
+        "extra": extra or {},
+    }
+    path = directory / f"{stem}.json"  # the commit record of the pair
+    atomic_write_json(path, meta)
+    for stale in [*directory.glob("ckpt-*"), *directory.glob(".ckpt-*.tmp")]:
+        if stale not in (path, weights):  # older states and leftovers of killed saves
+            stale.unlink(missing_ok=True)
+    return path
+
+
+def _complete(json_path: Path) -> tuple[dict[str, Any], Path] | None:
+    try:
+        meta = json.loads(json_path.read_text())
+        weights = json_path.parent / meta["weights"]
+        with safe_open(str(weights), "pt") as f:
+            ok = (f.metadata() or {}).get("token") == meta["token"] and meta.get("format") == FORMAT
+    except (OSError, ValueError, KeyError, TypeError, Exception):  # noqa: BLE001 - any damage = incomplete
+        return None
+    return (meta, weights) if ok else None
+
+
+def find_state(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest complete ``(meta, weights_path)`` in ``directory``, or ``None``."""
+    for _, path in _pairs(Path(directory)):
+        found = _complete(path)
+        if found is not None:
+            return found
+    return None
+
+
+def load_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: Any = None, restore_rngs: bool = True) -> tuple[LoopState, dict[str, Any]]:
+    """Restore the newest complete state of ``directory`` into ``model``/``optimizer``/``scaler`` (and the
+    RNGs); returns ``(loop, extra)``. Raises ``FileNotFoundError`` when there is none."""
+    found = find_state(directory)
+    if found is None:
+        raise FileNotFoundError(f"no complete training state in {directory}: nothing to resume")
+    meta, weights = found
+    tensors = load_file(str(weights))
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    for i, layer in enumerate(csc_layers(model)):
+        layer._v = tensors[f"csc_v.{i}"].clone().to(device)
+        layer._step_size_ready = True
+    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    if restore_rngs:
+        restore_rng(tensors, meta["rng"])
+    return LoopState(**meta["loop"]), meta.get("extra", {})

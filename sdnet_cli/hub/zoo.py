@@ -1,0 +1,135 @@
+"""The model zoo: named SDNet checkpoints on the Hugging Face Hub.
+
+Each entry names a Hub repository (a model directory: ``model.safetensors`` + ``config.json`` +
+``README.md``), the architecture it holds and the official top-1 accuracy (SDNet paper / official
+README). An entry is *published* once its Hub ``revision`` (a 40-hex commit) and the ``sha256`` of its
+``model.safetensors`` are pinned here; until then pulling it says so. Never fill those fields with
+anything but values read from the uploaded repository (``sdnet export … --push-to-hub`` prints them).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+HUB_ORG = "sdnet"
+"""Planned Hub organisation of the zoo repositories (nothing is uploaded there yet)."""
+
+WEIGHTS_FILE = "model.safetensors"
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+OFFICIAL_NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": (CIFAR_MEAN, CIFAR_STD),
+    "cifar100": (CIFAR_MEAN, CIFAR_STD),  # the official code uses the CIFAR-10 statistics for both
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+}
+"""Input normalisation of the official training code (``train.py``), per dataset."""
+
+OFFICIAL_CSC_ARGS: dict[str, Any] = {"lmbd": 0.1, "n_steps": 2, "mu": 0.0, "non_negative": True}
+"""CSC settings of every official checkpoint (``experiments/*.yaml``: λ 0.1, 2 FISTA steps, μ 0, z ≥ 0)."""
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named checkpoint: where it lives on the Hub, what it is, and its pins once published."""
+
+    name: str
+    architecture: str
+    dataset: str
+    num_classes: int
+    stem: str
+    shortcut: bool
+    accuracy: float
+    """Official top-1 accuracy in percent (SDNet paper / official README)."""
+    repo_id: str
+    filename: str = WEIGHTS_FILE
+    revision: str | None = None
+    """Hub commit (40 hex) of the published repository; ``None`` until published."""
+    sha256: str | None = None
+    """sha256 of ``filename`` at ``revision``; ``None`` until published."""
+    size: int | None = None
+    """Size of ``filename`` in bytes, when known."""
+
+    def __post_init__(self) -> None:
+        if (self.revision is None) != (self.sha256 is None):
+            raise ValueError(f"zoo entry {self.name}: pin both revision and sha256, or neither")
+        if self.revision is not None and not _COMMIT.fullmatch(self.revision):
+            raise ValueError(f"zoo entry {self.name}: revision must be a 40-hex commit, got {self.revision!r}")
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"zoo entry {self.name}: sha256 must be 64 hex digits, got {self.sha256!r}")
+
+    @property
+    def published(self) -> bool:
+        """Whether the weights are on the Hub with a pinned revision and sha256."""
+        return self.revision is not None and self.sha256 is not None
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``create_model`` besides ``num_classes`` and ``stem``."""
+        args = dict(OFFICIAL_CSC_ARGS)
+        if self.architecture.endswith("_all"):
+            args["shortcut"] = self.shortcut
+        return args
+
+    def export_command(self) -> str:
+        """The ``sdnet export`` command that turns the official ``model_best.pth.tar`` into this entry."""
+        flags = f"--arch {self.architecture} --num-classes {self.num_classes} --stem {self.stem}"
+        if not self.shortcut:
+            flags += " --no-shortcut"
+        return f"sdnet export model_best.pth.tar {flags} --dataset {self.dataset} --output {self.name}"
+
+
+def _entry(arch: str, dataset: str, shortcut: bool, accuracy: float) -> ZooEntry:
+    num_classes, stem = {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"), "imagenet": (1000, "imagenet")}[dataset]
+    name = f"{arch}{'' if shortcut else '-noshortcut'}-{dataset}"
+    return ZooEntry(name=name, architecture=arch, dataset=dataset, num_classes=num_classes, stem=stem,
+                    shortcut=shortcut, accuracy=accuracy, repo_id=f"{HUB_ORG}/{name}")
+
+
+# Official accuracies: the official SDNet README's "Pre-trained Models" table (top-1, %).
+ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+    _entry("sdnet18", "cifar10", True, 95.34),
+    _entry("sdnet18_all", "cifar10", True, 95.02),
+    _entry("sdnet18_all", "cifar10", False, 94.89),
+    _entry("sdnet18", "cifar100", True, 78.45),
+    _entry("sdnet18_all", "cifar100", True, 77.89),
+    _entry("sdnet18_all", "cifar100", False, 77.28),
+    _entry("sdnet18", "imagenet", True, 69.78),
+    _entry("sdnet18_all", "imagenet", True, 69.68),
+    _entry("sdnet18_all", "imagenet", False, 69.03),
+)}
+
+
+def list_entries() -> list[ZooEntry]:
+    """All zoo entries, in table order."""
+    return list(ZOO.values())
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The zoo entry ``name``; a ``ValueError`` suggesting the closest names when it does not exist."""
+    if name in ZOO:
+        return ZOO[name]
+    close = difflib.get_close_matches(name, list(ZOO), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown zoo model {name!r}.{hint} Run 'sdnet pull-weights --list' for the zoo, "
+                     "or pass a Hub repo as ORG/NAME[@REVISION]")
+
+
+def find_entry(architecture: str, num_classes: int, stem: str, shortcut: bool = True) -> ZooEntry | None:
+    """The zoo entry with this architecture, head and stem (``None`` if there is none)."""
+    for e in ZOO.values():
+        if (e.architecture, e.num_classes, e.stem, e.shortcut) == (architecture, num_classes, stem, shortcut):
+            return e
+    return None
+
+
+def dataset_for(num_classes: int, stem: str) -> str | None:
+    """The official dataset of a head size and stem (``10, 'cifar'`` → ``'cifar10'``), else ``None``."""
+    return {(10, "cifar"): "cifar10", (100, "cifar"): "cifar100", (1000, "imagenet"): "imagenet"}.get((num_classes, stem))

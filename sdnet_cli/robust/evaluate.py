@@ -1,0 +1,169 @@
+"""Accuracy and first-layer reconstruction error of a model on uint8 images, at a chosen test-time λ.
+
+``evaluate(model, images, labels, mean, std, lmbd)`` normalises ``x = (images/255 − mean) / std``, runs
+the model in batches and records, per sample, whether the prediction is right, the cross-entropy, and
+the reconstruction error ``‖x₀ − D z‖²`` of the first CSC layer (``x₀`` its input: the normalised image
+for the stem). ``lmbd`` is a float or a per-sample array ``(N,)``; it is set on the first (or every) CSC
+layer for the call and restored afterwards.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..layers import csc_layers, set_lmbd
+from ..layers.csc import CSCConv2d
+
+
+@dataclass
+class EvalResult:
+    """Per-sample outcome of one evaluation: ``correct`` bool ``(N,)``, ``loss`` ``(N,)``, ``recon`` ``(N,)`` or None."""
+
+    correct: np.ndarray
+    loss: np.ndarray
+    recon: np.ndarray | None
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy in percent."""
+        return 100.0 * float(self.correct.mean()) if len(self.correct) else float("nan")
+
+    @property
+    def recon_error(self) -> float | None:
+        """Mean first-layer ``‖x − Dz‖²`` over the samples (None without a CSC layer)."""
+        return None if self.recon is None else float(self.recon.mean())
+
+
+def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 ``(N, H, W, C)`` → normalised float ``(N, C, H, W)``."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def first_csc(model: nn.Module) -> CSCConv2d | None:
+    """The first convolutional sparse coding layer of ``model`` (None for a plain ResNet)."""
+    layers = [m for m in csc_layers(model) if isinstance(m, CSCConv2d)]
+    return layers[0] if layers else None
+
+
+def training_lmbd(model: nn.Module) -> float | None:
+    """λ the first CSC layer holds now (the trained value after loading), None for a plain ResNet."""
+    layer = first_csc(model)
+    if layer is None:
+        return None
+    return float(layer.lmbd) if not isinstance(layer.lmbd, Tensor) else None
+
+
+@contextmanager
+def lambda_override(model: nn.Module, lmbd: float | Tensor | None, layers: str = "first") -> Iterator[None]:
+    """Set λ for the duration of a ``with`` block (no-op for ``None``), restoring every layer's value after."""
+    found = csc_layers(model)
+    saved = [layer.lmbd for layer in found]
+    try:
+        if lmbd is not None:
+            set_lmbd(model, lmbd, layers)
+        yield
+    finally:
+        for layer, value in zip(found, saved):
+            layer.lmbd = value
+
+
+class _ReconHook:
+    """Forward hook on the first CSC layer storing ``‖x − Dz‖²`` per sample of the last batch."""
+
+    def __init__(self, layer: CSCConv2d) -> None:
+        self.layer = layer
+        self.value: Tensor | None = None
+        self.handle = layer.register_forward_hook(self)
+
+    def __call__(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        with torch.no_grad():
+            self.value = self.layer.reconstruction_error(inputs[0].detach(), output.detach())
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+@torch.inference_mode()
+def evaluate_tensor(
+    model: nn.Module,
+    x: Tensor,
+    labels: np.ndarray,
+    lmbd: float | np.ndarray | None = None,
+    layers: str = "first",
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> EvalResult:
+    """Evaluate normalised inputs ``x`` ``(N, C, H, W)``; ``lmbd`` float, per-sample ``(N,)`` or None (as is)."""
+    model.eval()
+    layer = first_csc(model)
+    hook = _ReconHook(layer) if layer is not None else None
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    correct, losses, recons = [], [], []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+            lm: float | Tensor | None = lmbd
+            if isinstance(lmbd, np.ndarray):
+                lm = torch.as_tensor(lmbd[i:i + batch_size], dtype=torch.float32, device=device).view(-1, 1, 1, 1)
+            with lambda_override(model, lm, layers):
+                logits = model(xb).float().cpu()
+            yb = y[i:i + batch_size]
+            correct.append((logits.argmax(1) == yb).numpy())
+            losses.append(F.cross_entropy(logits, yb, reduction="none").numpy())
+            if hook is not None and hook.value is not None:
+                recons.append(hook.value.float().cpu().numpy())
+    finally:
+        if hook is not None:
+            hook.remove()
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
+    return EvalResult(cat(correct).astype(bool), cat(losses), cat(recons) if hook is not None else None)
+
+
+def evaluate(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    lmbd: float | np.ndarray | None = None,
+    layers: str = "first",
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> EvalResult:
+    """Evaluate uint8 ``images`` ``(N, H, W, 3)`` against int ``labels`` ``(N,)`` at ``lmbd`` (see module doc)."""
+    return evaluate_tensor(model, to_input(images, mean, std), labels, lmbd, layers, batch_size, device)
+
+
+def sweep_lambdas(
+    model: nn.Module,
+    x: Tensor,
+    labels: np.ndarray,
+    lambdas: Sequence[float],
+    layers: str = "first",
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[], None] | None = None,
+) -> list[EvalResult]:
+    """One :class:`EvalResult` per λ in ``lambdas`` for normalised inputs ``x``."""
+    out = []
+    for lm in lambdas:
+        out.append(evaluate_tensor(model, x, labels, float(lm), layers, batch_size, device))
+        if on_step:
+            on_step()
+    return out
+
+
+def best_index(results: Sequence[EvalResult]) -> int:
+    """Index of the best result: highest accuracy, ties broken by the lower mean cross-entropy."""
+    return min(range(len(results)), key=lambda i: (-results[i].accuracy, float(results[i].loss.mean())))

@@ -1,0 +1,148 @@
+"""Per-sample test-time λ from the first layer's reconstruction error (the SDNet paper's procedure).
+
+Calibration, on clean images of the *training* split with synthetic noise (by default none, Gaussian
+σ = .1, .2 and salt-and-pepper .1, .2, .3 — :data:`DEFAULT_NOISES`): for each noise, sweep λ over
+``lambdas`` and take the best λ (highest accuracy, ties → lower mean cross-entropy); record
+the mean reconstruction error ``r = ‖x − Dz‖²`` of the first CSC layer measured at the *probe* λ (the
+training λ). A least-squares line ``λ* ≈ a·r + b`` through the (r, best λ) points is the fit. At test
+time each sample is coded once at the probe λ, its ``rᵢ`` gives ``λᵢ = clip(a·rᵢ + b, λ_min, λ_max)``,
+and the model is run again with that per-sample λ. (The official script plots the best λ against the
+error measured *at* the best λ; measuring at the probe λ is what makes the rule usable before λ is
+chosen.) The fit is stored as ``lambda_fit.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..data.corruptions.noise import PARAM_FUNCS
+from ..models.files import atomic_write_json
+from .evaluate import best_index, evaluate_tensor, sweep_lambdas, to_input
+
+FIT_FORMAT = "sdnet-lambda-fit"
+DEFAULT_NOISES: tuple[tuple[str, float], ...] = (
+    ("clean", 0.0), ("gaussian_noise", 0.1), ("gaussian_noise", 0.2),
+    ("impulse_noise", 0.1), ("impulse_noise", 0.2), ("impulse_noise", 0.3),
+)
+
+
+@dataclass
+class LambdaFit:
+    """``λ(r) = clip(slope·r + intercept, lmbd_min, lmbd_max)`` with ``r`` measured at ``probe_lmbd``."""
+
+    slope: float
+    intercept: float
+    probe_lmbd: float
+    lmbd_min: float
+    lmbd_max: float
+    layers: str = "first"
+    points: list[dict[str, float]] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, recon: np.ndarray | float) -> np.ndarray:
+        """Per-sample λ for reconstruction errors ``recon`` ``(N,)``."""
+        lm = self.slope * np.asarray(recon, dtype=np.float64) + self.intercept
+        return np.clip(lm, self.lmbd_min, self.lmbd_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FIT_FORMAT, **asdict(self)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``lambda_fit.json`` atomically."""
+        atomic_write_json(Path(path), self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LambdaFit":
+        """Read a fit written by :meth:`save`; a missing or malformed file is a clear error."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"λ fit {path} not found (write one with --auto-lambda, it is saved as lambda_fit.json)")
+        try:
+            d = json.loads(path.read_text())
+            if d.get("format") != FIT_FORMAT:
+                raise KeyError("format")
+            fit = cls(**{k: v for k, v in d.items() if k != "format"})
+            for name in ("slope", "intercept", "probe_lmbd", "lmbd_min", "lmbd_max"):
+                if not np.isfinite(float(getattr(fit, name))):
+                    raise ValueError(name)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{path} is not an sdnet lambda_fit.json ({type(e).__name__}: {e})") from None
+        return fit
+
+
+def fit_line(recon: Sequence[float], best: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``(slope, intercept)`` of ``best ≈ slope·recon + intercept`` (slope 0 if r is constant)."""
+    r, b = np.asarray(recon, dtype=np.float64), np.asarray(best, dtype=np.float64)
+    if len(r) < 2 or np.ptp(r) == 0:
+        return 0.0, float(b.mean())
+    slope, intercept = np.polyfit(r, b, 1)
+    return float(slope), float(intercept)
+
+
+def calibrate(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    lambdas: Sequence[float],
+    probe_lmbd: float,
+    layers: str = "first",
+    noises: Sequence[tuple[str, float]] = DEFAULT_NOISES,
+    seed: int = 0,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[], None] | None = None,
+) -> LambdaFit:
+    """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, 3)`` with synthetic ``noises`` (see module doc).
+
+    ``noises`` are ``(name, parameter)`` pairs of :data:`~sdnet_cli.data.corruptions.noise.PARAM_FUNCS`
+    (``("clean", 0)`` for none). ``on_step`` is called after each of the ``len(noises)·len(lambdas)`` evaluations.
+    """
+    if len(lambdas) < 2:
+        raise ValueError("--auto-lambda needs at least two λ values in --lambdas to calibrate")
+    points = []
+    rng = np.random.default_rng(seed)
+    for name, param in noises:
+        if name != "clean" and name not in PARAM_FUNCS:
+            raise ValueError(f"unknown calibration noise {name!r}; valid: clean, {', '.join(PARAM_FUNCS)}")
+        noisy = images if name == "clean" else PARAM_FUNCS[name](images, param, rng)
+        x = to_input(noisy, mean, std)
+        results = sweep_lambdas(model, x, labels, lambdas, layers, batch_size, device, on_step)
+        same = [i for i, lm in enumerate(lambdas) if np.isclose(lm, probe_lmbd)]
+        probe = results[same[0]] if same else evaluate_tensor(model, x, labels, probe_lmbd, layers, batch_size, device)
+        k = best_index(results)
+        points.append({"noise": name, "param": float(param), "recon_error": float(probe.recon_error or 0.0),
+                       "best_lambda": float(lambdas[k]), "best_accuracy": results[k].accuracy,
+                       "probe_accuracy": probe.accuracy})
+    slope, intercept = fit_line([p["recon_error"] for p in points], [p["best_lambda"] for p in points])
+    return LambdaFit(slope, intercept, float(probe_lmbd), float(min(lambdas)), float(max(lambdas)), layers, points,
+                     {"images": int(len(images)), "split": "train",
+                      "noises": [[n, float(p)] for n, p in noises],
+                      "lambdas": [float(v) for v in lambdas], "seed": int(seed)})
+
+
+def auto_lambda(
+    model: nn.Module,
+    x: torch.Tensor,
+    fit: LambdaFit,
+    probe: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ``(λ (N,), r (N,))`` for normalised ``x``; ``probe`` = errors already measured at ``fit.probe_lmbd``."""
+    if probe is None:
+        dummy = np.zeros(len(x), dtype=np.int64) if labels is None else labels
+        probe = evaluate_tensor(model, x, dummy, fit.probe_lmbd, fit.layers, batch_size, device).recon
+    if probe is None:
+        raise ValueError("per-sample λ needs a model with a CSC layer (an SDNet), not a plain ResNet")
+    return fit.predict(probe), probe

@@ -1,0 +1,77 @@
+"""PGD: stays in the ε-ball and in [0, 1], and lowers a trained model's accuracy as ε grows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sdnet_cli.data.digits import load_digits
+from sdnet_cli.models.files import load_model_dir
+from sdnet_cli.robust.attacks import parse_eps, pgd_attack, project
+
+
+@pytest.fixture(scope="module")
+def trained(digits_model_dir):
+    model, config = load_model_dir(digits_model_dir)
+    x, y = load_digits("test")
+    pixels = torch.from_numpy(x[:48]).permute(0, 3, 1, 2).float() / 255.0
+    return model, config, pixels, torch.from_numpy(y[:48])
+
+
+def accuracy(model, config, pixels, labels) -> float:
+    m = torch.tensor(config.mean).view(1, -1, 1, 1)
+    s = torch.tensor(config.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        return float((model((pixels - m) / s).argmax(1) == labels).float().mean())
+
+
+@pytest.mark.parametrize("norm", ["pgd-linf", "pgd-l2"])
+def test_pgd_stays_in_ball_and_range(trained, norm: str) -> None:
+    model, config, pixels, labels = trained
+    eps = 8 / 255 if norm == "pgd-linf" else 0.5
+    adv = pgd_attack(model, pixels[:16], labels[:16], config.mean, config.std, eps, steps=3, norm=norm,
+                     generator=torch.Generator().manual_seed(0))
+    delta = (adv - pixels[:16]).flatten(1)
+    assert adv.min() >= 0.0 and adv.max() <= 1.0
+    if norm == "pgd-linf":
+        assert delta.abs().max() <= eps + 1e-6
+    else:
+        assert delta.norm(dim=1).max() <= eps * (1 + 1e-5)
+    assert delta.abs().max() > 0
+    assert not model.training
+
+
+def test_pgd_lowers_accuracy_as_eps_grows(trained) -> None:
+    model, config, pixels, labels = trained
+    accs = []
+    for eps in (0.0, 2 / 255, 8 / 255, 32 / 255):
+        adv = pgd_attack(model, pixels, labels, config.mean, config.std, eps, steps=5,
+                         generator=torch.Generator().manual_seed(0))
+        accs.append(accuracy(model, config, adv, labels))
+    assert accs[0] == pytest.approx(accuracy(model, config, pixels, labels))
+    assert accs[0] > 0.8
+    assert all(b <= a + 1e-9 for a, b in zip(accs, accs[1:])), accs
+    assert accs[-1] < accs[0] - 0.3, accs
+
+
+def test_projection() -> None:
+    clean = torch.full((2, 3, 4, 4), 0.5)
+    far = clean + torch.randn(2, 3, 4, 4)
+    p = project(far, clean, 0.1, "pgd-linf")
+    assert (p - clean).abs().max() <= 0.1 + 1e-7
+    p2 = project(far, clean, 0.3, "pgd-l2")
+    assert (p2 - clean).flatten(1).norm(dim=1).max() <= 0.3 + 1e-6
+    inside = clean + 0.01
+    assert torch.allclose(project(inside, clean, 0.1, "pgd-linf"), inside)
+
+
+def test_parse_eps() -> None:
+    assert parse_eps("8/255") == [8 / 255]
+    assert parse_eps("0,0.01,2/255") == [0.0, 0.01, 2 / 255]
+    for bad in ("x", "-1", "1/0", ""):
+        with pytest.raises(ValueError, match="eps"):
+            parse_eps(bad)
+    with pytest.raises(ValueError, match="unknown attack"):
+        pgd_attack(torch.nn.Identity(), torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), [0] * 3, [1] * 3,
+                   0.1, norm="fgsm")
