@@ -51,11 +51,11 @@ class DataSection:
 class OptimSection:
     """Optimizer and learning-rate schedule (per iteration)."""
 
-    name: str = "sgd"
-    lr: float = 0.05
+    name: str = "adamw"
+    lr: float = 0.002
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.05
     schedule: str = "cosine"
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
@@ -68,7 +68,7 @@ class OptimSection:
 class TrainSection:
     """Loop, hardware and output."""
 
-    epochs: int = 8
+    epochs: int = 5
     batch_size: int = 64
     eval_batch_size: int = 256
     seed: int = 0

@@ -172,3 +172,42 @@ class FakeHub:
                 return self._send(200, {"Content-Type": "application/octet-stream", "ETag": f'"{sha}"'}, data, body)
 
         return Handler
+
+
+# -- models and CLI helpers shared by the hub tests ----------------------------------------------------
+def make_model_dir(directory: Path, arch: str = "sdnet18", seed: int = 0, **model_args: object):
+    """Save a random ``arch`` (10 classes, CIFAR stem) after one eval forward; returns ``(dir, x, logits)``.
+
+    Step sizes are set to stored values (as in a trained checkpoint: eval uses them as stored), which
+    skips the power iteration a fresh model runs on its first forward (seconds on a loaded CPU).
+    """
+    import torch
+
+    from sdnet_cli.layers import csc_layers
+    from sdnet_cli.models.files import ModelConfig, save_model
+
+    torch.manual_seed(seed)
+    config = ModelConfig(arch, 10, "cifar", dict(model_args), "digits", [0.3054] * 3, [0.3185] * 3, {"top1": 87.5})
+    model = config.build().eval()
+    with torch.no_grad():
+        for i, layer in enumerate(csc_layers(model)):
+            layer.step_size.fill_(0.05 + 0.005 * i)
+    model.load_state_dict(model.state_dict())  # step sizes now count as loaded, like a checkpoint's
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(100))  # same x for every seed
+    with torch.no_grad():
+        logits = model(x)
+    save_model(model, directory, config)
+    return Path(directory), x, logits
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``sdnet ARGS`` in-process through ``main`` (the real error handling); returns ``(code, stdout, stderr)``."""
+    from sdnet_cli.cli.app import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -19,7 +19,7 @@ from sdnet_cli.engine.state import LoopState, find_state, load_state, save_state
 from sdnet_cli.models import create_model
 
 ARGS = ["--epochs", "2", "--batch-size", "16", "--set", "train.limit_batches=4", "--set", "data.image_size=8",
-        "--set", "train.threads=1", "--set", "train.eval_batch_size=512", "--set", "train.checkpoint_every=1",
+        "--set", "train.threads=1", "--set", "train.eval_batch_size=512", "--set", "train.checkpoint_every=2",
         "--set", "train.tensorboard=false", "--seed", "7"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -150,21 +150,25 @@ def test_sigkill_during_state_writes_never_leaves_a_broken_state(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from sdnet_cli.engine.state import LoopState, save_state
-        from sdnet_cli.models import create_model
-        m = create_model("sdnet18", num_classes=10); m(torch.randn(1, 3, 8, 8))
+        from sdnet_cli.layers import CSCConv2d
+        m = torch.nn.Sequential(CSCConv2d(3, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.Conv2d(64, 512, 3))
         o = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
         m(torch.randn(2, 3, 8, 8)).sum().backward(); o.step()
         print("ready", flush=True)
         for step in range(1, 10**6):
             save_state({str(tmp_path)!r}, m, o, LoopState(global_step=step))
     """)
-    for delay in (0.3, 0.75, 1.3):
+    from sdnet_cli.layers import CSCConv2d
+
+    for delay in (0.05, 0.4):
         p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV)
         assert p.stdout.readline().strip() == "ready"
+        while find_state(tmp_path) is None:  # the first state is complete
+            time.sleep(0.01)
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()
         meta, _ = find_state(tmp_path)
-        model = create_model("sdnet18", num_classes=10)
+        model = torch.nn.Sequential(CSCConv2d(3, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.Conv2d(64, 512, 3))
         loop, _ = load_state(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
         assert loop.global_step == meta["loop"]["global_step"] >= 1

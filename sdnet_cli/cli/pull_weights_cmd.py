@@ -12,11 +12,12 @@ from .app import app
 from .common import UsageError, console, print_json
 
 
-def _size(n: int | None) -> str:
-    return "–" if n is None else f"{n / 2**20:.1f} MiB"
+def _size(n: int | None, estimate: int) -> str:
+    return f"≈{estimate / 2**20:.1f} MiB" if n is None else f"{n / 2**20:.1f} MiB"
 
 
 def _zoo_rows(cache_dir: Optional[Path]) -> list[dict]:
+    from ..hub.pull import default_cache_dir
     from ..hub.zoo import list_entries
 
     rows = []
@@ -25,12 +26,12 @@ def _zoo_rows(cache_dir: Optional[Path]) -> list[dict]:
         if e.published:
             from huggingface_hub import try_to_load_from_cache
 
-            hit = try_to_load_from_cache(e.repo_id, e.filename, cache_dir=str(cache_dir) if cache_dir else None,
+            hit = try_to_load_from_cache(e.repo_id, e.filename, cache_dir=str(cache_dir) if cache_dir else default_cache_dir(),
                                          revision=e.revision)
             cached = isinstance(hit, str)
         rows.append({"name": e.name, "architecture": e.architecture, "dataset": e.dataset, "accuracy": e.accuracy,
                      "repo_id": e.repo_id, "published": e.published, "revision": e.revision, "sha256": e.sha256,
-                     "size": e.size, "cached": cached})
+                     "size": e.size, "size_estimate": e.estimated_size(), "cached": cached})
     return rows
 
 
@@ -64,12 +65,14 @@ def pull_weights_command(
         if json_out:
             print_json({"models": rows})
             return
-        table = Table(title="sdnet model zoo (official accuracies, top-1 %)")
-        for col in ("name", "accuracy", "published", "size", "cached", "Hub repo"):
-            table.add_column(col, justify="right" if col in ("accuracy", "size") else "left")
+        orgs = sorted({r["repo_id"].split("/")[0] for r in rows})
+        table = Table(title="sdnet model zoo (official accuracies, top-1 %)",
+                      caption=f"Hub repos: {', '.join(o + '/<name>' for o in orgs)}; --json for repo, revision, sha256")
+        for col in ("name", "accuracy", "published", "size", "cached"):
+            table.add_column(col, justify="right" if col in ("accuracy", "size") else "left", no_wrap=col == "name")
         for r in rows:
-            table.add_row(r["name"], f"{r['accuracy']:.2f}", "yes" if r["published"] else "not yet", _size(r["size"]),
-                          "–" if r["cached"] is None else ("yes" if r["cached"] else "no"), r["repo_id"])
+            table.add_row(r["name"], f"{r['accuracy']:.2f}", "yes" if r["published"] else "not yet", _size(r["size"], r["size_estimate"]),
+                          "–" if r["cached"] is None else ("yes" if r["cached"] else "no"))
         console.print(table)
         return
     if not model:

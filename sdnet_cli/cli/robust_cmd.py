@@ -160,7 +160,7 @@ def robust_command(
     from ..data.datasets import load_raw_images
     from ..models.load import load_model_with_config
     from ..robust.attacks import NORMS, parse_eps
-    from ..robust.conditions import check_protocol
+    from ..robust.conditions import check_protocol, levels_for
     from ..robust.plots import comparison_plot, write_plots
     from ..robust.report import write_comparison, write_report
     from ..robust.runner import RobustOptions, run_model
@@ -184,6 +184,8 @@ def robust_command(
     names = parse_corruptions(corruptions or default_corr)
     check_protocol(protocol, names, [])
     levels = None if severities is None else parse_severities(severities, 10 if protocol == "sdnet-noise" else 5)
+    for name in names:
+        levels_for(protocol, name, levels)
     grid = parse_lambdas(lambdas)
     eps_values = parse_eps(eps)
     if device == "auto":

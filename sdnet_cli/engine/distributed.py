@@ -98,24 +98,38 @@ class ShardedBatchSampler(Sampler[list[int]]):
             yield order[lo:lo + per].tolist()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """``y = Σ_ranks x``; its gradient is ``Σ_ranks dy`` (each rank's ``x`` feeds every rank's ``y``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: ANN001
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> Tensor:  # noqa: ANN001
+        dx = dy.clone()
+        dist.all_reduce(dx)
+        return dx
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are over the global batch of all ranks, for any device.
 
     ``torch.nn.SyncBatchNorm`` only runs on accelerators; this one all-reduces the per-channel
-    ``(Σx, Σx², count)`` with the differentiable ``torch.distributed.nn.all_reduce`` so the backward
+    ``(Σx, Σx², count)`` with a differentiable all-reduce so the backward
     pass is synchronised too (used on CPU/gloo).
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         xf = x.float()
         count = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
         stats = torch.cat([xf.sum((0, 2, 3)), xf.pow(2).sum((0, 2, 3)), count])
-        stats = all_reduce(stats)
+        stats = _AllReduceSum.apply(stats)
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
@@ -161,7 +175,7 @@ def state_digest(model: nn.Module) -> bytes:
     h = hashlib.sha256()
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.digest()
 
 

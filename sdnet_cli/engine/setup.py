@@ -29,8 +29,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def set_threads(requested: int, local_world: int) -> int:
-    """CPU threads for this process: ``requested``, else the cores divided among the local ranks."""
-    n = requested if requested > 0 else max(1, (os.cpu_count() or 1) // max(1, local_world))
+    """CPU threads for this process: ``requested``, else the cores divided among the local ranks — and 1
+    when the machine is already busy (1-minute load ≥ cores), where OpenMP threads waiting on each other
+    make multi-threaded steps several times slower than single-threaded ones."""
+    cores = os.cpu_count() or 1
+    n = requested if requested > 0 else max(1, cores // max(1, local_world))
+    if requested <= 0 and hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores:
+        n = 1
     torch.set_num_threads(n)
     return n
 

@@ -37,11 +37,11 @@ _ARCH_TEXT = {
 
 
 def accuracy_of(metrics: dict[str, Any]) -> float | None:
-    """Top-1 accuracy in percent from a ``config.json`` ``metrics`` dict (fractions ≤ 1 are scaled by 100)."""
+    """Top-1 accuracy in percent from a ``config.json`` ``metrics`` dict (sdnet stores accuracies in %)."""
     for key in ACCURACY_KEYS:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value) * (100.0 if value <= 1.0 else 1.0)
+            return float(value)
     return None
 
 
@@ -70,23 +70,40 @@ def front_matter(config: ModelConfig, accuracy: float | None, name: str) -> dict
     return meta
 
 
+def _pct(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
+
+
 def _robust_section(robust: dict[str, Any]) -> list[str]:
-    rows = [r for r in robust.get("results", []) if isinstance(r, dict)]
-    lines = ["## Robustness", "", f"From `sdnet robust` ({len(rows)} measurements; accuracy in %, λ of the first CSC layer).", ""]
-    summary = robust.get("summary")
-    if isinstance(summary, dict) and summary:
-        lines += ["Summary:", "", "```json", yaml.safe_dump(summary, sort_keys=False).rstrip(), "```", ""]
-    if rows:
+    """Markdown of a ``sdnet robust`` report: summary by λ mode, then one row per condition (accuracy in %)."""
+    lines = ["## Robustness", "",
+             "Measured with `sdnet robust` (full report in `robustness.json`). Top-1 accuracy (%) with the training λ "
+             "(`train`), the best λ of the sweep for each condition (`best`, an oracle) and the per-sample λ fitted "
+             "from the first layer's reconstruction error (`auto`).", ""]
+    summary = robust.get("summary") if isinstance(robust.get("summary"), dict) else {}
+    conds = [c for c in summary.get("per_condition", []) if isinstance(c, dict)]
+    if conds:
+        modes = ("train", "best", "auto")
+        lines += ["| | " + " | ".join(modes) + " |", "|---|---|---|---|"]
+        clean = summary.get("clean") or {}
+        if clean:
+            lines.append("| clean | " + " | ".join(_pct(clean.get(m)) for m in modes) + " |")
+        means = summary.get("means") or {}
+        if means:
+            lines.append("| mean over corruptions | " + " | ".join(_pct((means.get(m) or {}).get("mean")) for m in modes) + " |")
+        lines += ["", "| corruption | severity | train | best (λ) | auto (mean λ) |", "|---|---|---|---|---|"]
+        for c in conds[:200]:
+            lines.append(f"| {c.get('corruption', '–')} | {c.get('severity', '–')} | {_pct(c.get('acc_train'))} | "
+                         f"{_pct(c.get('acc_best'))} ({c.get('best_lambda', '–')}) | {_pct(c.get('acc_auto'))} "
+                         f"({_pct(c.get('auto_lambda_mean'))}) |")
+    else:
+        rows = [r for r in robust.get("results", []) if isinstance(r, dict)]
         lines += ["| corruption | severity | λ | accuracy | reconstruction error |", "|---|---|---|---|---|"]
         for r in rows[:200]:
-            acc = r.get("accuracy")
-            acc_s = f"{acc * 100 if isinstance(acc, float) and acc <= 1 else acc:.2f}" if isinstance(acc, (int, float)) else "–"
             rec = r.get("recon_error")
-            rec_s = f"{rec:.4g}" if isinstance(rec, (int, float)) else "–"
-            lines.append(f"| {r.get('corruption', '–')} | {r.get('severity', '–')} | {r.get('lambda', '–')} | {acc_s} | {rec_s} |")
-        if len(rows) > 200:
-            lines.append(f"| … {len(rows) - 200} more rows in `robustness.json` | | | | |")
-        lines.append("")
+            lines.append(f"| {r.get('corruption', '–')} | {r.get('severity', '–')} | {r.get('lambda', '–')} | "
+                         f"{_pct(r.get('accuracy'))} | {f'{rec:.4g}' if isinstance(rec, (int, float)) else '–'} |")
+    lines.append("")
     return lines
 
 

@@ -1,9 +1,10 @@
 """``pull_weights``: a zoo name or ``org/repo[@rev]`` → a verified model directory in the Hub cache.
 
 Downloads go through the real ``huggingface_hub`` client (``hf_hub_download``: its cache layout,
-``HF_TOKEN``, progress bars). ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are read from the environment at
-*call* time and passed explicitly (``endpoint=``, ``local_files_only=``), because ``huggingface_hub``
-freezes both into ``huggingface_hub.constants`` when it is first imported.
+``HF_TOKEN``, progress bars). ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` / ``HF_HOME`` are
+read from the environment at *call* time and passed explicitly (``endpoint=``, ``local_files_only=``,
+``cache_dir=``), because ``huggingface_hub`` freezes them into ``huggingface_hub.constants`` when it is
+first imported: setting them later (a test, a notebook) still takes effect.
 
 Integrity: ``model.safetensors`` must match the zoo's pinned sha256, or else the hash the server
 advertised for it — the cache names every blob by the server's ETag: the sha256 of the content for LFS
@@ -68,12 +69,21 @@ def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
+def default_cache_dir() -> str | None:
+    """``HF_HUB_CACHE`` (else ``$HF_HOME/hub``) as set now; ``None`` lets huggingface_hub use its default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return None
+
+
 def is_offline() -> bool:
-    """``HF_HUB_OFFLINE`` as set now (environment) or when ``huggingface_hub`` was imported."""
+    """``HF_HUB_OFFLINE`` set now (environment) or when ``huggingface_hub`` was imported (it then blocks all HTTP)."""
     from huggingface_hub import constants
 
-    env = os.environ.get("HF_HUB_OFFLINE")
-    return (env.strip().lower() in _TRUE) if env is not None else bool(constants.HF_HUB_OFFLINE)
+    env = os.environ.get("HF_HUB_OFFLINE", "")
+    return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -210,7 +220,7 @@ def pull_weights(
         raise ValueError(f"two revisions given: {spec_rev!r} in {name_or_repo!r} and {revision!r}; pass one")
     rev = revision or spec_rev
     label = entry.name if entry is not None else (f"{repo_id}@{rev}" if rev else repo_id)
-    cache = str(cache_dir) if cache_dir is not None else None
+    cache = str(cache_dir) if cache_dir is not None else default_cache_dir()
     offline = is_offline()
 
     weights = _download(repo_id, entry.filename if entry else WEIGHTS_NAME, rev, cache, token, offline, progress, label)

@@ -78,6 +78,16 @@ class ZooEntry:
             args["shortcut"] = self.shortcut
         return args
 
+    def estimated_size(self) -> int:
+        """Bytes of the state dict in float32 (built on the meta device); the file adds a header of a few KB."""
+        import torch
+
+        from ..models.registry import create_model
+
+        with torch.device("meta"):
+            model = create_model(self.architecture, num_classes=self.num_classes, stem=self.stem, **self.model_args)
+        return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
     def export_command(self) -> str:
         """The ``sdnet export`` command that turns the official ``model_best.pth.tar`` into this entry."""
         flags = f"--arch {self.architecture} --num-classes {self.num_classes} --stem {self.stem}"

@@ -4,7 +4,8 @@ Both hold a dictionary ``weight`` with unit-norm atoms and a ``step_size`` buffe
 (``L`` = largest eigenvalue of ``DᵀD`` at the size the layer sees). The step size is set on the first
 forward, refreshed by a warm-started power iteration (``power_iters`` iterations) on each training
 forward, used as stored in eval mode (a loaded checkpoint's value wins), and recomputed to convergence
-by :meth:`update_step_size`.
+by :meth:`update_step_size`. The set-up at a new input size runs eagerly (``torch.compiler.disable``:
+a data-dependent stop); the per-step refresh and FISTA trace into one graph under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from torch import Tensor
 
 from . import functional as SF
 
-_CONVERGE_ITERS = 500
-_CONVERGE_TOL = 1e-9
+_CONVERGE_ITERS = 500  # update_step_size(): run to convergence
+_CONVERGE_TOL = 1e-7
+_FIRST_ITERS = 100  # the first forward's set-up (the official code: at most 50, vector tol 1e-5)
+_FIRST_TOL = 1e-5
 
 
 class _SparseCoding(nn.Module):
@@ -70,7 +73,9 @@ class _SparseCoding(nn.Module):
 
     @torch.compiler.disable
     @torch.no_grad()
-    def _converge_step_size(self, code_shape: tuple[int, ...]) -> None:
+    def _converge_step_size(
+        self, code_shape: tuple[int, ...], n_iter: int = _FIRST_ITERS, tol: float = _FIRST_TOL
+    ) -> None:
         """Power iteration to convergence (warm from the last vector when the size is unchanged).
 
         Runs eagerly, also under ``torch.compile``: a one-time set-up with a data-dependent stop.
@@ -79,7 +84,7 @@ class _SparseCoding(nn.Module):
             if tuple(self._v.shape) != code_shape:
                 gen = torch.Generator(device="cpu").manual_seed(0)
                 self._v = torch.randn(code_shape, generator=gen).to(self.weight.device)
-            eig, v = SF.power_iteration(self._gram(), self._v.float(), _CONVERGE_ITERS, _CONVERGE_TOL)
+            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter, tol)
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
@@ -103,7 +108,7 @@ class _SparseCoding(nn.Module):
             shape = tuple(self._v.shape)
         else:
             raise ValueError("update_step_size() needs input_shape before the layer has seen an input")
-        self._converge_step_size(shape)
+        self._converge_step_size(shape, _CONVERGE_ITERS, _CONVERGE_TOL)
 
     def _maybe_refresh(self, x: Tensor) -> None:
         if self.training:

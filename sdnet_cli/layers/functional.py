@@ -207,16 +207,17 @@ def power_iteration(
 
     Returns ``(L, v)`` with ``L = ‖gram(v_prev)‖`` for the unit vector ``v_prev`` of the last
     iteration (a lower bound that converges to ``L``) and ``v`` the new unit vector, to warm-start
-    the next call. With ``tol > 0`` it stops once the squared change of ``v`` is below ``tol``
-    (a data-dependent stop: use ``tol=0`` inside compiled graphs).
+    the next call. With ``tol > 0`` it stops once the squared change of ``v`` or the relative change
+    of ``L`` between iterations is below ``tol`` (``L`` converges about twice as fast as ``v``; a
+    data-dependent stop: use ``tol=0`` inside compiled graphs).
     """
     v = v / v.norm().clamp_min(1e-30)
     eig = v.new_zeros(())
     for _ in range(n_iter):
         w = gram(v)
-        eig = w.norm()
+        eig_prev, eig = eig, w.norm()
         w = w / eig.clamp_min(1e-30)
-        if tol > 0 and float((w - v).pow(2).sum()) < tol:
+        if tol > 0 and (float((w - v).pow(2).sum()) < tol or float((eig - eig_prev).abs()) < tol * float(eig)):
             v = w
             break
         v = w

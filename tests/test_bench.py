@@ -1,0 +1,113 @@
+"""``sdnet bench``: interleaved timing, medians, ratios, peak memory, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sdnet_cli import create_model
+from sdnet_cli.bench import Workload, parse_models, run_bench
+from sdnet_cli.bench.memory import measure_in_child
+from sdnet_cli.bench.timing import interleaved_times, median
+from sdnet_cli.cli.app import app, main
+
+CPU = torch.device("cpu")
+
+
+def test_rounds_interleave_and_rotate() -> None:
+    calls: list[str] = []
+    steps = [lambda n=n: calls.append(n) for n in "abc"]
+    times = interleaved_times(steps, rounds=3, warmup=1, device=CPU)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert [len(t) for t in times] == [3, 3, 3]
+
+
+def test_medians_and_ratios_follow_step_cost() -> None:
+    fast, slow = (lambda: time.sleep(0.01)), (lambda: time.sleep(0.03))
+    times = interleaved_times([fast, slow], rounds=5, warmup=0, device=CPU)
+    ratio = median(times[1]) / median(times[0])
+    assert 2.0 < ratio < 4.0, ratio
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([4.0, 1.0, 2.0, 3.0]) == 2.5
+
+
+def test_parse_models() -> None:
+    assert parse_models(" resnet18, sdnet18 ,") == ["resnet18", "sdnet18"]
+    with pytest.raises(ValueError, match="no model"):
+        parse_models(" , ")
+
+
+def test_run_bench_report_is_consistent() -> None:
+    base = Workload("resnet18", batch_size=2, image_size=8)
+    rep = run_bench(["resnet18", "sdnet18"], base, steps=3, warmup=1, memory=False)
+    rows = {r["model"]: r for r in rep["results"]}
+    assert list(rows) == ["resnet18", "sdnet18"]
+    for name, r in rows.items():
+        assert r["params"] == sum(p.numel() for p in create_model(name, num_classes=10).parameters())
+        assert len(r["times_ms"]) == 3
+        assert r["ms_per_step"] == pytest.approx(sorted(r["times_ms"])[1])
+        assert r["img_per_s"] == pytest.approx(2 / (r["ms_per_step"] / 1000))
+        assert "memory_mb" not in r
+    assert rows["resnet18"]["ratio"] == 1.0
+    assert rows["sdnet18"]["ratio"] == pytest.approx(rows["sdnet18"]["ms_per_step"] / rows["resnet18"]["ms_per_step"])
+    assert rep["settings"]["mode"] == "train" and rep["settings"]["device"] == "cpu"
+
+
+def test_train_step_updates_weights_and_eval_step_does_not() -> None:
+    from sdnet_cli.bench import build_step
+
+    for mode, changes in (("train", True), ("eval", False)):
+        model, step, _ = build_step(Workload("sdnet18", batch_size=2, image_size=8, mode=mode))
+        before = model.linear.weight.detach().clone()
+        step()
+        assert (not torch.equal(before, model.linear.weight)) == changes
+        assert model.training == (mode == "train")
+
+
+def test_amp_channels_last_workload_runs() -> None:
+    rep = run_bench(["sdnet18"], Workload("sdnet18", batch_size=2, image_size=8, amp=True, channels_last=True),
+                    steps=1, warmup=1, memory=False)
+    assert rep["settings"]["amp"] and rep["settings"]["channels_last"]
+    assert rep["results"][0]["ms_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_child_memory_covers_weights_and_grows_with_batch() -> None:
+    """Peak RSS above the runtime ≥ weights + gradients + momentum, and larger for a larger batch."""
+    n = sum(p.numel() for p in create_model("resnet18", num_classes=10).parameters())
+    small = measure_in_child(Workload("resnet18", batch_size=2, image_size=16), steps=2)
+    large = measure_in_child(Workload("resnet18", batch_size=32, image_size=32), steps=2)
+    assert small["memory_mb"] >= 3 * n * 4 / 2**20 * 0.95
+    assert large["memory_mb"] > small["memory_mb"] + 50  # resnet18 activations at batch 32, 32x32 are > 100 MB
+    assert large["total_mb"] > large["memory_mb"]
+
+
+def test_cli_json_and_output_file(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", "--models", "resnet18,sdnet18", "-b", "2", "--image-size", "8",
+                                   "--steps", "2", "--warmup", "0", "--no-memory", "--mode", "eval",
+                                   "--device", "cpu", "--json", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["model"] for r in rep["results"]] == ["resnet18", "sdnet18"]
+    assert rep["settings"]["mode"] == "eval" and rep["settings"]["batch_size"] == 2
+    assert json.loads(out.read_text()) == rep
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--models", "resnet18,nope"], "unknown model 'nope'"),
+    (["--mode", "fast"], "--mode must be train or eval"),
+    (["--steps", "0"], "--steps and --inner must be >= 1"),
+    (["--batch-size", "0"], "batch size must be >= 1"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--image-size", "2"], "cuda" if not torch.cuda.is_available() else "image size"),
+])
+def test_cli_bad_input_exits_2_with_one_line(args, message, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--no-memory", *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

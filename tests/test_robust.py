@@ -1,0 +1,182 @@
+"""Test-time λ evaluation, the per-sample λ fit, summaries, and `sdnet robust` end to end on digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sdnet_cli.cli.app import app
+from sdnet_cli.data.corruptions import corrupt
+from sdnet_cli.data.digits import load_digits
+from sdnet_cli.layers import csc_layers, set_lmbd
+from sdnet_cli.models.files import load_model_dir
+from sdnet_cli.robust.conditions import condition_seed
+from sdnet_cli.robust.evaluate import evaluate, lambda_override
+from sdnet_cli.robust.lambda_fit import LambdaFit, fit_line
+from sdnet_cli.robust.report import summarize
+
+runner = CliRunner()
+
+
+def direct_accuracy(model, config, images: np.ndarray, labels: np.ndarray, lmbd: float) -> float:
+    """Accuracy computed independently of sdnet_cli.robust: normalise, set λ, argmax."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(config.mean).view(1, 3, 1, 1)) / torch.tensor(config.std).view(1, 3, 1, 1)
+    old = csc_layers(model)[0].lmbd
+    set_lmbd(model, lmbd)
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    set_lmbd(model, old)
+    return 100.0 * float((pred == labels).mean())
+
+
+@pytest.fixture(scope="module")
+def loaded(digits_model_dir):
+    return load_model_dir(digits_model_dir)
+
+
+def test_evaluate_matches_direct_and_restores_lambda(loaded) -> None:
+    model, config = loaded
+    x, y = load_digits("test")
+    x, y = x[:64], y[:64]
+    for lm in (0.1, 0.7):
+        res = evaluate(model, x, y, config.mean, config.std, lm, batch_size=24)
+        assert res.accuracy == pytest.approx(direct_accuracy(model, config, x, y, lm))
+        assert csc_layers(model)[0].lmbd == pytest.approx(0.1)
+    # recon error = ‖x − Dz‖² of the first layer, computed directly
+    layer = csc_layers(model)[0]
+    xt = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0 - config.mean[0]) / config.std[0]
+    with torch.no_grad():
+        direct = (xt - layer.decode(layer(xt))).pow(2).flatten(1).sum(1).numpy()
+    res = evaluate(model, x, y, config.mean, config.std, None)
+    np.testing.assert_allclose(res.recon, direct, rtol=1e-4)
+    # larger λ → sparser code → larger reconstruction error
+    assert evaluate(model, x, y, config.mean, config.std, 1.0).recon_error > res.recon_error
+
+
+def test_per_sample_lambda_equals_scalar_runs(loaded) -> None:
+    model, config = loaded
+    x, y = load_digits("test")
+    x, y = x[:6], y[:6]
+    lam = np.array([0.1, 1.2, 0.1, 1.2, 0.5, 0.5])
+    per = evaluate(model, x, y, config.mean, config.std, lam)
+    for v in (0.1, 0.5, 1.2):
+        idx = np.flatnonzero(lam == v)
+        one = evaluate(model, x[idx], y[idx], config.mean, config.std, v)
+        np.testing.assert_allclose(per.loss[idx], one.loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(per.recon[idx], one.recon, rtol=1e-4)
+
+
+def test_lambda_override_restores_all_layers(loaded) -> None:
+    model, _ = loaded
+    with lambda_override(model, 0.9, "all"):
+        assert all(layer.lmbd == 0.9 for layer in csc_layers(model))
+    assert all(layer.lmbd == pytest.approx(0.1) for layer in csc_layers(model))
+
+
+def test_fit_line_and_file(tmp_path: Path) -> None:
+    r = np.array([1.0, 2.0, 3.0, 4.0])
+    slope, intercept = fit_line(r, 0.3 * r + 0.05)
+    assert slope == pytest.approx(0.3) and intercept == pytest.approx(0.05)
+    assert fit_line([2.0, 2.0], [0.1, 0.3]) == (0.0, pytest.approx(0.2))
+    fit = LambdaFit(slope, intercept, 0.1, 0.1, 1.0, points=[{"recon_error": 1.0, "best_lambda": 0.35}])
+    np.testing.assert_allclose(fit.predict(np.array([0.0, 2.0, 10.0])), [0.1, 0.65, 1.0])
+    loaded = LambdaFit.load(fit.save(tmp_path / "lambda_fit.json"))
+    assert loaded == fit
+    (tmp_path / "bad.json").write_text('{"slope": 1}')
+    with pytest.raises(ValueError, match="not an sdnet lambda_fit.json"):
+        LambdaFit.load(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError):
+        LambdaFit.load(tmp_path / "missing.json")
+
+
+def test_summary_means() -> None:
+    rows = []
+    acc = {}
+    for c_i, name in enumerate(("gaussian_noise", "fog", "speckle_noise")):
+        for s in range(1, 6 if name != "fog" else 3):
+            for lm, a in ((0.1, 50.0 + c_i + s), (0.5, 60.0 - s)):
+                rows.append({"corruption": name, "severity": s, "lambda": lm, "accuracy": a, "recon_error": 1.0,
+                             "mode": "sweep", "n": 10})
+            rows.append({**rows[-2], "mode": "train"})
+            acc[(name, s)] = (50.0 + c_i + s, max(50.0 + c_i + s, 60.0 - s))
+    s = summarize(rows)
+    bench = [(k, v) for k, v in acc.items() if k[0] != "speckle_noise"]
+    assert s["means"]["train"]["robustbench"] == pytest.approx(np.mean([v[0] for _, v in bench]))
+    per = {n: np.mean([v[0] for k, v in bench if k[0] == n]) for n in ("gaussian_noise", "fog")}
+    assert s["means"]["train"]["augmix"] == pytest.approx(np.mean(list(per.values())))
+    assert s["means"]["train"]["mean"] == pytest.approx(np.mean([v[0] for v in acc.values()]))
+    assert s["means"]["best"]["mean"] == pytest.approx(np.mean([v[1] for v in acc.values()]))
+    assert s["means"]["train"]["complete"] is False
+    cond = {(c["corruption"], c["severity"]): c for c in s["per_condition"]}
+    assert cond[("fog", 1)]["best_lambda"] == 0.5 and cond[("fog", 1)]["acc_best"] == 59.0
+
+
+def test_cli_generated_noise_end_to_end(digits_model_dir, tmp_path: Path) -> None:
+    out = tmp_path / "rob"
+    args = ["robust", str(digits_model_dir), "--corruptions", "impulse_noise", "--severities", "5",
+            "--lambdas", "0.1,0.6", "--auto-lambda", "--max-images", "60", "--calib-images", "24",
+            "--output", str(out), "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report == json.loads((out / "results.json").read_text()) | {"seconds": report["seconds"]}
+    for f in ("results.json", "results.csv", "lambda_fit.json", "accuracy_vs_severity.png", "accuracy_vs_lambda.png",
+              "lambda_fit.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert (out / "accuracy_vs_lambda.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["training_lambda"] == pytest.approx(0.1)
+    modes = {(r["corruption"], r["mode"], r["lambda"]) for r in report["results"] if r["mode"] != "auto"}
+    assert ("impulse_noise", "train", 0.1) in modes and ("impulse_noise", "sweep", 0.6) in modes
+    assert {r["mode"] for r in report["results"]} == {"sweep", "train", "auto"}
+    # the accuracy at the training λ equals a direct computation on the same generated images
+    model, config = load_model_dir(digits_model_dir)
+    x, y = load_digits("test")
+    idx = np.sort(np.random.default_rng(0).choice(len(y), 60, replace=False))
+    images = corrupt(x[idx], "impulse_noise", 5, condition_seed(0, "impulse_noise", 5))
+    row = next(r for r in report["results"] if r["corruption"] == "impulse_noise" and r["mode"] == "train")
+    assert row["accuracy"] == pytest.approx(direct_accuracy(model, config, images, y[idx], 0.1))
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("model,corruption,severity") and len(csv_lines) == 1 + len(report["results"])
+    # the saved fit is reused and gives the same per-sample λ results
+    res2 = runner.invoke(app, args[:-5] + ["--lambda-fit", str(out / "lambda_fit.json"), "--output",
+                                           str(tmp_path / "rob2"), "--json", "--no-plots"])
+    assert res2.exit_code == 0, res2.output
+    rep2 = json.loads(res2.stdout.strip().splitlines()[-1])
+    auto = lambda rep: [(r["corruption"], r["accuracy"], r["lambda"]) for r in rep["results"] if r["mode"] == "auto"]  # noqa: E731
+    assert auto(rep2) == auto(report)
+
+
+def test_cli_compares_models(digits_model_dir, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["robust", str(digits_model_dir), str(digits_model_dir), "--corruptions", "contrast",
+                              "--severities", "5", "--lambdas", "none", "--max-images", "30", "--output",
+                              str(tmp_path), "--no-plots"])
+    assert res.exit_code == 0, res.output
+    comp = json.loads((tmp_path / "comparison.json").read_text())
+    names = [m["model"] for m in comp["models"]]
+    assert len(names) == 2 and names[0] != names[1]
+    assert comp["models"][0]["mean"]["train"] == comp["models"][1]["mean"]["train"]
+    assert (tmp_path / "comparison.csv").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--corruptions", "gausian_noise"], "valid:"),
+    (["--severities", "6"], "within 1-5"),
+    (["--severities", "0"], "within 1-5"),
+    (["--lambdas", "a:b"], "--lambdas"),
+    (["--attack", "fgsm"], "pgd-linf"),
+    (["--protocol", "sdnet-noise", "--corruptions", "fog"], "sdnet-noise"),
+])
+def test_cli_bad_input_exit_2(digits_model_dir, capsys, args: list[str], message: str) -> None:
+    from sdnet_cli.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["robust", str(digits_model_dir), *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
