@@ -41,6 +41,7 @@ class DataSection:
     dataset: str = "digits"
     root: str | None = None
     image_size: int | None = None
+    in_chans: int = 3
     download: bool = True
     augment: bool = True
     workers: int = 0

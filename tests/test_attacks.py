@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,12 +14,17 @@ from sdnet_cli.models.files import load_model_dir
 from sdnet_cli.robust.attacks import parse_eps, pgd_attack, project
 
 
+def trained_size(model_dir) -> int:
+    """Image size the model was trained at (``metrics.image_size``; the session fixture trains at 16)."""
+    return int(json.loads((Path(model_dir) / "config.json").read_text()).get("metrics", {}).get("image_size", 16))
+
+
 @pytest.fixture(scope="module")
 def trained(digits_model_dir):
     model, config = load_model_dir(digits_model_dir)
-    x, y = load_digits("test")
-    pixels = torch.from_numpy(x[:48]).permute(0, 3, 1, 2).float() / 255.0
-    return model, config, pixels, torch.from_numpy(y[:48])
+    x, y = load_digits("test", trained_size(digits_model_dir))
+    pixels = torch.from_numpy(x[:32]).permute(0, 3, 1, 2).float() / 255.0
+    return model, config, pixels, torch.from_numpy(y[:32])
 
 
 def accuracy(model, config, pixels, labels) -> float:
@@ -30,9 +38,9 @@ def accuracy(model, config, pixels, labels) -> float:
 def test_pgd_stays_in_ball_and_range(trained, norm: str) -> None:
     model, config, pixels, labels = trained
     eps = 8 / 255 if norm == "pgd-linf" else 0.5
-    adv = pgd_attack(model, pixels[:16], labels[:16], config.mean, config.std, eps, steps=3, norm=norm,
+    adv = pgd_attack(model, pixels[:8], labels[:8], config.mean, config.std, eps, steps=2, norm=norm,
                      generator=torch.Generator().manual_seed(0))
-    delta = (adv - pixels[:16]).flatten(1)
+    delta = (adv - pixels[:8]).flatten(1)
     assert adv.min() >= 0.0 and adv.max() <= 1.0
     if norm == "pgd-linf":
         assert delta.abs().max() <= eps + 1e-6
@@ -45,8 +53,8 @@ def test_pgd_stays_in_ball_and_range(trained, norm: str) -> None:
 def test_pgd_lowers_accuracy_as_eps_grows(trained) -> None:
     model, config, pixels, labels = trained
     accs = []
-    for eps in (0.0, 2 / 255, 8 / 255, 32 / 255):
-        adv = pgd_attack(model, pixels, labels, config.mean, config.std, eps, steps=5,
+    for eps in (0.0, 4 / 255, 32 / 255):
+        adv = pgd_attack(model, pixels, labels, config.mean, config.std, eps, steps=3,
                          generator=torch.Generator().manual_seed(0))
         accs.append(accuracy(model, config, adv, labels))
     assert accs[0] == pytest.approx(accuracy(model, config, pixels, labels))

@@ -176,3 +176,11 @@ def test_env_read_at_call_time(hub, env, monkeypatch) -> None:
     monkeypatch.setattr(c, "ENDPOINT", "http://127.0.0.1:9")
     res = pull_weights(REPO, progress=False)
     assert res.path.startswith(str(env)) and hub.count("HEAD", f"/{REPO}/resolve/") == 2
+
+
+def test_export_from_hub_repo(hub, exported, env, tmp_path, capsys) -> None:
+    _, x, _, _, y2 = exported
+    code, out, err = run_cli(capsys, "export", REPO, "--output", tmp_path / "re-export", "--json")
+    assert code == 0, err
+    assert json.loads(out)["files"] == ["model.safetensors", "config.json", "README.md"]
+    assert torch.equal(_logits(tmp_path / "re-export", x), y2)

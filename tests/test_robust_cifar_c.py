@@ -20,12 +20,17 @@ CORRUPTIONS = ("gaussian_noise", "contrast")
 N = 40
 
 
+def trained_size(model_dir) -> int:
+    """Image size the model was trained at (``metrics.image_size``; the session fixture trains at 16)."""
+    return int(json.loads((Path(model_dir) / "config.json").read_text()).get("metrics", {}).get("image_size", 16))
+
+
 @pytest.fixture(scope="module")
-def fake_c(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray], np.ndarray]:
-    """A CIFAR-10-C-style folder built from 40 digits test images (16×16), severities stacked in blocks."""
+def fake_c(tmp_path_factory, digits_model_dir) -> tuple[Path, dict[str, np.ndarray], np.ndarray]:
+    """A CIFAR-10-C-style folder built from 40 digits test images, severities stacked in blocks."""
     folder = tmp_path_factory.mktemp("cc") / "CIFAR-10-C"
     folder.mkdir()
-    x, y = load_digits("test")
+    x, y = load_digits("test", trained_size(digits_model_dir))
     x, y = x[:N], y[:N]
     data = {c: np.concatenate([corrupt(x, c, s, seed=s) for s in range(1, 6)]) for c in CORRUPTIONS}
     labels = np.tile(y, 5).astype(np.uint8)
@@ -46,7 +51,8 @@ def test_fake_cifar_c_equals_direct_computation(digits_model_dir, fake_c, tmp_pa
     folder, data, labels = fake_c
     try:
         main(["robust", str(digits_model_dir), "--cifar-c-dir", str(folder.parent), "--corruptions",
-              ",".join(CORRUPTIONS), "--lambdas", "0.1,0.8", "--output", str(tmp_path), "--json", "--no-plots"])
+              ",".join(CORRUPTIONS), "--lambdas", "0.1,0.8", "--output", str(tmp_path), "--json", "--no-plots",
+              "--image-size", str(trained_size(digits_model_dir))])
     except SystemExit as e:
         assert e.code in (0, None)
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -105,6 +105,7 @@ def test_cifar_missing_offline_exit_2(tmp_path):
              "--output", str(tmp_path / "run")])
     assert r.exit_code == 2
     assert "cifar-10-python.tar.gz" in r.output and "--data-root" in r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -127,3 +128,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert "loss is nan at step 4 (epoch 2, batch 2)" in r.output and "last good checkpoint" in r.output
     assert (out / "last" / "model.safetensors").read_bytes() == good
     assert sorted(p.name for p in (out / "state").iterdir()) == state_before
+
+
+def test_digits_one_channel_trains_and_evaluates(tmp_path):
+    out = tmp_path / "run"
+    r = run(["--output", str(out), "--epochs", "1", "--set", "data.in_chans=1", *TINY])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "best" / "config.json").read_text())
+    assert cfg["model_args"]["in_chans"] == 1 and cfg["mean"] == pytest.approx([0.3054])
+    assert sd.load_model(out).layer0[0].weight.shape[1] == 1
+    r = invoke(["eval", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["top1"] == cfg["metrics"]["top1"]
+    r = run(["--output", str(tmp_path / "r2"), "--dataset", "cifar10", "--set", "data.in_chans=1", *TINY])
+    assert r.exit_code == 2 and "data.in_chans=1" in r.output

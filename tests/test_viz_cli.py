@@ -158,3 +158,34 @@ def test_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["visualize", "--help"], capsys)
     assert code == 0 and "sdnet visualize" in out and "--what" in out and "--decode" in out
+
+
+# -- acceptance on the trained digits models (conftest fixtures) ----------------------------------
+ALL_FIGURES = {"dictionary.png", "sparsity.png", "sparsity_hist.png", "convergence.png", "lambda.png",
+               "lambda_decoded.png"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture,decode", [("digits_model_dir", "layer"),
+                                            ("digits_all_noshortcut_model_dir", "stack")])
+def test_acceptance_default_run_on_trained_digits_model(fixture: str, decode: str, request: pytest.FixtureRequest,
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = request.getfixturevalue(fixture)
+    out = tmp_path / "viz"
+    code, stdout, err = run(["visualize", str(model_dir), "--output", str(out), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["seconds"] <= 120
+    figures = ALL_FIGURES | {f"features_{decode}_minmax.png", f"features_{decode}_histeq.png"}
+    assert set(summary["figures"]) == figures
+    for name in figures:
+        assert_not_blank(out / name)
+    html = (out / "index.html").read_text()
+    assert set(re.findall(r"<img src='([^']+)'", html)) == figures
+    # trained first layer: decoding is close to the input, and more so than with a large λ
+    lam = json.loads((out / "lambda.json").read_text())
+    i01 = lam["lambdas"].index(0.1)
+    assert lam["rel_error"][0] < lam["rel_error"][i01] < lam["rel_error"][-1]
+    assert lam["nonzero_fraction"][0] > lam["nonzero_fraction"][i01] > lam["nonzero_fraction"][-1]
+    conv = json.loads((out / "convergence.json").read_text())
+    assert all(r["gap_at_trained"] >= 0 and r["objective"][-1] <= r["objective"][1] for r in conv)

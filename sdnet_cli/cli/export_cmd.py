@@ -13,16 +13,19 @@ from .common import console, print_json
 
 @app.command("export")
 def export_command(
-    model: str = typer.Argument(..., help="Run dir, model dir, zoo name, ORG/REPO[@REV], or an official .pth.tar checkpoint."),
+    model: str = typer.Argument(
+        ..., help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint."),
     output: Path = typer.Option(..., "--output", "-o", help="Directory to write the exported model into."),
     formats: str = typer.Option("safetensors", "--format", help="Comma list: safetensors (always), onnx."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Official checkpoint only: architecture (sdnet18, sdnet18_all, …)."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Official checkpoint only: number of classes."),
-    stem: Optional[str] = typer.Option(None, "--stem", help="Official checkpoint only: cifar | imagenet (default: by --num-classes)."),
-    no_shortcut: bool = typer.Option(False, "--no-shortcut", help="Official checkpoint only: a *_all model without residual paths."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset the model was trained on (official: inferred)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="ONNX input size (default: the dataset's)."),
-    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Upload the directory to this Hub repo ORG/NAME."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Official checkpoint only: sdnet18, sdnet18_all, …"),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Official checkpoint only: classes."),
+    stem: Optional[str] = typer.Option(None, "--stem",
+                                       help="Official checkpoint only: cifar | imagenet (default: by --num-classes)."),
+    no_shortcut: bool = typer.Option(False, "--no-shortcut",
+                                     help="Official checkpoint only: a *_all model without residual paths."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Training dataset (official: inferred)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="ONNX input size (default: training size)."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Upload the export to Hub repo ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
     revision: Optional[str] = typer.Option(None, "--revision", help="With --push-to-hub: branch to commit to."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -37,7 +40,8 @@ def export_command(
 
       sdnet export model_best.pth.tar --arch sdnet18 --num-classes 10 --stem cifar --output sdnet18-cifar10
 
-      sdnet export model_best.pth.tar --arch sdnet18_all --num-classes 100 --no-shortcut --output out --push-to-hub my-org/sdnet18_all-noshortcut-cifar100
+      sdnet export model_best.pth.tar --arch sdnet18_all --num-classes 100 --no-shortcut --output out
+      --push-to-hub my-org/sdnet18_all-noshortcut-cifar100
     """
     from ..hub.export import export_model
     from ..hub.push import check_repo_id, push_to_hub as push
@@ -48,18 +52,21 @@ def export_command(
         check_repo_id(push_to_hub)
     with console.status(f"exporting {model} …"):
         result = export_model(model, output, formats=formats, arch=arch, num_classes=num_classes, stem=stem,
-                              shortcut=not no_shortcut, dataset=dataset, image_size=image_size, repo_id=push_to_hub)
+                              shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
+                              repo_id=push_to_hub)
     out: dict = {"output": str(result.output), "files": result.files, "architecture": result.config.architecture,
                  "onnx_max_abs_diff": result.onnx_max_abs_diff, "commit_url": None}
     if not json_out:
-        console.print(f"exported {result.config.architecture} → {result.output}: {', '.join(result.files)}")
+        files = ", ".join(result.files)
+        console.print(f"exported {result.config.architecture} → {result.output}: {files}", soft_wrap=True)
         if "model.onnx" in result.files:
             diff = result.onnx_max_abs_diff
             console.print("ONNX check: onnxruntime not installed (pip install 'sdnet[onnx]')" if diff is None
                           else f"ONNX check: max |onnxruntime − PyTorch| = {diff:.2e} (≤ 1e-4)")
     if push_to_hub:
         with console.status(f"uploading to {push_to_hub} …"):
-            pushed = push(result.output, push_to_hub, private=private, revision=revision, files=result.files)
+            pushed = push(result.output, push_to_hub, private=private, revision=revision,
+                          files=result.files)
         out["commit_url"] = pushed.commit_url
         if not json_out:
             console.print(f"pushed {len(pushed.files)} files to {push_to_hub}")

@@ -26,21 +26,22 @@ def _zoo_rows(cache_dir: Optional[Path]) -> list[dict]:
         if e.published:
             from huggingface_hub import try_to_load_from_cache
 
-            hit = try_to_load_from_cache(e.repo_id, e.filename, cache_dir=str(cache_dir) if cache_dir else default_cache_dir(),
-                                         revision=e.revision)
+            cache = str(cache_dir) if cache_dir else default_cache_dir()
+            hit = try_to_load_from_cache(e.repo_id, e.filename, cache_dir=cache, revision=e.revision)
             cached = isinstance(hit, str)
         rows.append({"name": e.name, "architecture": e.architecture, "dataset": e.dataset, "accuracy": e.accuracy,
                      "repo_id": e.repo_id, "published": e.published, "revision": e.revision, "sha256": e.sha256,
-                     "size": e.size, "size_estimate": e.estimated_size(), "cached": cached})
+                     "size": e.size, "size_estimate": e.estimated_size(), "cached": cached,
+                     "export_command": e.export_command()})
     return rows
 
 
 @app.command("pull-weights")
 def pull_weights_command(
-    model: Optional[str] = typer.Argument(None, help="Zoo name (see --list) or Hub repo ORG/NAME[@REVISION]."),
+    model: Optional[str] = typer.Argument(None, help="Zoo name (see --list), or Hub repo ORG/NAME or ORG/NAME@REV."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Hub cache directory (default: HF_HUB_CACHE)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (same as @REVISION)."),
-    list_zoo: bool = typer.Option(False, "--list", help="Show the model zoo: accuracy, published or not, size, cached."),
+    list_zoo: bool = typer.Option(False, "--list", help="Show the zoo: accuracy, published or not, size, cached."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Download a model's safetensors weights from the Hugging Face Hub and print its local model directory.
@@ -71,7 +72,8 @@ def pull_weights_command(
         for col in ("name", "accuracy", "published", "size", "cached"):
             table.add_column(col, justify="right" if col in ("accuracy", "size") else "left", no_wrap=col == "name")
         for r in rows:
-            table.add_row(r["name"], f"{r['accuracy']:.2f}", "yes" if r["published"] else "not yet", _size(r["size"], r["size_estimate"]),
+            table.add_row(r["name"], f"{r['accuracy']:.2f}", "yes" if r["published"] else "not yet",
+                          _size(r["size"], r["size_estimate"]),
                           "–" if r["cached"] is None else ("yes" if r["cached"] else "no"))
         console.print(table)
         return
@@ -83,5 +85,5 @@ def pull_weights_command(
     if json_out:
         print_json(result.to_dict())
         return
-    console.print(f"{result.name} @ {result.revision[:12]}: model.safetensors sha256 {result.sha256}")
+    console.print(f"{result.name} @ {result.revision[:12]}: model.safetensors sha256 {result.sha256}", soft_wrap=True)
     print(result.path)

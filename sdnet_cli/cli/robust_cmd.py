@@ -255,7 +255,7 @@ def robust_command(
     elapsed = time.time() - start
     if json_out:
         if len(reports) == 1:
-            print_json({**reports[0], "seconds": round(elapsed, 1)})
+            print_json(reports[0])
         else:
             from ..robust.report import comparison
 

@@ -8,14 +8,14 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import console, print_json
+from .common import UsageError, console, print_json
 
 
 def _floats(text: str) -> list[float]:
     try:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise ValueError(f"--lambdas must be comma-separated numbers, got {text!r}") from None
+        raise UsageError(f"--lambdas must be comma-separated numbers >= 0 (e.g. 0,0.1,0.5,1), got {text!r}") from None
 
 
 @app.command("visualize")
@@ -24,6 +24,7 @@ def visualize_command(
     what: str = typer.Option("all", "--what", help="Comma list of: dictionary, features, sparsity, convergence, lambda (or all)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of the test images (default: the model's)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the dataset lives (downloaded datasets)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (default: the training size)."),
     num_images: int = typer.Option(8, "--num-images", "-n", help="Test images to show and to compute statistics on."),
     output: Path = typer.Option(Path("viz"), "--output", "-o", help="Folder for the PNGs, JSON files and index.html."),
     decode: str = typer.Option("auto", "--decode", help="features: 'stack' (whole-stack inversion, sdnet*_all without "
@@ -35,18 +36,25 @@ def visualize_command(
     opt_steps: int = typer.Option(300, "--opt-steps", help="convergence: iterations used to estimate the optimum F*."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
 ) -> None:
-    """Write interpretability figures of an SDNet and an index.html that shows them with captions.
+    """Interpretability figures of an SDNet, and an index.html that shows them all with captions.
 
-    \b
-    Figures: the first layer's dictionary sorted by atom usage; hidden features decoded back to
-    image space (whole stack for sdnet*_all without shortcut, else one layer); sparsity per CSC layer;
-    lasso objective vs FISTA iteration against the optimum; reconstruction and sparsity vs λ.
+    dictionary: the first CSC layer's atoms, sorted by how often the codes use them.
 
-    \b
+    features: the sparse codes at the stem and at the end of each stage decoded back to image space, through the whole stack (inverse BatchNorm and D z down to the input) for sdnet18_all/sdnet34_all built with shortcut=False, else through the first CSC layer (D z); min-max and histogram-equalised views.
+
+    sparsity: non-zero fraction and value histogram of every CSC layer's code (PNG + JSON).
+
+    convergence: lasso objective vs FISTA iteration 1..50 against the optimum, every CSC layer.
+
+    lambda: the first layer's reconstruction error, sparsity and decoded images as lambda grows.
+
     Examples:
+
       sdnet visualize runs/digits --output viz/
-      sdnet visualize runs/digits_all --what features --layers layer0,layer1,layer2.1 --decode stack
-      sdnet visualize runs/digits --what lambda --lambdas 0,0.1,0.5,1,2 --json
+
+      sdnet visualize runs/digits_all --what features --decode stack --layers layer0,layer1,layer2.1
+
+      sdnet visualize runs/digits --what lambda,dictionary --lambdas 0,0.1,0.5,1,2 --json
     """
     from ..models.load import load_model_with_config
     from ..viz.data import load_batch
@@ -57,7 +65,7 @@ def visualize_command(
     opts = VizOptions(what=items, decode=decode, points=points, lambdas=_floats(lambdas),
                       max_steps=max_steps, opt_steps=opt_steps)
     net, config = load_model_with_config(model)
-    batch = load_batch(config, dataset, num_images, data_root)
+    batch = load_batch(config, dataset, num_images, data_root, image_size)
     with console.status("visualizing") as status:
         summary = visualize(net, config, batch, output, opts, progress=lambda m: status.update(f"visualize: {m}"))
     if json_out:

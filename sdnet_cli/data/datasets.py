@@ -240,11 +240,13 @@ def build_dataset(
     image_size: int | None = None,
     seed: int = 0,
     skip_bad_images: bool = False,
+    in_chans: int = 3,
 ) -> Dataset:
     """A torch ``Dataset`` of ``(normalised float (3, S, S), int label)`` for ``split`` of ``name``.
 
     ``train_transform`` turns on the paper's augmentation (seeded per sample by ``(seed, epoch, index)``);
-    ``image_size`` defaults to the dataset's (digits 16, CIFAR 32, ImageNet 224). The result has
+    ``image_size`` defaults to the dataset's (digits 8, CIFAR 32, ImageNet 224); ``in_chans=1`` gives
+    one-channel digits (they are grey: the three channels are equal). The result has
     ``targets`` (int64 array) and ``num_classes``.
     """
     info = dataset_info(name)
@@ -254,9 +256,14 @@ def build_dataset(
         samples, classes = imagenet_samples(split, root)
         tf = T.pil_transform(info.mean, info.std, train_transform, size)
         return FolderDataset(samples, classes, tf, train_transform, seed, skip_bad_images)
+    if in_chans not in (1, 3) or (in_chans == 1 and name != "digits"):
+        raise ValueError(f"data.in_chans={in_chans} is not available for {name} (digits: 1 or 3; others: 3)")
     if name == "digits":
         images, labels = load_digits(split, size)
-        tf = T.array_transform(info.mean, info.std, train_transform, size, padding=max(1, size // 8), flip=False)
+        mean, std = info.mean, info.std
+        if in_chans == 1:
+            images, mean, std = np.ascontiguousarray(images[..., :1]), mean[:1], std[:1]
+        tf = T.array_transform(mean, std, train_transform, size, padding=max(1, size // 8), flip=False)
     else:
         images, labels = load_cifar(name, split, root, download)
         if size != 32:

@@ -127,18 +127,20 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         c = x.shape[1]
         xf = x.float()
-        count = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
-        stats = torch.cat([xf.sum((0, 2, 3)), xf.pow(2).sum((0, 2, 3)), count])
-        stats = _AllReduceSum.apply(stats)
+        # float64 sums: E[x²] − E[x]² in float32 cancels badly when |mean| ≫ std
+        xd = xf.double()
+        count = torch.tensor([x.numel() / c], dtype=torch.float64, device=x.device)
+        stats = _AllReduceSum.apply(torch.cat([xd.sum((0, 2, 3)), xd.pow(2).sum((0, 2, 3)), count]))
         n = stats[-1]
-        mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        mean64 = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean64 * mean64).clamp_min(0).float()
+        mean = mean64.float()
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * float(n / (n - 1)), alpha=m)
         shape = (1, c, 1, 1)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:

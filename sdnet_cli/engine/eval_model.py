@@ -54,7 +54,9 @@ def eval_model(
     recorded = cfg.metrics or {}
     same_data = name == cfg.dataset
     size = image_size or (recorded.get("image_size") if same_data else None) or info.image_size
-    ds = build_dataset(name, "test", root=data_root, train_transform=False, download=download, image_size=size)
+    in_chans = int(cfg.model_args.get("in_chans", 3))
+    ds = build_dataset(name, "test", root=data_root, train_transform=False, download=download, image_size=size,
+                       in_chans=in_chans)
     if ds.num_classes != cfg.num_classes:
         raise ValueError(f"the model has {cfg.num_classes} classes but the {name} test set has {ds.num_classes}; "
                          "pass the dataset it was trained on (--dataset)")

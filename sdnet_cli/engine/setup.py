@@ -52,7 +52,7 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int | None = None)
     defaults to the dataset's (an ImageFolder tree passes its number of class folders)."""
     m = cfg.model
     check_model_name(m.name)
-    args: dict[str, Any] = {"in_chans": info.in_chans}
+    args: dict[str, Any] = {"in_chans": cfg.data.in_chans}
     if m.name.startswith("sdnet"):
         args.update(lmbd=m.lmbd, n_steps=m.n_steps, mu=m.mu, non_negative=m.non_negative, expansion=m.expansion)
     if m.name.endswith("_all"):
@@ -60,7 +60,7 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int | None = None)
     elif not m.shortcut:
         raise ValueError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
     return ModelConfig(architecture=m.name, num_classes=num_classes or info.num_classes, stem=info.stem, model_args=args,
-                       dataset=info.name, mean=list(info.mean), std=list(info.std))
+                       dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:

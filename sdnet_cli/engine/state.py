@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..layers import csc_layers
-from ..models.files import atomic_save_safetensors, atomic_write_json
+from ..models.files import atomic_save_safetensors, atomic_write_json, load_state_strict
 
 FORMAT = "sdnet-train-state"
 _NAME = re.compile(r"^ckpt-(\d+)-[0-9a-f]+\.json$")
@@ -174,7 +174,7 @@ def load_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.O
     meta, weights = found
     tensors = load_file(str(weights))
     device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    load_state_strict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, f"training state {weights}")
     for i, layer in enumerate(csc_layers(model)):
         layer._v = tensors[f"csc_v.{i}"].clone().to(device)
         layer._step_size_ready = True

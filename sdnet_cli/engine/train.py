@@ -11,6 +11,7 @@ writes. Ctrl-C (SIGINT) stops at the next step boundary, saves a resumable state
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..config import Config
 from ..data.datasets import build_dataset, dataset_info
-from ..models.files import save_model
+from ..models.files import atomic_write_bytes, save_model
 from . import distributed as D
 from .callbacks import Callbacks
 from .evaluate import evaluate, topk_correct
@@ -102,7 +103,8 @@ class _StopFlag:
 def _loaders(cfg: Config, dinfo: D.DistInfo, device: torch.device) -> tuple[Any, Any, D.ShardedBatchSampler, Any]:
     d, t = cfg.data, cfg.train
     download = d.download and dinfo.is_main
-    kw = dict(root=d.root, download=download, image_size=d.image_size, seed=t.seed, skip_bad_images=d.skip_bad_images)
+    kw = dict(root=d.root, download=download, image_size=d.image_size, seed=t.seed, skip_bad_images=d.skip_bad_images,
+              in_chans=d.in_chans)
     if dinfo.is_main:
         train_ds = build_dataset(d.dataset, "train", train_transform=d.augment, **kw)
     if dinfo.enabled:
@@ -154,8 +156,11 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
     device = resolve_device(t.device, dinfo.local_rank)
     threads = set_threads(t.threads, dinfo.local_world) if device.type == "cpu" else torch.get_num_threads()
     out = Path(t.output) if t.output else None
+    created = False
     if dinfo.is_main:
-        out = prepare_output(out or default_output(info.name, cfg.model.name), resume, force)
+        target = out or default_output(info.name, cfg.model.name)
+        created = not target.exists()
+        out = prepare_output(target, resume, force)
     if dinfo.enabled:
         box = [str(out) if out else None]
         dist.broadcast_object_list(box, src=0)
@@ -165,7 +170,12 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
     main = dinfo.is_main
 
     seed_everything(t.seed)
-    train_ds, test_loader, sampler, pin = _loaders(cfg, dinfo, device)
+    try:
+        train_ds, test_loader, sampler, pin = _loaders(cfg, dinfo, device)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # bad data: leave no empty run directory behind
+        raise
     num_classes = int(train_ds.num_classes)
     mcfg = model_config(cfg, info, num_classes)
     seed_everything(t.seed)
@@ -180,9 +190,6 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
     if resume:
         loop, _ = load_state(out / "state", model, optimizer, scaler)
     if main:
-        (out / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
-        from ..models.files import atomic_write_bytes
-
         atomic_write_bytes(out / "config.yaml", cfg.to_yaml().encode())
     net: nn.Module = model
     if dinfo.enabled:
@@ -231,7 +238,7 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
                     lr = lr_at(loop.global_step, steps_per_epoch, t.epochs, o.lr, o.schedule, o.milestones,
                                o.gamma, o.warmup_epochs)
                     set_lr(optimizer, lr)
-                    with autocast() if autocast is not None else _null():
+                    with autocast() if autocast is not None else contextlib.nullcontext():
                         logits = net(x)
                     loss = criterion(logits, y, o.label_smoothing)
                     stats = torch.tensor([loss.detach().float().item() * len(y),
@@ -318,11 +325,3 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
     )
     cb.on_end(result)
     return result
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: Any) -> None:
-        return None

@@ -126,6 +126,8 @@ def render_model_card(
     ref = repo_id or "ORG/NAME"
     dataset = config.dataset or "–"
     args = ", ".join(f"{k}={v}" for k, v in sorted(config.model_args.items())) or "defaults"
+    trained = config.metrics.get("image_size")
+    side = trained if isinstance(trained, int) else (224 if config.stem == "imagenet" else 32)
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
         f"# {name}", "",
@@ -154,12 +156,12 @@ def render_model_card(
         lines += _robust_section(robust)
     lines += [
         "## Usage", "",
-        "```bash", "pip install sdnet", f"sdnet pull-weights {ref}",
+        "With the `sdnet` toolkit installed:", "",
+        "```bash", f"sdnet pull-weights {ref}",
         f"sdnet eval {ref}" + (f" --dataset {config.dataset}" if config.dataset else ""), "```", "",
         "```python", "import torch", "import sdnet_cli as sd", "",
         f"model = sd.load_model(\"{ref}\")  # eval mode, step sizes as stored",
-        f"x = torch.randn(1, 3, {224 if config.stem == 'imagenet' else 32}, {224 if config.stem == 'imagenet' else 32})"
-        "  # a normalised image batch",
+        f"x = torch.randn(1, {config.model_args.get('in_chans', 3)}, {side}, {side})  # a normalised image batch",
         "logits = model(x)",
         "sd.set_lmbd(model, 0.5)  # larger λ in the first CSC layer: more robust to noisy inputs", "```", "",
         "## Citation", "", "```bibtex", CITATION, "```", "",

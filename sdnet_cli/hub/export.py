@@ -136,7 +136,8 @@ def export_model(
     """Export ``src`` into the model directory ``output``; see the module docstring for what is written.
 
     ``arch``/``num_classes``/``stem``/``shortcut`` describe an official checkpoint (only then);
-    ``image_size`` sets the ONNX input size (default: the dataset's, else 32 / 224 by stem);
+    ``image_size`` sets the ONNX input size (default: the training size recorded in the config's metrics,
+    else the dataset's, else 32 / 224 by stem);
     ``repo_id`` is the Hub repo named in the card's usage section.
     """
     fmts = parse_formats(formats)
@@ -179,7 +180,9 @@ def export_model(
 
     diff = None
     if "onnx" in fmts:
-        side = image_size or size or DEFAULT_IMAGE_SIZE.get(config.stem, 32)
+        trained = config.metrics.get("image_size")  # the size `sdnet train` used, when it recorded it
+        side = image_size or (int(trained) if isinstance(trained, int) else None) or size \
+            or DEFAULT_IMAGE_SIZE.get(config.stem, 32)
         shape = (int(config.model_args.get("in_chans", 3)), side, side)
         export_onnx(model, output / ONNX_NAME, shape)
         diff = check_onnx(model, output / ONNX_NAME, shape)

@@ -50,8 +50,13 @@ def parse_source(src: str) -> tuple[ZooEntry | None, str, str | None]:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     src = str(src).strip()
+    if src.startswith(("./", "../", "/", "~", ".\\")) or os.sep != "/" and os.sep in src:
+        raise FileNotFoundError(f"{src} not found: no such model directory")
     if "/" not in src:
-        entry = get_entry(src)
+        try:
+            entry = get_entry(src)
+        except ValueError as e:
+            raise ValueError(f"{e} (no local model directory {src!r} exists either)") from None
         return entry, entry.repo_id, entry.revision
     m = _REPO_SPEC.fullmatch(src)
     if m is None or src.count("/") != 1:
@@ -176,8 +181,9 @@ def _download(repo_id: str, filename: str, revision: str | None, cache_dir: str 
     except GatedRepoError:
         raise ValueError(f"{repo_id} is gated on {endpoint}: accept its terms on the Hub and set HF_TOKEN") from None
     except RepositoryNotFoundError:
+        local = f"; no local directory {repo_id} exists either" if Path(repo_id.split("/")[0]).is_dir() else ""
         raise ValueError(f"Hub repo {repo_id} not found on {endpoint} (check the name; for a private repo set HF_TOKEN "
-                         "or run 'hf auth login')") from None
+                         f"or run 'hf auth login'){local}") from None
     except RevisionNotFoundError:
         raise ValueError(f"revision {rev!r} not found in Hub repo {repo_id} (use a branch, tag or commit of the repo)") from None
     except RemoteEntryNotFoundError:

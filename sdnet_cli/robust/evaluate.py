@@ -42,9 +42,17 @@ class EvalResult:
         return None if self.recon is None else float(self.recon.mean())
 
 
-def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """uint8 ``(N, H, W, C)`` → normalised float ``(N, C, H, W)``."""
+def to_pixels(images: np.ndarray, channels: int = 3) -> Tensor:
+    """uint8 ``(N, H, W, 3)`` → float ``(N, channels, H, W)`` in ``[0, 1]``; ``channels=1`` averages RGB to grey."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    if channels == 1 and x.shape[1] != 1:
+        x = x.mean(1, keepdim=True)
+    return x
+
+
+def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 ``(N, H, W, 3)`` → normalised float ``(N, C, H, W)``, ``C = len(mean)`` (1: grey models)."""
+    x = to_pixels(images, len(mean))
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return (x - m) / s

@@ -20,7 +20,7 @@ import torch.nn as nn
 from ..models.files import ModelConfig
 from .attacks import pgd_attack
 from .conditions import count_conditions, iter_conditions, skipped, subsample
-from .evaluate import EvalResult, best_index, evaluate_tensor, first_csc, lambda_override, sweep_lambdas, to_input
+from .evaluate import EvalResult, evaluate_tensor, first_csc, lambda_override, sweep_lambdas, to_input, to_pixels
 from .lambda_fit import DEFAULT_NOISES, LambdaFit, auto_lambda, calibrate
 from .report import summarize
 
@@ -196,7 +196,7 @@ def run_attack(
     if _find(lambdas, lm_train) is None:
         grid.append((lm_train, "train"))
     progress.start(f"{label}: {opts.attack}", len(opts.eps) * len(grid))
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    pixels = to_pixels(images, len(mean))
     y = torch.as_tensor(labels, dtype=torch.long)
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
