@@ -122,6 +122,7 @@ def test_summary_means() -> None:
     assert cond[("fog", 1)]["best_lambda"] == 0.5 and cond[("fog", 1)]["acc_best"] == 59.0
 
 
+@pytest.mark.slow
 def test_cli_generated_noise_end_to_end(digits_model_dir, tmp_path: Path) -> None:
     out = tmp_path / "rob"
     args = ["robust", str(digits_model_dir), "--corruptions", "impulse_noise", "--severities", "5",

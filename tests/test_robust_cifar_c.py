@@ -17,7 +17,7 @@ from sdnet_cli.layers import csc_layers
 from sdnet_cli.models.files import load_model_dir
 
 CORRUPTIONS = ("gaussian_noise", "contrast")
-N = 40
+N = 24
 
 
 def trained_size(model_dir) -> int:
@@ -27,7 +27,7 @@ def trained_size(model_dir) -> int:
 
 @pytest.fixture(scope="module")
 def fake_c(tmp_path_factory, digits_model_dir) -> tuple[Path, dict[str, np.ndarray], np.ndarray]:
-    """A CIFAR-10-C-style folder built from 40 digits test images, severities stacked in blocks."""
+    """A CIFAR-10-C-style folder built from 24 digits test images, severities stacked in blocks."""
     folder = tmp_path_factory.mktemp("cc") / "CIFAR-10-C"
     folder.mkdir()
     x, y = load_digits("test", trained_size(digits_model_dir))
@@ -47,6 +47,7 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
     return int(e.value.code or 0), out.out, out.err
 
 
+@pytest.mark.slow
 def test_fake_cifar_c_equals_direct_computation(digits_model_dir, fake_c, tmp_path, capsys) -> None:
     folder, data, labels = fake_c
     try:

@@ -217,8 +217,9 @@ def test_first_layer_decoding_is_faithful_as_lambda_vanishes() -> None:
     x = digits_batch(1)
     sweep = lambda_sweep(layer, x, [1e-4, 0.05, 0.2, 1.0], n_steps=100, keep=1)
     # independent PSNR of the λ→0 decoding
-    z = SF.csc_fista(x, layer.weight, layer.step_size, 1e-4, 0.0, 100, True, 1, 1)
-    dz = SF.dict_apply(z, layer.weight, 1, 1)
+    w = layer.weight.detach()
+    z = SF.csc_fista(x, w, layer.step_size, 1e-4, 0.0, 100, True, 1, 1)
+    dz = SF.dict_apply(z, w, 1, 1)
     mse = float((x - dz).pow(2).mean())
     peak = float(x.max() - x.min())
     assert 10 * np.log10(peak**2 / mse) >= 30.0

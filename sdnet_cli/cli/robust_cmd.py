@@ -194,6 +194,10 @@ def robust_command(
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     loaded = [load_model_with_config(src) for src in models]
+    if cifar_c_dir is not None and not download:
+        from ..data.cifar_c import validate_cifar_c_dir
+
+        validate_cifar_c_dir(cifar_c_dir, names, dataset or loaded[0][1].dataset)
     labels = _labels(models)
     start = time.time()
     reports = []

@@ -15,7 +15,7 @@ from ..config import resolve_config
 from ..engine.callbacks import Callbacks
 from ..engine.train import NonFiniteLossError, TrainingInterrupted, train
 from .app import app
-from .common import console, error_line, print_json
+from .common import EXIT_BAD_INPUT, console, error_line, print_json
 
 
 class RichProgress(Callbacks):
@@ -153,7 +153,7 @@ def train_command(
     except NonFiniteLossError as e:
         progress.close()
         error_line(str(e))
-        raise SystemExit(1)
+        raise SystemExit(EXIT_BAD_INPUT)  # the issue lists a NaN loss with the bad-input cases
     finally:
         progress.close()
     if not is_main:

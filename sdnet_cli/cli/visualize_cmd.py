@@ -34,6 +34,7 @@ def visualize_command(
     lambdas: str = typer.Option("0,0.01,0.05,0.1,0.2,0.5,1,2", "--lambdas", help="lambda: comma list of λ values."),
     max_steps: int = typer.Option(50, "--max-steps", help="convergence: FISTA iterations to plot (1…N)."),
     opt_steps: int = typer.Option(300, "--opt-steps", help="convergence: iterations used to estimate the optimum F*."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0: the cores, or 1 when the machine is busy)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
 ) -> None:
     """Interpretability figures of an SDNet, and an index.html that shows them all with captions.
@@ -56,6 +57,7 @@ def visualize_command(
 
       sdnet visualize runs/digits --what lambda,dictionary --lambdas 0,0.1,0.5,1,2 --json
     """
+    from ..engine.setup import set_threads
     from ..models.load import load_model_with_config
     from ..viz.data import load_batch
     from ..viz.report import VizOptions, parse_what, visualize
@@ -64,6 +66,7 @@ def visualize_command(
     points = [p.strip() for p in layers.split(",") if p.strip()] if layers else None
     opts = VizOptions(what=items, decode=decode, points=points, lambdas=_floats(lambdas),
                       max_steps=max_steps, opt_steps=opt_steps)
+    set_threads(threads, 1)
     net, config = load_model_with_config(model)
     batch = load_batch(config, dataset, num_images, data_root, image_size)
     with console.status("visualizing") as status:

@@ -120,7 +120,16 @@ def load_cifar_c(directory: str | Path, corruption: str, severity: int) -> tuple
     data = check_corruption_file(directory, corruption, len(labels))
     n = len(labels) // NUM_SEVERITIES
     rows = slice((severity - 1) * n, severity * n)
-    return np.ascontiguousarray(data[rows]), labels[rows]
+    return np.array(data[rows]), labels[rows]
+
+
+def validate_cifar_c_dir(directory: str | Path, corruptions: list[str], dataset: str | None = None) -> Path:
+    """Resolve the folder and check ``labels.npy`` and every ``<corruption>.npy`` before a run starts."""
+    folder = resolve_cifar_c_dir(directory, dataset)
+    labels = load_labels(folder)
+    for name in corruptions:
+        check_corruption_file(folder, name, len(labels))
+    return folder
 
 
 # -- downloading ------------------------------------------------------------------------------------
