@@ -126,7 +126,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     r = run(["--output", str(out), "--resume", "--epochs", "2", *TINY])
     assert r.exit_code == 2
     assert "loss is nan at step 4 (epoch 2, batch 2)" in r.output and "last good checkpoint" in r.output
-    assert len(r.output.strip().splitlines()) >= 1
     assert (out / "last" / "model.safetensors").read_bytes() == good
     assert sorted(p.name for p in (out / "state").iterdir()) == state_before
 
