@@ -148,6 +148,9 @@ def test_unknown_layer_point_and_bad_lambdas(models: dict[str, Path], tmp_path: 
     assert code == 2 and "unknown feature point 'layer7'" in err
     code, _, err = run(["visualize", str(models["all"]), "--lambdas", "0.1,abc", "-o", str(tmp_path / "v")], capsys)
     assert code == 2 and "--lambdas" in err
+    code, _, err = run(["visualize", str(models["all"]), "--lambdas=-1,0.1", "-o", str(tmp_path / "v")], capsys)
+    assert code == 2 and ">= 0" in err
+    assert not (tmp_path / "v").exists()  # refused before anything was written
 
 
 def test_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,8 +74,9 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 
 def _table(report: dict[str, Any]) -> Table:
     t = Table(title=f"{report['model']} ({report['architecture']}, training λ = {_fmt(report['training_lambda'], 'g')})")
-    for col in ("corruption", "sev", "acc @ train λ", "best λ", "acc @ best λ", "auto λ (mean)", "acc @ auto λ", "‖x−Dz‖²"):
-        t.add_column(col, justify="left" if col == "corruption" else "right")
+    t.add_column("corruption", no_wrap=True, min_width=14)
+    for col in ("sev", "acc@train λ", "best λ", "acc@best λ", "auto λ", "acc@auto λ", "‖x−Dz‖²"):
+        t.add_column(col, justify="right")
     for c in report["summary"]["per_condition"]:
         sev = "-" if c["severity"] == 0 else str(c["severity"])
         if "param" in c:
@@ -274,7 +275,9 @@ def robust_command(
         for note in rep["notes"]:
             console.print(f"[yellow]note:[/] {escape(note)}")
         g = rep["summary"]["gains"]
-        if g["best_minus_train"] is not None or g["auto_minus_train"] is not None:
-            console.print(f"{escape(rep['model'])}: mean gain over the training λ — best λ (oracle) "
-                          f"{_fmt(g['best_minus_train'], '+.1f')} points, per-sample λ {_fmt(g['auto_minus_train'], '+.1f')} points")
+        parts = [f"{what} {g[key]:+.1f} points" for what, key in (("best λ (oracle)", "best_minus_train"),
+                                                                    ("per-sample λ", "auto_minus_train"))
+                 if g[key] is not None and (key != "best_minus_train" or rep["lambdas"])]
+        if parts:
+            console.print(f"{escape(rep['model'])}: mean gain over the training λ — " + ", ".join(parts))
     console.print(f"wrote {escape(str(output))} ({elapsed:.0f} s)")

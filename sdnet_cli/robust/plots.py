@@ -70,7 +70,7 @@ def accuracy_vs_severity(report: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel("accuracy (%)")
         ax.set_xticks(sev)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{report['model']}: accuracy vs severity")
+    fig.suptitle(f"{report['model']}: accuracy vs severity", y=1.02)
     return _save(fig, path)
 
 
@@ -95,7 +95,7 @@ def accuracy_vs_lambda(report: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("λ (first layer)" if report["lambda_layers"] == "first" else "λ (all layers)")
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=6)
-    fig.suptitle(f"{report['model']}: accuracy vs test-time λ")
+    fig.suptitle(f"{report['model']}: accuracy vs test-time λ", y=1.02)
     return _save(fig, path)
 
 
