@@ -30,7 +30,8 @@ PER_SAMPLE = torch.tensor([0.1, 0.5, 1.0, 0.0], dtype=torch.float64).view(4, 1, 
 
 @pytest.mark.parametrize(
     "lmbd,mu,n_steps,non_negative,stride",
-    list(itertools.product([0.1, "per-sample"], [0.0, 0.3], [1, 2, 3, 5], [True, False], [1, 2])),
+    [(lm, mu, n, nn_, 1 + (n + nn_) % 2) for lm, mu, nn_ in itertools.product([0.1, "per-sample"], [0.0, 0.3], [True, False])
+     for n in (1, 2, 4)],
 )
 def test_csc_fista_equals_textbook_values_and_gradients(lmbd, mu, n_steps, non_negative, stride) -> None:
     g = torch.Generator().manual_seed(n_steps + 7 * stride)

@@ -4,8 +4,8 @@ Both report ``memory_mb`` = peak memory while building the model and running ``s
 the memory in use just before (so the Python/torch runtime is left out; weights, gradients, optimizer
 state, activations and workspaces are in), and ``total_mb`` = the peak itself.
 
-On CPU each workload runs alone in a fresh ``python -m sdnet_cli.bench.memory`` process, read with
-``resource.getrusage(RUSAGE_SELF).ru_maxrss``; glibc's dynamic mmap threshold is pinned
+On CPU each workload runs alone in a fresh ``python -m sdnet_cli.bench.memory`` process whose peak
+RSS (``VmHWM``) is reset just before the build and read after the steps; glibc's dynamic mmap threshold is pinned
 (``MALLOC_MMAP_THRESHOLD_``) so freed tensors go back to the system and RSS tracks live memory.
 """
 
@@ -34,8 +34,25 @@ def current_rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / MB
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to its current RSS (Linux ≥ 4.0: ``5 > /proc/self/clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (``ru_maxrss`` is in KiB on Linux)."""
+    """Peak resident set size since the last reset (``VmHWM``), else since start (``ru_maxrss``, KiB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -52,6 +69,7 @@ def measure_here(w: Workload, steps: int) -> tuple[dict[str, Any], Callable[[], 
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / MB
     else:
+        reset_peak_rss()  # so the import's transient peak does not count
         before = current_rss_mb()
     model, step, dev = build_step(w)
     for _ in range(steps):
@@ -62,7 +80,7 @@ def measure_here(w: Workload, steps: int) -> tuple[dict[str, Any], Callable[[], 
         source = "cuda allocator (max_memory_allocated)"
     else:
         peak = peak_rss_mb()
-        source = "child process peak RSS (ru_maxrss)"
+        source = "child process peak RSS (VmHWM)"
     return {"memory_mb": peak - before, "total_mb": peak, "memory_source": source}, step, model
 
 

@@ -81,6 +81,7 @@ def run_bench(
     for w, t, p, m in zip(workloads, times, params, mem):
         ms = 1000.0 * median(t)
         rows.append({"model": w.model, "params": p, "ms_per_step": ms, "img_per_s": w.batch_size / (ms / 1000.0),
+                     "min_ms_per_step": 1000.0 * min(t),
                      "times_ms": [1000.0 * v for v in t], **(m or {})})
     for r in rows:
         r["ratio"] = r["ms_per_step"] / rows[0]["ms_per_step"]
