@@ -173,7 +173,9 @@ def test_env_read_at_call_time(hub, env, monkeypatch) -> None:
     import huggingface_hub.constants as c
 
     # what huggingface_hub froze at import time must not matter: the environment now wins
+    # (an import freezes both the endpoint and the URL template built from it)
     monkeypatch.setattr(c, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
     res = pull_weights(REPO, progress=False)
     assert res.path.startswith(str(env)) and hub.count("HEAD", f"/{REPO}/resolve/") == 2
 

@@ -110,7 +110,7 @@ def _attack_table(report: dict[str, Any]) -> Table | None:
 
 @app.command("robust")
 def robust_command(
-    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Run dir, model dir, zoo name or org/repo[@rev]; several are compared."),
+    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV; several are compared."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", "-c", help="all | benchmark | noise | blur | weather | digital | extra | comma list of names (default: noise; sdnet-noise: its 4 noises)."),
     severities: Optional[str] = typer.Option(None, "--severities", "-s", help="1-5 or a list like 3,5 (sdnet-noise: its levels, default all)."),
     protocol: str = typer.Option("cifar-c", "--protocol", help="cifar-c (CIFAR-10-C parameters) | sdnet-noise (the SDNet paper's noise levels)."),
