@@ -49,7 +49,7 @@ def test_step_size_tracks_exact_value_during_training() -> None:
 
     SGD lr 0.01, momentum 0.9: L drifts by several per cent over the run and one warm power iteration per
     step follows it. (Faster dictionary changes, e.g. AdamW lr 2e-3 from scratch, make the one-iteration
-    estimate lag by up to ~10 %: see docs/readme/speed.md.)
+    estimate lag by up to ~10 %: see the README, section "Speed".)
     """
     torch.manual_seed(0)
     model = TinySDNet().train()
