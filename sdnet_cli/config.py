@@ -128,6 +128,19 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _coerce_number(key: str, value: Any, tp: type, accepted: tuple[type, ...], what: str) -> Any:
+    """``value`` as ``tp`` when it is one of ``accepted`` (never a bool) or a string that parses; else a ValueError."""
+    if not isinstance(value, bool):
+        if isinstance(value, accepted):
+            return tp(value)
+        if isinstance(value, str):
+            try:
+                return tp(value.strip())
+            except ValueError:
+                pass
+    raise ValueError(f"{key}: expected {what}, got {value!r}")
+
+
 def coerce(key: str, tp: Any, value: Any) -> Any:
     """``value`` checked (and, for strings from ``--set``, parsed) against annotation ``tp``; else ``ValueError``."""
     origin = typing.get_origin(tp)
@@ -160,27 +173,9 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             return value.lower() in ("true", "yes", "1", "on")
         raise ValueError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return _coerce_number(key, value, int, (int,), "an integer")
     if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected a number, got {value!r}")
+        return _coerce_number(key, value, float, (int, float), "a number")
     if tp is str:
         if isinstance(value, str):
             return value

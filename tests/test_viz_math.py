@@ -19,6 +19,8 @@ from sdnet_cli.viz.dictionary import atom_images
 from sdnet_cli.viz.inversion import forward_ops, point_depth
 from sdnet_cli.viz.lambdas import layer_settings
 
+from csc_helpers import quick_step_sizes
+
 DIGITS_MEAN, DIGITS_STD = 0.3054, 0.3185
 
 
@@ -39,20 +41,6 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(c, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-
-
-def quick_step_sizes(model: nn.Module, iters: int = 20) -> nn.Module:
-    """Store ``0.9 / L`` in every CSC layer (short power iteration on a 4×4 code), so that the first forward
-    does not run the 500-iteration estimate; the loaded value is then used as stored (eval mode)."""
-    state = model.state_dict()
-    g = torch.Generator().manual_seed(0)
-    for name, m in model.named_modules():
-        if isinstance(m, CSCConv2d):
-            v = torch.randn(1, m.out_channels, 4, 4, generator=g)
-            eig, _ = SF.power_iteration(SF.csc_gram(m.weight.detach(), m.stride, m.padding), v, iters)
-            state[f"{name}.step_size"] = 0.9 / eig
-    model.load_state_dict(state)
-    return model
 
 
 _MODELS: dict[str, nn.Module] = {}

@@ -8,7 +8,6 @@ Arrays are opened memory-mapped, so only the severity asked for is read.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ..models.files import file_digest
 
 NUM_SEVERITIES = 5
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
@@ -133,13 +134,6 @@ def validate_cifar_c_dir(directory: str | Path, corruptions: list[str], dataset:
 
 
 # -- downloading ------------------------------------------------------------------------------------
-def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex MD5 of a file, read in chunks."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_file(url: str, dest: str | Path, md5: str | None = None, progress: Progress | None = None,
@@ -183,7 +177,7 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, progress: 
             if total is not None and done < total:
                 raise ConnectionError(f"download of {url} stopped at {done}/{total} bytes; run again to resume")
     if md5 is not None:
-        got = file_md5(part)
+        got = file_digest(part, "md5")
         if got != md5.lower():
             part.unlink(missing_ok=True)
             raise ValueError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the partial file was "

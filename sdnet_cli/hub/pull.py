@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..models.files import CONFIG_NAME, WEIGHTS_NAME
+from ..models.files import CONFIG_NAME, WEIGHTS_NAME, file_digest
 from .zoo import ZooEntry, get_entry
 
 _REPO_SPEC = re.compile(r"(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?")
@@ -91,13 +91,6 @@ def is_offline() -> bool:
     return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_blob_sha1(path: str | Path) -> str:
@@ -123,7 +116,7 @@ def verify_cached_file(pointer: str, expected_sha256: str | None, what: str) -> 
     took from the server's ETag (sha256 for LFS files, git sha1 otherwise). Raises ``ValueError`` after
     deleting the blob and the snapshot link on a mismatch.
     """
-    digest = file_sha256(pointer)
+    digest = file_digest(pointer, "sha256")
     etag = os.path.basename(os.path.realpath(pointer))
     if expected_sha256 is not None:
         expected, got, kind = expected_sha256, digest, "the zoo's pinned sha256"

@@ -7,6 +7,7 @@ half-written model. No pickle anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -61,6 +62,15 @@ class ModelConfig:
         if missing:
             raise ValueError(f"config.json lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def file_digest(path: str | Path, algorithm: str, chunk: int = 1 << 20) -> str:
+    """Hex digest (``hashlib`` algorithm name, e.g. ``md5``, ``sha256``) of a file's content, read in chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
