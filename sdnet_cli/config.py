@@ -83,6 +83,7 @@ class TrainSection:
     output: str | None = None
     tensorboard: bool = True
     checkpoint_every: int = 0
+    step_size_every: int = 1
     verify_ddp: bool = False
 
 

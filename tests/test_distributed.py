@@ -45,24 +45,38 @@ def test_sharded_batches_make_up_the_single_process_batch():
     assert len(set(flat.tolist())) == len(flat)  # no image twice in an epoch
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_match_single_process(tmp_path):
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
+def _train_pair(tmp_path, name: str, *extra: str) -> tuple[list[float], list[float], float, str]:
+    """Train with torchrun (2 ranks, ranks checked identical after every step) and in one process; returns both
+    per-step losses, the largest weight difference and the DDP run's stdout."""
+    ddp, single = tmp_path / f"ddp-{name}", tmp_path / f"single-{name}"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
-                        "-m", "sdnet_cli", "train", "--output", str(ddp), *COMMON, "--set", "train.verify_ddp=true",
+                        "-m", "sdnet_cli", "train", "--output", str(ddp), *COMMON, *extra, "--set", "train.verify_ddp=true",
                         "--json"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])  # rank 0 prints one object, rank 1 nothing
-    assert result["steps"] == 4 and r.stdout.count('"output"') == 1
-    r = subprocess.run([sys.executable, "-m", "sdnet_cli", "train", "--output", str(single), *COMMON],
+    stdout = r.stdout
+    r = subprocess.run([sys.executable, "-m", "sdnet_cli", "train", "--output", str(single), *COMMON, *extra],
                        capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     la = [json.loads(x)["loss"] for x in (ddp / "steps.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["loss"] for x in (single / "steps.jsonl").read_text().splitlines()]
-    assert len(la) == len(lb) == 4
-    assert np.allclose(la, lb, rtol=1e-4, atol=0), (la, lb)
     wa, wb = load_file(str(ddp / "last" / "model.safetensors")), load_file(str(single / "last" / "model.safetensors"))
     assert wa.keys() == wb.keys()
     worst = max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa if wa[k].is_floating_point())
-    assert worst < 3e-3, worst
     assert len(list((ddp / "state").glob("ckpt-*.json"))) == 1  # one writer
+    return la, lb, worst, stdout
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_single_process(tmp_path):
+    # The gradient math alone: step sizes from the per-forward power iteration only (a smooth function of the weights).
+    la, lb, worst, stdout = _train_pair(tmp_path, "math", "--set", "train.step_size_every=0")
+    result = json.loads(stdout.strip().splitlines()[-1])  # rank 0 prints one object, rank 1 nothing
+    assert result["steps"] == 4 and stdout.count('"output"') == 1
+    assert len(la) == len(lb) == 4
+    assert np.allclose(la, lb, rtol=1e-4, atol=0), (la, lb)
+    assert worst < 3e-3, worst
+    # With the engine's per-step Lanczos refresh (the default): ranks stay identical (verify_ddp); the 20-iteration
+    # estimate depends on its warm vector at the ~1e-3 level, which lets rounding differences grow a little.
+    la, lb, worst, _ = _train_pair(tmp_path, "default")
+    assert np.allclose(la, lb, rtol=1e-2, atol=0), (la, lb)
+    assert worst < 3e-2, worst

@@ -78,13 +78,33 @@ def test_conv_transpose_is_adjoint_of_conv(stride: int, padding: int, k: int) ->
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_power_iteration_matches_spectral_norm(stride: int) -> None:
+@pytest.mark.parametrize("how", ["first forward", "update_step_size"])
+def test_step_size_matches_spectral_norm(stride: int, how: str) -> None:
     torch.manual_seed(1)
     layer = CSCConv2d(3, 8, 3, stride=stride, padding=1).double()
-    layer.update_step_size((3, 8, 8))
-    D = explicit_matrix(layer.weight.detach(), stride, 1, (3, 8, 8))
+    if how == "first forward":
+        layer(torch.randn(2, 3, 12, 12, dtype=torch.float64))
+    else:
+        layer.update_step_size((3, 12, 12))
+    D = explicit_matrix(layer.weight.detach(), stride, 1, (3, 12, 12))
     L = torch.linalg.matrix_norm(D, ord=2).item() ** 2
-    assert abs(0.9 / layer.step_size.item() - L) / L < 1e-3
+    assert abs(0.9 / layer.step_size.item() - L) / L < 1e-6
+
+
+def test_lanczos_matches_dense_eigenvalue_and_beats_power_iteration() -> None:
+    g = torch.Generator().manual_seed(3)
+    w = SF.normalize_atoms(torch.randn(16, 3, 3, 3, generator=g, dtype=torch.float64))
+    D = explicit_matrix(w, 1, 1, (3, 12, 12))
+    L = torch.linalg.eigvalsh(D.T @ D)[-1].item()
+    gram = SF.csc_gram(w, 1, 1)
+    v = torch.randn(1, 16, 12, 12, generator=g, dtype=torch.float64)
+    eig, u = SF.lanczos(gram, v, 300, tol=1e-9)
+    assert abs(eig.item() - L) / L < 1e-12
+    assert u.shape == v.shape and abs(u.norm().item() - 1) < 1e-12
+    assert (gram(u) - eig * u).norm().item() < 1e-7 * L  # the Ritz vector is the top eigenvector
+    e20, _ = SF.lanczos(gram, v, 20)
+    p20, _ = SF.power_iteration(gram, v, 20)
+    assert 0 <= L - e20.item() < (L - p20.item()) / 10  # same 20 products with DᵀD, far closer
 
 
 def test_gradcheck_float64() -> None:

@@ -38,6 +38,11 @@ def parse_models(spec: str | Sequence[str]) -> list[str]:
     return names
 
 
+def paired_ratio(times: Sequence[float], base: Sequence[float]) -> float:
+    """``median_r(times[r] / base[r])``: the per-round ratio cancels load that drifts between rounds."""
+    return median([t / b for t, b in zip(times, base)])
+
+
 def run_bench(
     models: Sequence[str],
     base: Workload,
@@ -51,8 +56,9 @@ def run_bench(
     """Benchmark ``models`` on workload ``base`` (its ``model`` field is replaced per model).
 
     Timing: ``warmup`` untimed steps each, then ``steps`` interleaved rounds of ``inner`` steps
-    (default 1 on CPU, 10 on CUDA); ``ms_per_step`` is the median. ``ratio`` = a model's median over the
-    first model's. Memory (``memory_mb``, see :mod:`.memory`): on CUDA measured in this process while
+    (default 1 on CPU, 10 on CUDA); ``ms_per_step`` is the median. ``ratio`` is the median over rounds
+    of a model's time divided by the first model's time in the same round (:func:`paired_ratio`);
+    ``ratio_of_medians`` divides the medians. Memory (``memory_mb``, see :mod:`.memory`): on CUDA measured in this process while
     each model is built and warmed up in turn; on CPU in one child process per model.
     ``on_progress(message)`` is called as each phase starts.
     """
@@ -84,7 +90,8 @@ def run_bench(
                      "min_ms_per_step": 1000.0 * min(t),
                      "times_ms": [1000.0 * v for v in t], **(m or {})})
     for r in rows:
-        r["ratio"] = r["ms_per_step"] / rows[0]["ms_per_step"]
+        r["ratio"] = paired_ratio(r["times_ms"], rows[0]["times_ms"])
+        r["ratio_of_medians"] = r["ms_per_step"] / rows[0]["ms_per_step"]
         if "memory_mb" in r and rows[0].get("memory_mb"):
             r["memory_ratio"] = r["memory_mb"] / rows[0]["memory_mb"]
     settings = {**base.to_dict(), "device": str(device), "steps": steps, "warmup": warmup, "inner": inner}

@@ -96,6 +96,7 @@ def check_training_config(cfg: Config) -> None:
         if v < 1:
             raise ValueError(f"{key} must be >= 1, got {v}")
     for key, v in (("train.limit_batches", t.limit_batches), ("train.checkpoint_every", t.checkpoint_every),
+                   ("train.step_size_every", t.step_size_every),
                    ("data.workers", cfg.data.workers), ("train.threads", t.threads)):
         if v < 0:
             raise ValueError(f"{key} must be >= 0, got {v}")

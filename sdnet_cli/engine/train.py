@@ -37,6 +37,7 @@ from .schedule import lr_at, set_lr
 from .setup import (build_optimizer, check_training_config, make_autocast, model_config, resolve_device,
                     seed_everything, set_threads)
 from .state import LoopState, load_state, save_state
+from .step_sizes import StepSizeKeeper
 
 
 class NonFiniteLossError(RuntimeError):
@@ -189,6 +190,7 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
     loop = LoopState()
     if resume:
         loop, _ = load_state(out / "state", model, optimizer, scaler)
+    keeper = StepSizeKeeper(model, t.step_size_every)  # after load_state: it starts from the saved step sizes
     if main:
         atomic_write_bytes(out / "config.yaml", cfg.to_yaml().encode())
     net: nn.Module = model
@@ -266,6 +268,7 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
                         optimizer.step()
                     loop.global_step += 1
                     loop.batch += 1
+                    keeper.after_step(loop.global_step)
                     m["loss"] += float(stats[0])
                     m["correct"] += float(stats[1])
                     m["n"] += float(stats[2])
@@ -287,6 +290,7 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
                     if t.checkpoint_every and loop.global_step % t.checkpoint_every == 0 and loop.batch < steps_per_epoch:
                         save_resumable()
                 # -- end of epoch --------------------------------------------------------------------
+                keeper.refresh_all()  # unit atoms and a converged step size for what is evaluated and saved
                 cb.on_eval_start(len(test_loader.dataset))
                 ev = evaluate(model, test_loader, num_classes, device, autocast, t.channels_last)
                 row = {"epoch": epoch + 1, "step": loop.global_step, "train_loss": m["loss"] / max(m["n"], 1),

@@ -2,10 +2,11 @@
 
 Both hold a dictionary ``weight`` with unit-norm atoms and a ``step_size`` buffer ``0.9 / L``
 (``L`` = largest eigenvalue of ``DᵀD`` at the size the layer sees). The step size is set on the first
-forward, refreshed by a warm-started power iteration (``power_iters`` iterations) on each training
-forward, used as stored in eval mode (a loaded checkpoint's value wins), and recomputed to convergence
-by :meth:`update_step_size`. The set-up at a new input size runs eagerly (``torch.compiler.disable``:
-a data-dependent stop); the per-step refresh and FISTA trace into one graph under ``torch.compile``.
+forward (Lanczos), refreshed by a warm-started power iteration (``power_iters`` iterations) on each
+training forward, used as stored in eval mode (a loaded checkpoint's value wins), re-converged between
+training steps by :meth:`refresh_step_size` (20 warm Lanczos iterations; the engine calls it) and to
+convergence by :meth:`update_step_size`. Lanczos runs eagerly (``torch.compiler.disable``); the
+per-forward refresh and FISTA trace into one graph under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from torch import Tensor
 
 from . import functional as SF
 
-_CONVERGE_ITERS = 500  # update_step_size(): run to convergence
-_CONVERGE_TOL = 1e-7
-_FIRST_ITERS = 100  # the first forward's set-up (the official code: at most 50, vector tol 1e-5)
-_FIRST_TOL = 1e-5
+# Lanczos set-ups (residual tolerance relative to L; the eigenvalue error is far smaller, ~ residual²/gap).
+_CONVERGE_ITERS = 300  # update_step_size(): to convergence
+_CONVERGE_TOL = 1e-6
+_FIRST_ITERS = 150  # the first forward at a new input size (the official code: ≤ 50 power iterations)
+_FIRST_TOL = 1e-4
+_REFRESH_ITERS = 20  # refresh_step_size(): the engine's per-step refresh, a fixed count (no data-dependent stop)
+_JITTER = 1e-2  # share of a fixed random direction mixed into the warm start (finds eigenvalue crossings)
 
 
 class _SparseCoding(nn.Module):
@@ -74,17 +78,23 @@ class _SparseCoding(nn.Module):
     @torch.compiler.disable
     @torch.no_grad()
     def _converge_step_size(
-        self, code_shape: tuple[int, ...], n_iter: int = _FIRST_ITERS, tol: float = _FIRST_TOL
+        self, code_shape: tuple[int, ...], n_iter: int = _FIRST_ITERS, tol: float = _FIRST_TOL, jitter: float = 0.0
     ) -> None:
-        """Power iteration to convergence (warm from the last vector when the size is unchanged).
+        """Lanczos to convergence, warm from the last vector when the size is unchanged (plus ``jitter`` times
+        a fixed random unit direction, so a new top eigenvector the warm vector lacks is found too).
 
-        Runs eagerly, also under ``torch.compile``: a one-time set-up with a data-dependent stop.
+        Runs eagerly, also under ``torch.compile``: a set-up with a data-dependent stop.
         """
         with torch.autocast(self.weight.device.type, enabled=False):
+            gen = torch.Generator(device="cpu").manual_seed(0)
             if tuple(self._v.shape) != code_shape:
-                gen = torch.Generator(device="cpu").manual_seed(0)
                 self._v = torch.randn(code_shape, generator=gen).to(self.weight.device)
-            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter, tol)
+                jitter = 0.0
+            v = self._v.float()
+            if jitter:
+                r = torch.randn(code_shape, generator=gen).to(v.device)
+                v = v / v.norm().clamp_min(1e-30) + jitter * r / r.norm()
+            eig, v = SF.lanczos(self._gram(), v, n_iter, tol)
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
@@ -98,17 +108,29 @@ class _SparseCoding(nn.Module):
             self.step_size.copy_(0.9 / eig)
 
     def update_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
-        """Recompute ``step_size = 0.9 / L`` by power iteration run to convergence.
+        """Recompute ``step_size = 0.9 / L`` by Lanczos run to convergence (warm from the last vector).
 
-        ``input_shape`` is the shape of one input (without batch); by default the size seen last.
+        ``input_shape`` is the shape of one input (without batch); by default the size seen last. In
+        training mode the atoms are renormalised first, as the next training forward would do, so
+        the step size is the one for the dictionary that forward uses.
         """
+        self._update(input_shape, _CONVERGE_ITERS, _CONVERGE_TOL)
+
+    def refresh_step_size(self, n_iter: int = _REFRESH_ITERS) -> None:
+        """Between training steps: ``n_iter`` Lanczos iterations from the warm vector (renormalising the
+        atoms first in training mode). The engine calls it after every optimizer step."""
+        self._update(None, n_iter, 0.0)
+
+    def _update(self, input_shape: tuple[int, ...] | None, n_iter: int, tol: float) -> None:
         if input_shape is not None:
             shape = self._code_shape(torch.empty((1, *input_shape), device="meta"))
         elif self._v.numel():
             shape = tuple(self._v.shape)
         else:
             raise ValueError("update_step_size() needs input_shape before the layer has seen an input")
-        self._converge_step_size(shape, _CONVERGE_ITERS, _CONVERGE_TOL)
+        if self.training:
+            self.normalize_atoms_()
+        self._converge_step_size(shape, n_iter, tol, _JITTER)
 
     def _maybe_refresh(self, x: Tensor) -> None:
         if self.training:

@@ -1,0 +1,59 @@
+"""The step size over training: each training forward's ``step_size`` against an exact ``0.9 / L``.
+
+Per training forward a CSC layer runs one warm-started power iteration (cheap, traceable); after each
+optimizer step the engine's :class:`StepSizeKeeper` runs one more and re-converges by Lanczos when the
+step size moved by > 0.1 % or every ``train.step_size_every`` steps. The exact value comes from scipy's
+ARPACK on the image side (:func:`csc_helpers.exact_step_size`).
+"""
+
+from __future__ import annotations
+
+import pytest
+from csc_helpers import exact_step_size
+
+from sdnet_cli.config import resolve_config
+from sdnet_cli.engine.train import train
+from sdnet_cli.layers import CSCConv2d
+
+
+@pytest.fixture
+def step_size_errors(monkeypatch) -> list[float]:
+    """Relative errors ``|s − s*| / s*`` of every CSC layer at every training forward of models built from now on."""
+    errors: list[float] = []
+    forward = CSCConv2d.forward
+
+    def checked(self, x):
+        z = forward(self, x)
+        if self.training:
+            exact = exact_step_size(self, tuple(x.shape[1:]))
+            errors.append(abs(float(self.step_size) - exact) / exact)
+        return z
+
+    monkeypatch.setattr(CSCConv2d, "forward", checked)
+    return errors
+
+
+def run(tmp_path, *overrides: str) -> None:
+    cfg = resolve_config(None, {"train.output": str(tmp_path / "run")},
+                         ["train.tensorboard=false", "train.threads=1", "data.image_size=8", *overrides])
+    train(cfg)
+
+
+def test_every_csc_layer_stays_within_one_percent_over_training(tmp_path, step_size_errors) -> None:
+    """sdnet18_all (17 CSC layers, stride 1 and 2) on digits with the default recipe, 12 steps."""
+    run(tmp_path, "model.name=sdnet18_all", "train.epochs=1", "train.limit_batches=12", "train.batch_size=32")
+    assert len(step_size_errors) == 17 * 12
+    assert max(step_size_errors) < 0.01, max(step_size_errors)
+
+
+def test_refresh_keeps_a_fast_changing_dictionary_within_one_percent(tmp_path, step_size_errors) -> None:
+    """SGD at lr 0.5 (a diverging run) moves the atoms so fast that one power iteration per step falls
+    behind by far more than 1 %; with the engine's keeper (the default) every forward stays within 1 %."""
+    fast = ["optim.name=sgd", "optim.lr=0.5", "optim.weight_decay=0", "train.epochs=1", "train.limit_batches=30",
+            "train.batch_size=16"]
+    run(tmp_path / "a", *fast, "train.step_size_every=0")
+    without = list(step_size_errors)
+    step_size_errors.clear()
+    run(tmp_path / "b", *fast)
+    assert max(without) > 0.05, max(without)
+    assert max(step_size_errors) < 0.01, max(step_size_errors)
