@@ -58,8 +58,9 @@ def run_bench(
     Timing: ``warmup`` untimed steps each, then ``steps`` interleaved rounds of ``inner`` steps
     (default 1 on CPU, 10 on CUDA); ``ms_per_step`` is the median. ``ratio`` is the median over rounds
     of a model's time divided by the first model's time in the same round (:func:`paired_ratio`);
-    ``ratio_of_medians`` divides the medians. Memory (``memory_mb``, see :mod:`.memory`): on CUDA measured in this process while
-    each model is built and warmed up in turn; on CPU in one child process per model.
+    ``ratio_of_medians`` divides the medians. Memory (``memory_mb``, see :mod:`.memory`): on CUDA
+    measured in this process while each model is built and warmed up in turn; on CPU in one child
+    process per model.
     ``on_progress(message)`` is called as each phase starts.
     """
     say = on_progress or (lambda _m: None)

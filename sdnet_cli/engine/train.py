@@ -190,7 +190,7 @@ def _train(cfg: Config, info: Any, mcfg: Any, dinfo: D.DistInfo, resume: bool, f
     loop = LoopState()
     if resume:
         loop, _ = load_state(out / "state", model, optimizer, scaler)
-    keeper = StepSizeKeeper(model, t.step_size_every)  # after load_state: it starts from the saved step sizes
+    keeper = StepSizeKeeper(model, t.step_size_every)  # re-converges the CSC step sizes between steps
     if main:
         atomic_write_bytes(out / "config.yaml", cfg.to_yaml().encode())
     net: nn.Module = model
