@@ -14,29 +14,22 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..layers.csc import csc_layers
+from ..layers.csc import update_step_sizes
 
 
 class StepSizeKeeper:
     """Call :meth:`after_step` after every optimizer step and :meth:`refresh_all` before evaluating."""
 
     def __init__(self, model: nn.Module, every: int) -> None:
-        self.layers = csc_layers(model)
+        self.model = model
         self.every = int(every)
-        self.refreshes = 0
 
-    def after_step(self, step: int) -> int:
-        """Re-converge every layer when global step ``step`` is a multiple of ``every``; returns how many."""
-        if self.every <= 0 or step % self.every:
-            return 0
-        return self.refresh_all()
+    def after_step(self, step: int) -> None:
+        """Re-converge every layer when global step ``step`` is a multiple of ``every``."""
+        if self.every > 0 and step % self.every == 0:
+            self.refresh_all()
 
-    def refresh_all(self) -> int:
-        """Re-converge every layer that has seen an input (atoms renormalised first); returns how many."""
-        if self.every <= 0:
-            return 0
-        seen = [layer for layer in self.layers if layer._v.numel()]
-        for layer in seen:
-            layer.refresh_step_size()
-        self.refreshes += len(seen)
-        return len(seen)
+    def refresh_all(self) -> None:
+        """Re-converge every layer that has seen an input (atoms renormalised first); off when ``every`` is 0."""
+        if self.every > 0:
+            update_step_sizes(self.model, converge=False)

@@ -103,7 +103,7 @@ class _SparseCoding(nn.Module):
     def _warm_step_size(self, n_iter: int) -> None:
         """``n_iter`` power iterations from the last vector (the cheap per-training-step refresh; traceable)."""
         with torch.autocast(self.weight.device.type, enabled=False):
-            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter, 0.0)
+            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter)
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
 
@@ -334,8 +334,13 @@ def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> N
         layer.lmbd = lmbd
 
 
-def update_step_sizes(model: nn.Module) -> None:
-    """Run :meth:`update_step_size` (to convergence) on every sparse coding layer that has seen an input."""
+def update_step_sizes(model: nn.Module, converge: bool = True) -> None:
+    """On every sparse coding layer that has seen an input: :meth:`update_step_size` (to convergence), or
+    with ``converge=False`` the cheaper :meth:`refresh_step_size` (a fixed number of warm iterations)."""
     for layer in csc_layers(model):
-        if layer._v.numel():
+        if not layer._v.numel():
+            continue
+        if converge:
             layer.update_step_size()
+        else:
+            layer.refresh_step_size()
