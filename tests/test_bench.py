@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 import time
 
 import pytest
@@ -97,6 +100,9 @@ def test_cli_json_and_output_file(tmp_path) -> None:
     rep = json.loads(res.stdout.strip().splitlines()[-1])
     assert [r["model"] for r in rep["results"]] == ["resnet18", "sdnet18"]
     assert rep["settings"]["mode"] == "eval" and rep["settings"]["batch_size"] == 2
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" and "MALLOC_TRIM_THRESHOLD_" not in os.environ \
+            and os.environ.get("SDNET_MALLOC_TUNING") != "0":
+        assert rep["settings"]["malloc"] == "tuned"  # the CLI keeps freed memory (sdnet_cli.malloc)
     assert json.loads(out.read_text()) == rep
 
 

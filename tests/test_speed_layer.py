@@ -87,6 +87,33 @@ def test_forward_does_only_the_math(n_steps: int) -> None:
     assert len(code_sized) <= n_steps + (n_steps - 1) + max(n_steps - 2, 0), code_sized
 
 
+@pytest.mark.parametrize("c_in,k,stride,padding", [(1, 3, 1, 1), (3, 3, 1, 1), (3, 3, 2, 1), (3, 1, 2, 0), (1, 5, 2, 2), (2, 3, 1, 0)])
+def test_gemm_dict_apply_equals_conv_transpose(c_in: int, k: int, stride: int, padding: int) -> None:
+    g = torch.Generator().manual_seed(k + 10 * stride)
+    w = torch.randn(7, c_in, k, k, generator=g, dtype=torch.float64)
+    z = torch.randn(2, 7, 5, 6, generator=g, dtype=torch.float64)
+    expected = F.conv_transpose2d(z, w, None, stride, padding, stride - 1)
+    got = SF.dict_apply_gemm(z, w, stride, padding)
+    assert got.shape == expected.shape and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_steps", [2, 3])
+def test_rgb_stem_eval_takes_the_gemm_and_autograd_the_deconvolution(n_steps: int, monkeypatch) -> None:
+    """A 3-channel 3×3 layer: without autograd each D z is one bmm (n_steps convolutions left); with it, 2·n_steps − 1."""
+    layer = CSCConv2d(3, 16, 3, padding=1, n_steps=n_steps).eval()
+    x = torch.randn(2, 3, 12, 12)
+    layer(x)
+    with torch.no_grad(), OpRecorder() as rec:
+        z = layer(x)
+    assert rec.count(aten.convolution) == n_steps and rec.count(aten.bmm) == n_steps - 1
+    xg = x.clone().requires_grad_()
+    with OpRecorder() as rec:
+        z_grad = layer(xg)
+    assert rec.count(aten.convolution) == 2 * n_steps - 1 and rec.count(aten.bmm) == 0
+    torch.testing.assert_close(z, z_grad.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_training_forward_extra_work_is_one_power_iteration() -> None:
     """Train forward = FISTA's convolutions + 2 per power iteration on a single-sample vector; no reconstruction loss."""
     layer = CSCConv2d(8, 16, 3, padding=1, n_steps=2, power_iters=1).train()

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..malloc import malloc_state
 from .memory import measure_here, measure_in_child
 from .step import Workload, build_step, count_params, resolve_device
 from .timing import interleaved_times, median
@@ -95,6 +96,7 @@ def run_bench(
         r["ratio_of_medians"] = r["ms_per_step"] / rows[0]["ms_per_step"]
         if "memory_mb" in r and rows[0].get("memory_mb"):
             r["memory_ratio"] = r["memory_mb"] / rows[0]["memory_mb"]
-    settings = {**base.to_dict(), "device": str(device), "steps": steps, "warmup": warmup, "inner": inner}
+    settings = {**base.to_dict(), "device": str(device), "steps": steps, "warmup": warmup, "inner": inner,
+                "malloc": malloc_state()}
     settings.pop("model")
     return {"machine": machine_name(device), "torch": torch.__version__, "settings": settings, "results": rows}

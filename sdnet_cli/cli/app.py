@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from ..malloc import keep_freed_memory
 from .common import EXIT_BAD_INPUT, EXIT_FAILURE, error_line
 
 app = typer.Typer(
@@ -16,6 +17,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _before_every_command() -> None:
+    # CPU steps reuse freed activation memory instead of page-faulting it in again (see sdnet_cli.malloc).
+    keep_freed_memory()
+
 
 # Subcommand modules; each defines its command on ``app`` (import order = help order).
 from . import train_cmd, eval_cmd, robust_cmd, visualize_cmd, export_cmd, pull_weights_cmd, models_cmd, bench_cmd  # noqa: E402,F401
