@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sys
 import time
 
 import pytest
@@ -17,7 +14,7 @@ from sdnet_cli.bench import Workload, parse_models, run_bench
 from sdnet_cli.bench.memory import measure_in_child
 from sdnet_cli.bench.timing import interleaved_times, median
 from sdnet_cli.cli.app import app, main
-from sdnet_cli.malloc import GLIBC_VARIABLES, OPT_OUT
+from sdnet_cli.malloc import keep_freed_memory
 
 CPU = torch.device("cpu")
 
@@ -101,9 +98,8 @@ def test_cli_json_and_output_file(tmp_path) -> None:
     rep = json.loads(res.stdout.strip().splitlines()[-1])
     assert [r["model"] for r in rep["results"]] == ["resnet18", "sdnet18"]
     assert rep["settings"]["mode"] == "eval" and rep["settings"]["batch_size"] == 2
-    user_choice = os.environ.get(OPT_OUT) == "0" or any(v in os.environ for v in GLIBC_VARIABLES)
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" and not user_choice:
-        assert rep["settings"]["malloc"] == "tuned"  # the CLI keeps freed memory (sdnet_cli.malloc)
+    # The CLI keeps freed memory (sdnet_cli.malloc) wherever keep_freed_memory applies (Linux glibc, no opt-out).
+    assert rep["settings"]["malloc"] == ("tuned" if keep_freed_memory() else "default")
     assert json.loads(out.read_text()) == rep
 
 

@@ -99,7 +99,7 @@ def test_gemm_dict_apply_equals_conv_transpose(c_in: int, k: int, stride: int, p
 
 
 @pytest.mark.parametrize("n_steps", [2, 3])
-def test_rgb_stem_eval_takes_the_gemm_and_autograd_the_deconvolution(n_steps: int, monkeypatch) -> None:
+def test_rgb_stem_eval_takes_the_gemm_and_autograd_the_deconvolution(n_steps: int) -> None:
     """A 3-channel 3×3 layer: without autograd each D z is one bmm (n_steps convolutions left); with it, 2·n_steps − 1."""
     layer = CSCConv2d(3, 16, 3, padding=1, n_steps=n_steps).eval()
     x = torch.randn(2, 3, 12, 12)

@@ -1,9 +1,9 @@
 """The step size over training: each training forward's ``step_size`` against an exact ``0.9 / L``.
 
-Per training forward a CSC layer runs one warm-started power iteration (cheap, traceable); after each
-optimizer step the engine's :class:`StepSizeKeeper` runs one more and re-converges by Lanczos when the
-step size moved by > 0.1 % or every ``train.step_size_every`` steps. The exact value comes from scipy's
-ARPACK on the image side (:func:`csc_helpers.exact_step_size`).
+Per training forward a CSC layer runs one warm-started power iteration (cheap, traceable); every
+``train.step_size_every`` optimizer steps (default 1) the engine's :class:`StepSizeKeeper` re-converges each
+layer by 20 warm Lanczos iterations. The exact value comes from scipy's ARPACK on the image side
+(:func:`csc_helpers.exact_step_size`).
 """
 
 from __future__ import annotations

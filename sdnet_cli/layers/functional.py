@@ -38,7 +38,7 @@ def dict_apply(z: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> 
     On CPU without autograd, a dictionary with few image-side taps (``C_in·k² ≤ 32``, e.g. an RGB 3×3 stem)
     takes :func:`dict_apply_gemm`, the same sum computed faster than oneDNN's deconvolution.
     """
-    if (z.device.type == "cpu" and weight[0].numel() <= GEMM_MAX_TAPS and not torch.compiler.is_compiling()
+    if (z.device.type == "cpu" and math.prod(weight.shape[1:]) <= GEMM_MAX_TAPS and not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and (z.requires_grad or weight.requires_grad))):
         return dict_apply_gemm(z, weight, stride, padding)
     return F.conv_transpose2d(z, weight, None, stride, padding, conv_output_padding(stride))
