@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from .errors import MissingFileError, UsageError
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _coerce_number(key: str, value: Any, tp: type, accepted: tuple[type, ...], w
                 return tp(value.strip())
             except ValueError:
                 pass
-    raise ValueError(f"{key}: expected {what}, got {value!r}")
+    raise UsageError(f"{key}: expected {what}, got {value!r}")
 
 
 def coerce(key: str, tp: Any, value: Any) -> Any:
@@ -158,21 +159,21 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
                 return coerce(key, a, value)
             except ValueError as e:
                 errors.append(str(e))
-        raise ValueError(errors[0] if errors else f"{key}: cannot be null")
+        raise UsageError(errors[0] if errors else f"{key}: cannot be null")
     if origin is list:
         (inner,) = typing.get_args(tp)
         if isinstance(value, str):
             s = value.strip()
             value = yaml.safe_load(s) if s.startswith("[") else [v for v in s.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
+            raise UsageError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
         return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
-        raise ValueError(f"{key}: expected true or false, got {value!r}")
+        raise UsageError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
         return _coerce_number(key, value, int, (int,), "an integer")
     if tp is float:
@@ -180,7 +181,7 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ValueError(f"{key}: expected a string, got {value!r}")
+        raise UsageError(f"{key}: expected a string, got {value!r}")
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # internal: schema uses only the types above
 
 
@@ -193,17 +194,17 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
     """Assign ``cfg.<section>.<name> = value`` after checking the key exists and the type fits."""
     parts = key.split(".")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"config key {key!r} must look like section.name (sections: {', '.join(_fields(cfg))})")
+        raise UsageError(f"config key {key!r} must look like section.name (sections: {', '.join(_fields(cfg))})")
     section, name = parts
     if section not in _fields(cfg):
-        raise ValueError(f"unknown config key {key!r}: no section {section!r} (sections: {', '.join(_fields(cfg))})")
+        raise UsageError(f"unknown config key {key!r}: no section {section!r} (sections: {', '.join(_fields(cfg))})")
     sec = getattr(cfg, section)
     fields = _fields(sec)
     if name not in fields:
-        raise ValueError(f"unknown config key {key!r}; {section} has: {', '.join(fields)}")
+        raise UsageError(f"unknown config key {key!r}; {section} has: {', '.join(fields)}")
     v = coerce(key, fields[name], value)
     if key in CHOICES and v not in CHOICES[key]:
-        raise ValueError(f"{key}: expected one of {', '.join(CHOICES[key])}, got {v!r}")
+        raise UsageError(f"{key}: expected one of {', '.join(CHOICES[key])}, got {v!r}")
     setattr(sec, name, v)
 
 
@@ -212,24 +213,24 @@ def merge_dict(cfg: Config, data: Any, source: str = "config") -> Config:
     if data is None:
         return cfg
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a mapping of sections ({', '.join(_fields(cfg))}), got {type(data).__name__}")
+        raise UsageError(f"{source}: expected a mapping of sections ({', '.join(_fields(cfg))}), got {type(data).__name__}")
     for section, values in data.items():
         if section not in _fields(cfg):
-            raise ValueError(f"{source}: unknown config key {section!r} (sections: {', '.join(_fields(cfg))})")
+            raise UsageError(f"{source}: unknown config key {section!r} (sections: {', '.join(_fields(cfg))})")
         if not isinstance(values, dict):
-            raise ValueError(f"{source}: section {section!r} must be a mapping, got {values!r}")
+            raise UsageError(f"{source}: section {section!r} must be a mapping, got {values!r}")
         for name, value in values.items():
             try:
                 set_value(cfg, f"{section}.{name}", value)
             except ValueError as e:
-                raise ValueError(f"{source}: {e}") from None
+                raise UsageError(f"{source}: {e}") from None
     return cfg
 
 
 def parse_override(item: str) -> tuple[str, str]:
     """``'a.b=value'`` → ``('a.b', 'value')``."""
     if "=" not in item:
-        raise ValueError(f"--set expects KEY=VALUE (e.g. train.epochs=5), got {item!r}")
+        raise UsageError(f"--set expects KEY=VALUE (e.g. train.epochs=5), got {item!r}")
     key, value = item.split("=", 1)
     return key.strip(), value.strip()
 
@@ -246,21 +247,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML config file; a syntax error becomes a ``ValueError`` with file and line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found (presets: {', '.join(PRESETS)})")
+        raise MissingFileError(f"config file {path} not found (presets: {', '.join(PRESETS)})")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"bad YAML in {path}{where}: {problem}") from None
+        raise UsageError(f"bad YAML in {path}{where}: {problem}") from None
     return data if data is not None else {}
 
 
 def preset(name: str) -> Config:
     """The embedded recipe ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagenet``)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)} (or a path to a YAML file)")
+        raise UsageError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)} (or a path to a YAML file)")
     return merge_dict(Config(), copy.deepcopy(PRESETS[name]), f"preset {name}")
 
 

@@ -13,6 +13,7 @@ from ..malloc import malloc_state
 from .memory import measure_here, measure_in_child
 from .step import Workload, build_step, count_params, resolve_device
 from .timing import interleaved_times, median
+from ..errors import UsageError
 
 DEFAULT_MODELS = ("resnet18", "sdnet18", "sdnet18_all")
 
@@ -35,7 +36,7 @@ def parse_models(spec: str | Sequence[str]) -> list[str]:
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
     names = [n for n in names if n]
     if not names:
-        raise ValueError("no model given; pass e.g. --models resnet18,sdnet18")
+        raise UsageError("no model given; pass e.g. --models resnet18,sdnet18")
     return names
 
 

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.registry import check_model_name, create_model
+from ..errors import UsageError
 
 MODES = ("train", "eval")
 
@@ -42,12 +43,12 @@ class Workload:
         """Raise ``ValueError`` for settings that cannot run."""
         check_model_name(self.model)
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise UsageError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         min_size = 32 if self.stem == "imagenet" else 8
         if self.image_size < min_size:
-            raise ValueError(f"image size must be >= {min_size} for the {self.stem} stem, got {self.image_size}")
+            raise UsageError(f"image size must be >= {min_size} for the {self.stem} stem, got {self.image_size}")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -56,7 +57,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
+        raise UsageError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
     return dev
 
 

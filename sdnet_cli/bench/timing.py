@@ -12,6 +12,7 @@ import time
 from typing import Callable, Sequence
 
 import torch
+from ..errors import UsageError
 
 Step = Callable[[], None]
 
@@ -40,7 +41,7 @@ def interleaved_times(
     ``warmup`` untimed steps of each function first (also interleaved), then ``rounds`` rounds.
     """
     if rounds < 1:
-        raise ValueError(f"steps/rounds must be >= 1, got {rounds}")
+        raise UsageError(f"steps/rounds must be >= 1, got {rounds}")
     for _ in range(warmup):
         for step in steps:
             step()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
-from ..malloc import keep_freed_memory
-from .common import EXIT_BAD_INPUT, EXIT_FAILURE, error_line
+from ..errors import EXIT_FAILURE, EXIT_USAGE, UsageError
+from .common import error_line
 
 app = typer.Typer(
     name="sdnet",
-    help="Sparse convolutional models (SDNet) for PyTorch: train, evaluate, test robustness, visualize, export.",
+    help="Sparse convolutional models (SDNet) for PyTorch: train, evaluate, test robustness, visualize, export. "
+         "Add --debug (or set SDNET_DEBUG=1) to see the traceback of a failure.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -19,30 +21,46 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _before_every_command() -> None:
-    # CPU steps reuse freed activation memory instead of page-faulting it in again (see sdnet_cli.malloc).
-    keep_freed_memory()
+
+def _register() -> None:
+    """Register the subcommands explicitly (help order); the command modules never import this one."""
+    from . import bench_cmd, eval_cmd, export_cmd, models_cmd, pull_weights_cmd, robust_cmd, train_cmd, visualize_cmd
+
+    for name, fn in (("train", train_cmd.train_command), ("eval", eval_cmd.eval_command),
+                     ("robust", robust_cmd.robust_command), ("visualize", visualize_cmd.visualize_command),
+                     ("export", export_cmd.export_command), ("pull-weights", pull_weights_cmd.pull_weights_command),
+                     ("models", models_cmd.models_command), ("bench", bench_cmd.bench_command)):
+        app.command(name)(fn)
 
 
-# Subcommand modules; each defines its command on ``app`` (import order = help order).
-from . import train_cmd, eval_cmd, robust_cmd, visualize_cmd, export_cmd, pull_weights_cmd, models_cmd, bench_cmd  # noqa: E402,F401
+_register()
+
+
+def _debug(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("SDNET_DEBUG", "") not in ("", "0")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one red line and exit code 2, never a traceback."""
+    """Console entry point. A :class:`~sdnet_cli.errors.UsageError` (the user's mistake) is one red line and
+    exit code 2; any other exception is a failure: one line, exit code 1, and the traceback with ``--debug``
+    (or ``SDNET_DEBUG=1``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug(args)
+    args = [a for a in args if a != "--debug"]
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, standalone_mode=True)
     except SystemExit:
         raise
     except KeyboardInterrupt:
         error_line("interrupted")
         sys.exit(130)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+    except UsageError as e:
         error_line(str(e))
-        sys.exit(EXIT_BAD_INPUT)
-    except Exception as e:  # noqa: BLE001 - a failure while running: one line, exit 1
-        error_line(f"{type(e).__name__}: {e}")
-        if "--debug" in sys.argv or __import__("os").environ.get("SDNET_DEBUG"):
+        if debug:
             raise
+        sys.exit(EXIT_USAGE)
+    except Exception as e:  # noqa: BLE001 - a failure while running: one line, exit 1
+        if debug:
+            raise
+        error_line(f"{type(e).__name__}: {e} (rerun with --debug or SDNET_DEBUG=1 for the traceback)")
         sys.exit(EXIT_FAILURE)

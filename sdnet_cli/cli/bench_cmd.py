@@ -12,8 +12,8 @@ from rich.table import Table
 from ..bench import Workload, parse_models, run_bench
 from ..bench.runner import DEFAULT_MODELS
 from ..models.files import atomic_write_json
-from .app import app
 from .common import console, print_json
+from ..errors import UsageError
 
 
 def _table(report: dict[str, Any]) -> Table:
@@ -32,7 +32,6 @@ def _table(report: dict[str, Any]) -> Table:
     return table
 
 
-@app.command("bench")
 def bench_command(
     models: str = typer.Option(",".join(DEFAULT_MODELS), "--models", "-m", help="Comma-separated model names; ratios are to the first."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per step."),
@@ -64,9 +63,9 @@ def bench_command(
       sdnet bench --device cuda --batch-size 128 --amp --channels-last --compile -o bench.json
     """
     if mode not in ("train", "eval"):
-        raise ValueError(f"--mode must be train or eval, got {mode!r}")
+        raise UsageError(f"--mode must be train or eval, got {mode!r}")
     if steps < 1 or warmup < 0 or (inner is not None and inner < 1):
-        raise ValueError("--steps and --inner must be >= 1 and --warmup >= 0")
+        raise UsageError("--steps and --inner must be >= 1 and --warmup >= 0")
     names = parse_models(models)
     base = Workload(names[0], batch_size=batch_size, image_size=image_size, mode=mode, device=device, amp=amp,
                     channels_last=channels_last, compile=compile_, num_classes=num_classes, stem=stem)

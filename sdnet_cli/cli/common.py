@@ -11,12 +11,9 @@ from rich.markup import escape
 
 console = Console(stderr=True, highlight=False)
 
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
+from ..errors import EXIT_FAILURE, EXIT_USAGE, UsageError  # noqa: F401 - re-exported for the commands
 
-
-class UsageError(ValueError):
-    """A mistake in what the user asked for (exit code 2)."""
+EXIT_BAD_INPUT = EXIT_USAGE
 
 
 def print_json(obj: Any) -> None:

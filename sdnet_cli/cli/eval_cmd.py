@@ -9,11 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..engine.eval_model import eval_model
-from .app import app
 from .common import console, print_json
 
 
-@app.command("eval")
 def eval_command(
     model: str = typer.Argument(..., help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the model was trained on)."),

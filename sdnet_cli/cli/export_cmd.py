@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from .app import app
 from .common import console, print_json
+from ..errors import UsageError
 
 
-@app.command("export")
 def export_command(
     model: str = typer.Argument(
         ..., help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint."),
@@ -47,7 +46,7 @@ def export_command(
     from ..hub.push import check_repo_id, push_to_hub as push
 
     if (private or revision) and not push_to_hub:
-        raise ValueError("--private and --revision apply to --push-to-hub")
+        raise UsageError("--private and --revision apply to --push-to-hub")
     if push_to_hub:
         check_repo_id(push_to_hub)
     with console.status(f"exporting {model} …"):

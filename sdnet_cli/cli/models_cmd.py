@@ -6,11 +6,9 @@ import typer
 from rich.table import Table
 
 from ..models.registry import describe_models
-from .app import app
 from .common import console, print_json
 
 
-@app.command("models")
 def models_command(json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout.")) -> None:
     """List the registered architectures with their parameter counts.
 

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .app import app
 from .common import UsageError, console, print_json
 
 
@@ -36,7 +35,6 @@ def _zoo_rows(cache_dir: Optional[Path]) -> list[dict]:
     return rows
 
 
-@app.command("pull-weights")
 def pull_weights_command(
     model: Optional[str] = typer.Argument(None, help="Zoo name (see --list), or Hub repo ORG/NAME or ORG/NAME@REV."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Hub cache directory (default: HF_HUB_CACHE)."),

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..data.corruptions import SDNET_LEVELS, parse_corruptions, parse_severities
-from .app import app
 from .common import UsageError, console, print_json
 
 DEFAULT_LAMBDAS = "0.1:1.4:0.1"
@@ -108,7 +107,6 @@ def _attack_table(report: dict[str, Any]) -> Table | None:
     return t
 
 
-@app.command("robust")
 def robust_command(
     models: list[str] = typer.Argument(..., metavar="MODEL...", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV; several are compared."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", "-c", help="all | benchmark | noise | blur | weather | digital | extra | comma list of names (default: noise; sdnet-noise: its 4 noises)."),

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import resolve_config
 from ..engine.callbacks import Callbacks
 from ..engine.train import NonFiniteLossError, TrainingInterrupted, train
-from .app import app
 from .common import EXIT_BAD_INPUT, console, error_line, print_json
+from ..errors import MissingFileError, UsageError
 
 
 class RichProgress(Callbacks):
@@ -83,11 +83,10 @@ class RichProgress(Callbacks):
 def _latest_run(root: Path = Path("runs")) -> Path:
     runs = [p for p in root.glob("*") if (p / "config.yaml").is_file() and (p / "state").is_dir()] if root.is_dir() else []
     if not runs:
-        raise ValueError("--resume needs --output DIR (no run with a saved state found under runs/)")
+        raise UsageError("--resume needs --output DIR (no run with a saved state found under runs/)")
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-@app.command("train")
 def train_command(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file or preset name (digits, cifar10, cifar100, imagenet)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="digits | cifar10 | cifar100 | imagenet (alone: that dataset's paper recipe)."),
@@ -133,11 +132,11 @@ def train_command(
     if resume:
         out = Path(output) if output else _latest_run()
         if config is not None:
-            raise ValueError("--resume continues with the run's own config.yaml; drop --config")
+            raise UsageError("--resume continues with the run's own config.yaml; drop --config")
         flags["train.output"] = str(out)
         cfg = resolve_config(out / "config.yaml" if (out / "config.yaml").is_file() else None, flags, set_ or [])
         if not (out / "config.yaml").is_file():
-            raise FileNotFoundError(f"cannot resume: {out} is not a run directory (no config.yaml)")
+            raise MissingFileError(f"cannot resume: {out} is not a run directory (no config.yaml)")
     else:
         flags["train.output"] = output
         cfg = resolve_config(config, flags, set_ or [])

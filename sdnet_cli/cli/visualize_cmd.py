@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from .app import app
 from .common import UsageError, console, print_json
 
 
@@ -18,7 +17,6 @@ def _floats(text: str) -> list[float]:
         raise UsageError(f"--lambdas must be comma-separated numbers >= 0 (e.g. 0,0.1,0.5,1), got {text!r}") from None
 
 
-@app.command("visualize")
 def visualize_command(
     model: str = typer.Argument(..., help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV."),
     what: str = typer.Option("all", "--what", help="Comma list of: dictionary, features, sparsity, convergence, lambda (or all)."),

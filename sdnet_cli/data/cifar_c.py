@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..models.files import file_digest
+from ..errors import MissingFileError, UsageError
 
 NUM_SEVERITIES = 5
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
@@ -54,9 +55,9 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
             shape, fortran, dtype = reader(f)
             offset = f.tell()
     except (ValueError, OSError, SyntaxError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable .npy file ({e}); re-download it (--download)") from None
+        raise UsageError(f"{path} is not a readable .npy file ({e}); re-download it (--download)") from None
     if fortran:
-        raise ValueError(f"{path} is stored in Fortran order; expected the distributed C-order layout")
+        raise UsageError(f"{path} is stored in Fortran order; expected the distributed C-order layout")
     return tuple(shape), np.dtype(dtype), offset
 
 
@@ -64,12 +65,12 @@ def open_npy(path: str | Path) -> np.ndarray:
     """Memory-map a ``.npy`` file after checking that it exists and is not truncated."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
+        raise MissingFileError(f"{path} not found")
     shape, dtype, offset = _npy_header(path)
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     actual = path.stat().st_size
     if actual < expected:
-        raise ValueError(f"{path} is truncated: {actual} bytes, the header promises {expected}; "
+        raise UsageError(f"{path} is truncated: {actual} bytes, the header promises {expected}; "
                          "re-download it (--download)")
     return np.load(path, mmap_mode="r")
 
@@ -84,8 +85,8 @@ def resolve_cifar_c_dir(directory: str | Path, dataset: str | None = None) -> Pa
         if (directory / folder / "labels.npy").is_file():
             return directory / folder
     if not directory.is_dir():
-        raise FileNotFoundError(f"CIFAR-C directory {directory} not found (pass --download to fetch it)")
-    raise FileNotFoundError(f"{directory} holds no labels.npy (nor {', '.join(folders)}/labels.npy): "
+        raise MissingFileError(f"CIFAR-C directory {directory} not found (pass --download to fetch it)")
+    raise MissingFileError(f"{directory} holds no labels.npy (nor {', '.join(folders)}/labels.npy): "
                             "point --cifar-c-dir at the unpacked CIFAR-10-C folder or pass --download")
 
 
@@ -93,7 +94,7 @@ def load_labels(directory: str | Path) -> np.ndarray:
     """``labels.npy`` as int64 ``(5·n,)``, checked to be 1-D and a multiple of 5 long."""
     labels = open_npy(Path(directory) / "labels.npy")
     if labels.ndim != 1 or len(labels) == 0 or len(labels) % NUM_SEVERITIES:
-        raise ValueError(f"{Path(directory) / 'labels.npy'} has shape {labels.shape}; expected (5·n,) "
+        raise UsageError(f"{Path(directory) / 'labels.npy'} has shape {labels.shape}; expected (5·n,) "
                          "labels, the test labels repeated for severities 1-5")
     return np.asarray(labels, dtype=np.int64)
 
@@ -102,13 +103,13 @@ def check_corruption_file(directory: str | Path, corruption: str, num_labels: in
     """Memory-mapped ``<corruption>.npy`` after checking dtype uint8, shape ``(num_labels, H, W, 3)``."""
     path = Path(directory) / f"{corruption}.npy"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the CIFAR-C folder lacks {corruption!r} "
+        raise MissingFileError(f"{path} not found: the CIFAR-C folder lacks {corruption!r} "
                                 "(choose others with --corruptions or re-download with --download)")
     data = open_npy(path)
     if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
-        raise ValueError(f"{path} holds {data.dtype} {data.shape}; expected uint8 (N, H, W, 3) images")
+        raise UsageError(f"{path} holds {data.dtype} {data.shape}; expected uint8 (N, H, W, 3) images")
     if data.shape[0] != num_labels:
-        raise ValueError(f"{path} has {data.shape[0]} images but labels.npy has {num_labels} labels; "
+        raise UsageError(f"{path} has {data.shape[0]} images but labels.npy has {num_labels} labels; "
                          "the two must have the same length")
     return data
 
@@ -116,7 +117,7 @@ def check_corruption_file(directory: str | Path, corruption: str, num_labels: in
 def load_cifar_c(directory: str | Path, corruption: str, severity: int) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 ``(n, H, W, 3)`` and labels int64 ``(n,)`` of one corruption at ``severity`` (1…5)."""
     if not 1 <= int(severity) <= NUM_SEVERITIES:
-        raise ValueError(f"severity must be within 1-5, got {severity}")
+        raise UsageError(f"severity must be within 1-5, got {severity}")
     labels = load_labels(directory)
     data = check_corruption_file(directory, corruption, len(labels))
     n = len(labels) // NUM_SEVERITIES
@@ -180,7 +181,7 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, progress: 
         got = file_digest(part, "md5")
         if got != md5.lower():
             part.unlink(missing_ok=True)
-            raise ValueError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the partial file was "
+            raise UsageError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the partial file was "
                              "removed, run again to download afresh")
     os.replace(part, dest)
     return dest
@@ -191,7 +192,7 @@ def _safe_members(tar: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:
     for m in tar.getmembers():
         target = (root / m.name).resolve()
         if not (m.isfile() or m.isdir()) or root.resolve() not in (target, *target.parents):
-            raise ValueError(f"refusing to unpack {m.name!r}: not a plain file inside the archive folder")
+            raise UsageError(f"refusing to unpack {m.name!r}: not a plain file inside the archive folder")
         members.append(m)
     return members
 
@@ -222,7 +223,7 @@ def download_cifar_c(root: str | Path, dataset: str = "cifar10", progress: Progr
     ``labels.npy``. ``url``/``md5`` override the official ones (tests use a local server).
     """
     if dataset not in ARCHIVES:
-        raise ValueError(f"--download knows {', '.join(ARCHIVES)} (CIFAR-10-C, CIFAR-100-C), not {dataset!r}")
+        raise UsageError(f"--download knows {', '.join(ARCHIVES)} (CIFAR-10-C, CIFAR-100-C), not {dataset!r}")
     spec = ARCHIVES[dataset]
     root = Path(root)
     folder = root / spec.folder
@@ -235,5 +236,5 @@ def download_cifar_c(root: str | Path, dataset: str = "cifar10", progress: Progr
     if not keep_archive:
         archive.unlink(missing_ok=True)
     if not (folder / "labels.npy").is_file():
-        raise ValueError(f"{archive.name} did not unpack to {folder}/labels.npy")
+        raise UsageError(f"{archive.name} did not unpack to {folder}/labels.npy")
     return folder

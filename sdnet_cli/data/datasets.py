@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from . import transforms as T
 from .digits import load_digits
+from ..errors import UsageError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -62,7 +63,7 @@ _INFO = {
 def check_dataset_name(name: str) -> None:
     """Raise ``ValueError`` listing the valid names when ``name`` is unknown."""
     if name not in _INFO:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -73,7 +74,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 def _check_split(split: str) -> None:
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise UsageError(f"split must be 'train' or 'test', got {split!r}")
 
 
 # -- datasets ---------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class FolderDataset(_Augmented):
                 warnings.warn(f"skipping unreadable image {path}", RuntimeWarning, stacklevel=2)
                 continue
             return self.transform(img, self._gen(index)), target
-        raise ValueError("no readable image in the dataset")
+        raise UsageError("no readable image in the dataset")
 
 
 def read_image(path: str) -> Image.Image:
@@ -147,7 +148,7 @@ def read_image(path: str) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(
+        raise UsageError(
             f"cannot read image {path} ({type(e).__name__}: {e}); remove or replace it, "
             "or pass --set data.skip_bad_images=true to skip unreadable images"
         ) from None
@@ -198,12 +199,12 @@ def load_cifar(name: str, split: str, root: str | Path | None = None, download: 
         ds = cls(str(root), train=(split == "train"), download=download)
     except RuntimeError as e:
         if "not found" in str(e).lower():
-            raise ValueError(f"{name} not found in {root} and download is off: {how}") from None
-        raise ValueError(f"{name} in {root} is damaged ({e}): {how}") from None
+            raise UsageError(f"{name} not found in {root} and download is off: {how}") from None
+        raise UsageError(f"{name} in {root} is damaged ({e}): {how}") from None
     except (OSError, EOFError) as e:  # no network (URLError is an OSError), truncated file, …
-        raise ValueError(f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}): {how}") from None
+        raise UsageError(f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}): {how}") from None
     except Exception as e:  # noqa: BLE001 - damaged pickles raise many types
-        raise ValueError(f"{name} in {root} could not be read ({type(e).__name__}: {e}): {how}") from None
+        raise UsageError(f"{name} in {root} could not be read ({type(e).__name__}: {e}): {how}") from None
     return np.ascontiguousarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
 
 
@@ -214,20 +215,20 @@ def imagenet_samples(split: str, root: str | Path | None = None) -> tuple[list[t
     root = Path(root) if root is not None else default_root("imagenet")
     folder = root / ("train" if split == "train" else "val")
     if not folder.is_dir():
-        raise ValueError(f"ImageFolder split {folder} not found: --dataset imagenet needs --data-root DIR "
+        raise UsageError(f"ImageFolder split {folder} not found: --dataset imagenet needs --data-root DIR "
                          "with DIR/train/<class>/*.JPEG and DIR/val/<class>/*.JPEG")
     # class indices come from train/ (so val/ with a missing class keeps the same label numbers)
     ref = root / "train" if (root / "train").is_dir() else folder
     classes = sorted(e.name for e in os.scandir(ref) if e.is_dir())
     if not classes:
-        raise ValueError(f"{folder} has no class folders (expected {folder}/<class>/<image>)")
+        raise UsageError(f"{folder} has no class folders (expected {folder}/<class>/<image>)")
     index = {c: i for i, c in enumerate(classes)}
     extra = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name not in index)
     if extra:
-        raise ValueError(f"{folder} has class folders that train/ lacks: {', '.join(extra[:3])}")
+        raise UsageError(f"{folder} has class folders that train/ lacks: {', '.join(extra[:3])}")
     samples = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
-        raise ValueError(f"{folder} holds no images with extensions {', '.join(IMG_EXTENSIONS)}")
+        raise UsageError(f"{folder} holds no images with extensions {', '.join(IMG_EXTENSIONS)}")
     return samples, classes
 
 
@@ -257,7 +258,7 @@ def build_dataset(
         tf = T.pil_transform(info.mean, info.std, train_transform, size)
         return FolderDataset(samples, classes, tf, train_transform, seed, skip_bad_images)
     if in_chans not in (1, 3) or (in_chans == 1 and name != "digits"):
-        raise ValueError(f"data.in_chans={in_chans} is not available for {name} (digits: 1 or 3; others: 3)")
+        raise UsageError(f"data.in_chans={in_chans} is not available for {name} (digits: 1 or 3; others: 3)")
     if name == "digits":
         images, labels = load_digits(split, size)
         mean, std = info.mean, info.std
@@ -267,7 +268,7 @@ def build_dataset(
     else:
         images, labels = load_cifar(name, split, root, download)
         if size != 32:
-            raise ValueError(f"{name} images are 32x32; data.image_size={size} is not supported for it")
+            raise UsageError(f"{name} images are 32x32; data.image_size={size} is not supported for it")
         tf = T.array_transform(info.mean, info.std, train_transform, size, padding=4, flip=True)
     return ArrayDataset(images, labels, tf, train_transform, info.num_classes, seed)
 

@@ -13,6 +13,7 @@ from importlib import resources
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ..errors import UsageError
 
 NUM_TRAIN = 1437
 SPLIT_SEED = 0
@@ -29,7 +30,7 @@ def _raw() -> tuple[np.ndarray, np.ndarray]:
 def load_digits(split: str = "train", image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)``: uint8 ``(N, image_size, image_size, 3)`` and int64 ``(N,)`` for ``train`` or ``test``."""
     if split not in ("train", "test"):
-        raise ValueError(f"digits split must be 'train' or 'test', got {split!r}")
+        raise UsageError(f"digits split must be 'train' or 'test', got {split!r}")
     images, labels = _raw()
     order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
     idx = order[:NUM_TRAIN] if split == "train" else order[NUM_TRAIN:]

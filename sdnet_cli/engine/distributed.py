@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 from torch.utils.data import Sampler
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, limit: int = 0) -> None:
         if batch_size % world:
-            raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world})")
+            raise UsageError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world})")
         if n < batch_size:
-            raise ValueError(f"the training set has {n} images, fewer than train.batch_size={batch_size}")
+            raise UsageError(f"the training set has {n} images, fewer than train.batch_size={batch_size}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world, self.limit = rank, world, limit
         self.epoch, self.start = 0, 0

@@ -17,6 +17,7 @@ from ..layers import set_lmbd
 from ..models.load import load_model_with_config, resolve_model_dir
 from .evaluate import evaluate
 from .setup import resolve_device
+from ..errors import UsageError
 
 
 def eval_model(
@@ -39,17 +40,17 @@ def eval_model(
     (the top-1 stored at training time, when any).
     """
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if lmbd_layers not in ("first", "all"):
-        raise ValueError(f"--lmbd-layers must be 'first' or 'all', got {lmbd_layers!r}")
+        raise UsageError(f"--lmbd-layers must be 'first' or 'all', got {lmbd_layers!r}")
     if lmbd is not None and lmbd < 0:
-        raise ValueError(f"--lmbd must be >= 0, got {lmbd}")
+        raise UsageError(f"--lmbd must be >= 0, got {lmbd}")
     model_dir = resolve_model_dir(src)
     dev = resolve_device(device)
     model, cfg = load_model_with_config(model_dir, dev)
     name = dataset or cfg.dataset
     if name is None:
-        raise ValueError(f"{model_dir}/config.json names no dataset; pass --dataset")
+        raise UsageError(f"{model_dir}/config.json names no dataset; pass --dataset")
     info = dataset_info(name)
     recorded = cfg.metrics or {}
     same_data = name == cfg.dataset
@@ -58,7 +59,7 @@ def eval_model(
     ds = build_dataset(name, "test", root=data_root, train_transform=False, download=download, image_size=size,
                        in_chans=in_chans)
     if ds.num_classes != cfg.num_classes:
-        raise ValueError(f"the model has {cfg.num_classes} classes but the {name} test set has {ds.num_classes}; "
+        raise UsageError(f"the model has {cfg.num_classes} classes but the {name} test set has {ds.num_classes}; "
                          "pass the dataset it was trained on (--dataset)")
     if same_data and cfg.mean and cfg.std and (tuple(cfg.mean) != tuple(info.mean) or tuple(cfg.std) != tuple(info.std)):
         from ..data import transforms as T  # the model's own normalisation wins

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .distributed import all_reduce_sum
+from ..errors import UsageError
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
@@ -66,7 +67,7 @@ def evaluate(
     sums, cls_correct, cls_total = packed[:3], packed[3:3 + num_classes], packed[3 + num_classes:]
     n = float(cls_total.sum())
     if n == 0:
-        raise ValueError("the evaluation set is empty")
+        raise UsageError("the evaluation set is empty")
     per_class = [round(100.0 * float(c) / float(t), 4) if t > 0 else None for c, t in zip(cls_correct, cls_total)]
     return {
         "loss": float(sums[0]) / n,

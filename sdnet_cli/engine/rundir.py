@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..models.files import atomic_write_bytes
+from ..fsio import atomic_write_bytes
+from ..errors import MissingFileError, UsageError
 
 RUN_ITEMS = ("config.yaml", "metrics.jsonl", "steps.jsonl", "best", "last", "state", "tb")
 
@@ -42,16 +43,16 @@ def prepare_output(path: str | Path, resume: bool, force: bool) -> Path:
     ``force`` (its run files are deleted — nothing else in the folder is touched)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"output {path} is a file; pass a directory to --output")
+        raise UsageError(f"output {path} is a file; pass a directory to --output")
     if resume:
         if not (path / "config.yaml").is_file():
-            raise FileNotFoundError(f"cannot resume: {path} is not a run directory (no config.yaml); "
+            raise MissingFileError(f"cannot resume: {path} is not a run directory (no config.yaml); "
                                     "pass the --output of the interrupted run")
         return path
     if path.is_dir() and any(path.iterdir()):
         if not force:
             what = "holds another run" if is_run_dir(path) else "is not empty"
-            raise ValueError(f"output directory {path} {what}; pass --resume to continue it, --force to overwrite "
+            raise UsageError(f"output directory {path} {what}; pass --resume to continue it, --force to overwrite "
                              "it, or another --output")
         for item in RUN_ITEMS:
             p = path / item

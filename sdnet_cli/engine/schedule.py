@@ -13,6 +13,7 @@ import math
 from typing import Sequence
 
 import torch
+from ..errors import UsageError
 
 
 def lr_at(
@@ -38,7 +39,7 @@ def lr_at(
         return base_lr * gamma ** sum(epoch >= m for m in milestones)
     if schedule == "constant":
         return base_lr
-    raise ValueError(f"unknown schedule {schedule!r}; valid: cosine, step, constant")
+    raise UsageError(f"unknown schedule {schedule!r}; valid: cosine, step, constant")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -15,15 +15,16 @@ from ..config import Config
 from ..data.datasets import DatasetInfo
 from ..models.files import ModelConfig
 from ..models.registry import check_model_name
+from ..errors import UsageError
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ``ValueError``."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
+        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available (use --device cpu)")
+            raise UsageError("--device cuda: no CUDA device is available (use --device cpu)")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
@@ -58,7 +59,7 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int | None = None)
     if m.name.endswith("_all"):
         args["shortcut"] = m.shortcut
     elif not m.shortcut:
-        raise ValueError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
+        raise UsageError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
     return ModelConfig(architecture=m.name, num_classes=num_classes or info.num_classes, stem=info.stem, model_args=args,
                        dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
 
@@ -67,14 +68,14 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over all parameters, weight decay on all of them."""
     o = cfg.optim
     if o.lr <= 0:
-        raise ValueError(f"optim.lr must be > 0, got {o.lr}")
+        raise UsageError(f"optim.lr must be > 0, got {o.lr}")
     params = [p for p in model.parameters() if p.requires_grad]
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                                weight_decay=o.weight_decay)
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    raise ValueError(f"optim.name must be sgd or adamw, got {o.name!r}")
+    raise UsageError(f"optim.name must be sgd or adamw, got {o.name!r}")
 
 
 def make_autocast(cfg: Config, device: torch.device) -> tuple[Callable[[], Any] | None, Any]:
@@ -82,7 +83,7 @@ def make_autocast(cfg: Config, device: torch.device) -> tuple[Callable[[], Any] 
     if not cfg.train.amp:
         return None, None
     if device.type != "cuda":
-        raise ValueError("--amp needs a CUDA device (mixed precision autocast); drop --amp on CPU")
+        raise UsageError("--amp needs a CUDA device (mixed precision autocast); drop --amp on CPU")
     dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     return functools.partial(torch.autocast, "cuda", dtype=dtype), scaler
@@ -94,13 +95,13 @@ def check_training_config(cfg: Config) -> None:
     for key, v in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
                    ("train.eval_batch_size", t.eval_batch_size)):
         if v < 1:
-            raise ValueError(f"{key} must be >= 1, got {v}")
+            raise UsageError(f"{key} must be >= 1, got {v}")
     for key, v in (("train.limit_batches", t.limit_batches), ("train.checkpoint_every", t.checkpoint_every),
                    ("train.step_size_every", t.step_size_every),
                    ("data.workers", cfg.data.workers), ("train.threads", t.threads)):
         if v < 0:
-            raise ValueError(f"{key} must be >= 0, got {v}")
+            raise UsageError(f"{key} must be >= 0, got {v}")
     if not 0.0 <= cfg.optim.label_smoothing < 1.0:
-        raise ValueError(f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
+        raise UsageError(f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
     if cfg.optim.schedule == "step" and not cfg.optim.milestones:
-        raise ValueError("optim.schedule=step needs optim.milestones (epochs), e.g. --set optim.milestones=30,60,90")
+        raise UsageError("optim.schedule=step needs optim.milestones (epochs), e.g. --set optim.milestones=30,60,90")

@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from ..layers import csc_layers
 from ..models.files import atomic_save_safetensors, atomic_write_json, load_state_strict
+from ..errors import MissingFileError
 
 FORMAT = "sdnet-train-state"
 _NAME = re.compile(r"^ckpt-(\d+)-[0-9a-f]+\.json$")
@@ -170,7 +171,7 @@ def load_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.O
     RNGs); returns ``(loop, extra)``. Raises ``FileNotFoundError`` when there is none."""
     found = find_state(directory)
     if found is None:
-        raise FileNotFoundError(f"no complete training state in {directory}: nothing to resume")
+        raise MissingFileError(f"no complete training state in {directory}: nothing to resume")
     meta, weights = found
     tensors = load_file(str(weights))
     device = next(model.parameters()).device

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ..models.files import ModelConfig
+from ..errors import UsageError
 
 HUB_DATASET_IDS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet-1k"}
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet-1k", "digits": "digits (UCI optdigits)"}
@@ -172,11 +173,11 @@ def render_model_card(
 def parse_model_card(text: str) -> tuple[dict[str, Any], str]:
     """Split a card into ``(front matter dict, markdown body)``; ``ValueError`` if it has no front matter."""
     if not text.startswith("---\n"):
-        raise ValueError("model card does not start with YAML front matter ('---')")
+        raise UsageError("model card does not start with YAML front matter ('---')")
     end = text.find("\n---\n", 4)
     if end < 0:
-        raise ValueError("model card front matter is not closed by '---'")
+        raise UsageError("model card front matter is not closed by '---'")
     meta = yaml.safe_load(text[4:end])
     if not isinstance(meta, dict):
-        raise ValueError("model card front matter is not a YAML mapping")
+        raise UsageError("model card front matter is not a YAML mapping")
     return meta, text[end + 5:]

@@ -20,6 +20,7 @@ from ..models.load import resolve_model_dir
 from .card import render_model_card
 from .onnx_export import ONNX_NAME, check_onnx, export_onnx
 from .zoo import OFFICIAL_NORMALIZATION, dataset_for, find_entry
+from ..errors import UsageError
 
 CARD_NAME = "README.md"
 ROBUST_NAME = "robustness.json"
@@ -51,7 +52,7 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
     items = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
     bad = [f for f in items if f not in FORMATS]
     if bad:
-        raise ValueError(f"unknown export format {bad[0]!r}; valid: {', '.join(FORMATS)}")
+        raise UsageError(f"unknown export format {bad[0]!r}; valid: {', '.join(FORMATS)}")
     return tuple(f for f in FORMATS if f in items or f == "safetensors")
 
 
@@ -71,7 +72,7 @@ def load_official(path: str | Path, arch: str | None, num_classes: int | None, s
                   dataset: str | None) -> tuple[nn.Module, ModelConfig, str]:
     """An official checkpoint as ``(model, config, source)``; the config carries the official normalisation."""
     if arch is None or num_classes is None:
-        raise ValueError(f"exporting the official checkpoint {path} needs --arch and --num-classes "
+        raise UsageError(f"exporting the official checkpoint {path} needs --arch and --num-classes "
                          "(e.g. --arch sdnet18 --num-classes 10 --stem cifar)")
     stem = stem or ("imagenet" if num_classes == 1000 else "cifar")
     from .official import import_official
@@ -143,20 +144,20 @@ def export_model(
     fmts = parse_formats(formats)
     output = Path(output)
     if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {output} is a file; pass a directory")
+        raise UsageError(f"--output {output} is a file; pass a directory")
     robust = recipe = None
     if is_official_checkpoint(src):
         model, config, source = load_official(src, arch, num_classes, stem, shortcut, dataset)
         recipe, source = source.partition("\n\n")[2] or None, source.partition("\n\n")[0]
     else:
         if arch is not None or num_classes is not None or stem is not None or not shortcut:
-            raise ValueError("--arch, --num-classes, --stem and --no-shortcut describe an official .pth.tar checkpoint; "
+            raise UsageError("--arch, --num-classes, --stem and --no-shortcut describe an official .pth.tar checkpoint; "
                              f"{src} is a model (its config.json says what it is)")
         if Path(src).is_file():
-            raise ValueError(f"{src} is a file; pass a run or model directory, a Hub model, or an official .pth.tar")
+            raise UsageError(f"{src} is a file; pass a run or model directory, a Hub model, or an official .pth.tar")
         model_dir = resolve_model_dir(src)
         if output.resolve() == model_dir.resolve():
-            raise ValueError(f"--output {output} is the source model directory; choose another directory")
+            raise UsageError(f"--output {output} is the source model directory; choose another directory")
         model, config = load_model_dir(model_dir)
         if dataset is not None:
             config = replace(config, dataset=dataset)

@@ -19,6 +19,7 @@ from ..layers.csc import CSCConv2d
 from ..layers.functional import normalize_atoms
 from ..models.files import ModelConfig, load_state_strict
 from ..models.registry import check_model_name
+from ..errors import MissingFileError, UsageError
 
 _WRAPPERS = re.compile(r"\.(dn|layers)(?=\.)")
 
@@ -34,20 +35,20 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of an official checkpoint (a state dict, or a dict with ``state_dict``), keys mapped to ours."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
+        raise MissingFileError(f"checkpoint {path} not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise ValueError(
+        raise UsageError(
             f"{path} was refused by torch.load(weights_only=True): it holds more than tensors ({reason[:160]})"
         ) from None
     except Exception as e:  # noqa: BLE001 - torch.load raises many types on damaged input
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or another format: {e})") from None
+        raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or another format: {e})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} holds no state dict (expected a dict of tensors or a dict with a 'state_dict' key)")
+        raise UsageError(f"{path} holds no state dict (expected a dict of tensors or a dict with a 'state_dict' key)")
     return {official_to_ours(k): v for k, v in obj.items()}
 
 
@@ -69,7 +70,7 @@ def import_official(
     if arch.endswith("_all"):
         args["shortcut"] = shortcut
     elif not shortcut:
-        raise ValueError(f"--no-shortcut applies to the *_all models, not {arch}")
+        raise UsageError(f"--no-shortcut applies to the *_all models, not {arch}")
     config = ModelConfig(architecture=arch, num_classes=num_classes, stem=stem, model_args=args,
                          dataset=None, metrics={"source": f"official checkpoint {Path(path).name}"})
     model = config.build()

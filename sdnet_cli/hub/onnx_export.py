@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from ..errors import UsageError
 
 ONNX_NAME = "model.onnx"
 ONNX_TOLERANCE = 1e-4
@@ -43,7 +44,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ValueError("--format onnx needs the onnx package: pip install 'sdnet[onnx]'") from None
+        raise UsageError("--format onnx needs the onnx package: pip install 'sdnet[onnx]'") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     x = prepare_for_export(model, input_shape)

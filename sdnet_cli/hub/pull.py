@@ -24,6 +24,7 @@ from typing import Any
 from .. import __version__
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, file_digest
 from .zoo import ZooEntry, get_entry
+from ..errors import MissingFileError, UsageError
 
 _REPO_SPEC = re.compile(r"(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -51,20 +52,20 @@ def parse_source(src: str) -> tuple[ZooEntry | None, str, str | None]:
 
     src = str(src).strip()
     if src.startswith(("./", "../", "/", "~", ".\\")) or os.sep != "/" and os.sep in src:
-        raise FileNotFoundError(f"{src} not found: no such model directory")
+        raise MissingFileError(f"{src} not found: no such model directory")
     if "/" not in src:
         try:
             entry = get_entry(src)
         except ValueError as e:
-            raise ValueError(f"{e} (no local model directory {src!r} exists either)") from None
+            raise UsageError(f"{e} (no local model directory {src!r} exists either)") from None
         return entry, entry.repo_id, entry.revision
     m = _REPO_SPEC.fullmatch(src)
     if m is None or src.count("/") != 1:
-        raise ValueError(f"malformed Hub repo {src!r}: expected ORG/NAME or ORG/NAME@REVISION (e.g. sdnet/sdnet18-cifar10@main)")
+        raise UsageError(f"malformed Hub repo {src!r}: expected ORG/NAME or ORG/NAME@REVISION (e.g. sdnet/sdnet18-cifar10@main)")
     try:
         validate_repo_id(m["repo"])
     except HFValidationError as e:
-        raise ValueError(f"malformed Hub repo id {m['repo']!r}: {str(e).splitlines()[0]}") from None
+        raise UsageError(f"malformed Hub repo id {m['repo']!r}: {str(e).splitlines()[0]}") from None
     return None, m["repo"], m["rev"]
 
 
@@ -128,7 +129,7 @@ def verify_cached_file(pointer: str, expected_sha256: str | None, what: str) -> 
         return digest
     if got != expected:
         _discard(pointer)
-        raise ValueError(
+        raise UsageError(
             f"{what} failed verification: its hash {got[:16]}… differs from {kind} {expected[:16]}…; "
             "the corrupted download was deleted from the cache — pull again, and if it persists the repo or a proxy serves a bad file"
         )
@@ -172,19 +173,19 @@ def _download(repo_id: str, filename: str, revision: str | None, cache_dir: str 
             tqdm_class=None if progress else _QuietBar,  # type: ignore[arg-type]
         )
     except GatedRepoError:
-        raise ValueError(f"{repo_id} is gated on {endpoint}: accept its terms on the Hub and set HF_TOKEN") from None
+        raise UsageError(f"{repo_id} is gated on {endpoint}: accept its terms on the Hub and set HF_TOKEN") from None
     except RepositoryNotFoundError:
         local = f"; no local directory {repo_id} exists either" if Path(repo_id.split("/")[0]).is_dir() else ""
-        raise ValueError(f"Hub repo {repo_id} not found on {endpoint} (check the name; for a private repo set HF_TOKEN "
+        raise UsageError(f"Hub repo {repo_id} not found on {endpoint} (check the name; for a private repo set HF_TOKEN "
                          f"or run 'hf auth login'){local}") from None
     except RevisionNotFoundError:
-        raise ValueError(f"revision {rev!r} not found in Hub repo {repo_id} (use a branch, tag or commit of the repo)") from None
+        raise UsageError(f"revision {rev!r} not found in Hub repo {repo_id} (use a branch, tag or commit of the repo)") from None
     except RemoteEntryNotFoundError:
-        raise ValueError(f"{repo_id}@{rev} has no {filename}: not an sdnet model repo "
+        raise UsageError(f"{repo_id}@{rev} has no {filename}: not an sdnet model repo "
                          f"(expected {WEIGHTS_NAME} and {CONFIG_NAME}, as written by 'sdnet export')") from None
     except LocalEntryNotFoundError:
         if offline:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{label} is not in the Hub cache{f' {cache_dir}' if cache_dir else ''} and HF_HUB_OFFLINE is set: "
                 f"run 'sdnet pull-weights {label}' once with network access (unset HF_HUB_OFFLINE), "
                 "or point --cache-dir / HF_HUB_CACHE at a cache that holds it"
@@ -211,12 +212,12 @@ def pull_weights(
     """
     entry, repo_id, spec_rev = parse_source(name_or_repo)
     if entry is not None and not entry.published:
-        raise ValueError(
+        raise UsageError(
             f"zoo model {entry.name} is not published on the Hub yet (planned repo {entry.repo_id}); "
             f"convert the official checkpoint yourself: {entry.export_command()}"
         )
     if revision is not None and spec_rev is not None and revision != spec_rev and entry is None:
-        raise ValueError(f"two revisions given: {spec_rev!r} in {name_or_repo!r} and {revision!r}; pass one")
+        raise UsageError(f"two revisions given: {spec_rev!r} in {name_or_repo!r} and {revision!r}; pass one")
     rev = revision or spec_rev
     label = entry.name if entry is not None else (f"{repo_id}@{rev}" if rev else repo_id)
     cache = str(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from ..errors import MissingFileError, UsageError
 
 _REPO_ID = re.compile(r"[^/\s]+/[^/\s]+")
 
@@ -25,11 +26,11 @@ def check_repo_id(repo_id: str) -> str:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if not _REPO_ID.fullmatch(repo_id or ""):
-        raise ValueError(f"malformed Hub repo id {repo_id!r}: expected ORG/NAME (e.g. my-org/sdnet18-cifar10)")
+        raise UsageError(f"malformed Hub repo id {repo_id!r}: expected ORG/NAME (e.g. my-org/sdnet18-cifar10)")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
-        raise ValueError(f"malformed Hub repo id {repo_id!r}: {str(e).splitlines()[0]}") from None
+        raise UsageError(f"malformed Hub repo id {repo_id!r}: {str(e).splitlines()[0]}") from None
     return repo_id
 
 
@@ -61,9 +62,9 @@ def push_to_hub(
     files = sorted(files) if files is not None else folder_files(folder)
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder / missing[0]} not found: nothing was uploaded")
+        raise MissingFileError(f"{folder / missing[0]} not found: nothing was uploaded")
     if not files:
-        raise ValueError(f"{folder} holds no files to upload")
+        raise UsageError(f"{folder} holds no files to upload")
     if api is None:
         from huggingface_hub import HfApi
 

@@ -13,6 +13,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
+from ..errors import UsageError
 
 HUB_ORG = "sdnet"
 """Planned Hub organisation of the zoo repositories (nothing is uploaded there yet)."""
@@ -59,11 +60,11 @@ class ZooEntry:
 
     def __post_init__(self) -> None:
         if (self.revision is None) != (self.sha256 is None):
-            raise ValueError(f"zoo entry {self.name}: pin both revision and sha256, or neither")
+            raise UsageError(f"zoo entry {self.name}: pin both revision and sha256, or neither")
         if self.revision is not None and not _COMMIT.fullmatch(self.revision):
-            raise ValueError(f"zoo entry {self.name}: revision must be a 40-hex commit, got {self.revision!r}")
+            raise UsageError(f"zoo entry {self.name}: revision must be a 40-hex commit, got {self.revision!r}")
         if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
-            raise ValueError(f"zoo entry {self.name}: sha256 must be 64 hex digits, got {self.sha256!r}")
+            raise UsageError(f"zoo entry {self.name}: sha256 must be 64 hex digits, got {self.sha256!r}")
 
     @property
     def published(self) -> bool:
@@ -128,7 +129,7 @@ def get_entry(name: str) -> ZooEntry:
         return ZOO[name]
     close = difflib.get_close_matches(name, list(ZOO), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown zoo model {name!r}.{hint} Run 'sdnet pull-weights --list' for the zoo, "
+    raise UsageError(f"unknown zoo model {name!r}.{hint} Run 'sdnet pull-weights --list' for the zoo, "
                      "or pass a Hub repo as ORG/NAME[@REVISION]")
 
 

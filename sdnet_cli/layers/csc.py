@@ -18,6 +18,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import functional as SF
+from ..errors import UsageError
 
 # Lanczos set-ups (residual tolerance relative to L; the eigenvalue error is far smaller, ~ residual²/gap).
 _CONVERGE_ITERS = 300  # update_step_size(): to convergence
@@ -44,9 +45,9 @@ class _SparseCoding(nn.Module):
     ) -> None:
         super().__init__()
         if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+            raise UsageError(f"n_steps must be >= 1, got {n_steps}")
         if expansion < 1:
-            raise ValueError(f"expansion must be >= 1, got {expansion}")
+            raise UsageError(f"expansion must be >= 1, got {expansion}")
         self.lmbd: float | Tensor = lmbd
         self.mu = float(mu)
         self.n_steps = int(n_steps)
@@ -127,7 +128,7 @@ class _SparseCoding(nn.Module):
         elif self._v.numel():
             shape = tuple(self._v.shape)
         else:
-            raise ValueError("update_step_size() needs input_shape before the layer has seen an input")
+            raise UsageError("update_step_size() needs input_shape before the layer has seen an input")
         if self.training:
             self.normalize_atoms_()
         self._converge_step_size(shape, n_iter, tol, _JITTER)
@@ -193,12 +194,12 @@ class CSCConv2d(_SparseCoding):
     ) -> None:
         super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
         if bias:
-            raise ValueError("CSCConv2d has no bias (the code is followed by a BatchNorm); pass bias=False")
+            raise UsageError("CSCConv2d has no bias (the code is followed by a BatchNorm); pass bias=False")
         if stride not in (1, 2):
-            raise ValueError(f"CSCConv2d supports stride 1 or 2, got {stride}")
+            raise UsageError(f"CSCConv2d supports stride 1 or 2, got {stride}")
         if isinstance(kernel_size, (tuple, list)):
             if len(set(kernel_size)) != 1:
-                raise ValueError(f"CSCConv2d needs a square kernel, got {kernel_size}")
+                raise UsageError(f"CSCConv2d needs a square kernel, got {kernel_size}")
             kernel_size = kernel_size[0]
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -282,7 +283,7 @@ class SparseCodingLinear(_SparseCoding):
 
     def _flat(self, x: Tensor) -> Tensor:
         if x.dim() not in (2, 3):
-            raise ValueError(f"SparseCodingLinear expects (N, D) or (N, T, D) input, got shape {tuple(x.shape)}")
+            raise UsageError(f"SparseCodingLinear expects (N, D) or (N, T, D) input, got shape {tuple(x.shape)}")
         x = x.reshape(-1, x.shape[-1])
         return x if self.expansion == 1 else x.repeat(1, self.expansion)
 
@@ -327,9 +328,9 @@ def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> N
     """Set λ of the first (``layers='first'``) or of every (``'all'``) sparse coding layer of ``model``."""
     found = csc_layers(model)
     if not found:
-        raise ValueError("the model has no CSC layer: λ can only be set on an SDNet")
+        raise UsageError("the model has no CSC layer: λ can only be set on an SDNet")
     if layers not in ("first", "all"):
-        raise ValueError(f"layers must be 'first' or 'all', got {layers!r}")
+        raise UsageError(f"layers must be 'first' or 'all', got {layers!r}")
     for layer in found[:1] if layers == "first" else found:
         layer.lmbd = lmbd
 

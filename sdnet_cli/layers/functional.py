@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from ..errors import UsageError
 
 Lmbd = float | Tensor
 
@@ -104,7 +105,7 @@ def fista(
     costing ``2·n_steps − 1`` applications of ``D``/``Dᵀ`` in all (``b`` included). Shapes follow ``b``.
     """
     if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        raise UsageError(f"n_steps must be >= 1, got {n_steps}")
     scale = 1.0 / (1.0 + mu * step_size) if mu else 1.0
     threshold = lmbd * step_size
     z = elastic_net_prox(step_size * b, threshold, scale, non_negative)
@@ -146,7 +147,7 @@ def csc_fista(
     extra elementwise pass and nothing saved for backward beyond what the convolutions need.
     """
     if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        raise UsageError(f"n_steps must be >= 1, got {n_steps}")
     s = step_size
     a = 1.0 / (1.0 + mu * s) if mu else None
     gain = s if a is None else a * s

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,20 +20,13 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from .. import __version__
+from ..fsio import atomic_write_bytes  # noqa: F401 - re-exported
 from .registry import create_model
+from ..errors import MissingFileError, UsageError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = "1"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp makes 0600
 
 
 @dataclass
@@ -60,7 +51,7 @@ class ModelConfig:
         known = {f for f in cls.__dataclass_fields__}
         missing = [k for k in ("architecture", "num_classes") if k not in d]
         if missing:
-            raise ValueError(f"config.json lacks {', '.join(missing)}")
+            raise UsageError(f"config.json lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -71,23 +62,6 @@ def file_digest(path: str | Path, algorithm: str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -119,22 +93,22 @@ def read_config(directory: str | Path) -> ModelConfig:
     """Parse ``config.json`` of a model directory."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a model directory holds {WEIGHTS_NAME} and {CONFIG_NAME}")
+        raise MissingFileError(f"{path} not found: a model directory holds {WEIGHTS_NAME} and {CONFIG_NAME}")
     try:
         return ModelConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as e:
-        raise ValueError(f"{path} is not a valid sdnet config.json ({e})") from None
+        raise UsageError(f"{path} is not a valid sdnet config.json ({e})") from None
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file, turning a damaged file into a ``ValueError`` that names it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
+        raise MissingFileError(f"{path} not found")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
+        raise UsageError(f"{path} is not a readable safetensors file ({e})") from None
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -152,7 +126,7 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     if shapes:
         problems.append(f"wrong shapes ({len(shapes)}): {', '.join(shapes[:3])}")
     if problems:
-        raise ValueError(f"{source} does not fit the model: " + "; ".join(problems))
+        raise UsageError(f"{source} does not fit the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
 
 

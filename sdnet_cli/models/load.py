@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from .files import CONFIG_NAME, ModelConfig, load_model_dir
+from ..errors import MissingFileError, UsageError
 
 
 def resolve_model_dir(src: str | Path) -> Path:
@@ -22,9 +23,9 @@ def resolve_model_dir(src: str | Path) -> Path:
         for sub in ("best", "last"):
             if (path / sub / CONFIG_NAME).is_file():
                 return path / sub
-        raise FileNotFoundError(f"{path} holds no model: expected {CONFIG_NAME} in it or in best/ or last/")
+        raise MissingFileError(f"{path} holds no model: expected {CONFIG_NAME} in it or in best/ or last/")
     if path.exists():
-        raise ValueError(f"{path} is a file; pass a model directory (official .pth.tar files go through 'sdnet export')")
+        raise UsageError(f"{path} is a file; pass a model directory (official .pth.tar files go through 'sdnet export')")
     from ..hub.pull import pull_weights  # local import: hub pulls in huggingface_hub
 
     return Path(pull_weights(str(src)).path)

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ..layers.csc import CSCConv2d
 from .resnet import ResNet
+from ..errors import UsageError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -54,7 +55,7 @@ def check_model_name(name: str) -> None:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list_models(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint}; valid: {', '.join(list_models())}")
+        raise UsageError(f"unknown model {name!r}{hint}; valid: {', '.join(list_models())}")
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -79,14 +80,14 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def _resnet(layers: tuple[int, int, int, int], **kw: Any) -> nn.Module:
     csc, rest = _split(dict(kw))
     if csc:
-        raise ValueError(f"{', '.join(csc)} only apply to SDNet models (a ResNet has no CSC layer)")
+        raise UsageError(f"{', '.join(csc)} only apply to SDNet models (a ResNet has no CSC layer)")
     return ResNet(layers, nn.Conv2d, nn.Conv2d, **rest)
 
 
 def _sdnet(layers: tuple[int, int, int, int], **kw: Any) -> nn.Module:
     csc, rest = _split(dict(kw))
     if "shortcut" in rest and not rest.pop("shortcut"):
-        raise ValueError("shortcut=False applies to the *_all models only")
+        raise UsageError("shortcut=False applies to the *_all models only")
     return ResNet(layers, _csc(**csc), nn.Conv2d, **rest)
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
+from ..errors import UsageError
 
 ConvFactory = Callable[..., nn.Module]
 
@@ -61,7 +62,7 @@ def _stem(conv: ConvFactory, stem: str, in_chans: int, csc_pool: bool) -> nn.Seq
         first = conv(in_chans, 64, 7, stride=2, padding=3, bias=False)
         layers = [first, nn.BatchNorm2d(64)]
     else:
-        raise ValueError(f"unknown stem {stem!r}; valid: cifar, imagenet")
+        raise UsageError(f"unknown stem {stem!r}; valid: cifar, imagenet")
     if _is_plain(first):
         layers.append(nn.ReLU(inplace=True))
     if stem == "imagenet":

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from ..errors import UsageError
 
 NORMS = ("pgd-linf", "pgd-l2")
 
@@ -51,9 +52,9 @@ def pgd_attack(
     ``step_size`` α defaults to ``2.5·ε / steps``. ``eps = 0`` or ``steps = 0`` returns the clean pixels.
     """
     if norm not in NORMS:
-        raise ValueError(f"unknown attack {norm!r}; valid: {', '.join(NORMS)}")
+        raise UsageError(f"unknown attack {norm!r}; valid: {', '.join(NORMS)}")
     if eps < 0 or steps < 0:
-        raise ValueError(f"--eps and --steps must be >= 0, got eps={eps}, steps={steps}")
+        raise UsageError(f"--eps and --steps must be >= 0, got eps={eps}, steps={steps}")
     clean = pixels.detach()
     if eps == 0 or steps == 0:
         return clean.clone()
@@ -97,10 +98,10 @@ def parse_eps(spec: str) -> list[float]:
             else:
                 value = float(part)
         except (ValueError, ZeroDivisionError):
-            raise ValueError(f"bad --eps {part!r}: use a number like 0.03 or a fraction like 8/255") from None
+            raise UsageError(f"bad --eps {part!r}: use a number like 0.03 or a fraction like 8/255") from None
         if value < 0:
-            raise ValueError(f"--eps must be >= 0, got {part}")
+            raise UsageError(f"--eps must be >= 0, got {part}")
         out.append(value)
     if not out:
-        raise ValueError("--eps needs at least one value")
+        raise UsageError("--eps needs at least one value")
     return out

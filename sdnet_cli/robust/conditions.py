@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data import cifar_c
 from ..data.corruptions import ALL, SDNET_LEVELS, corrupt, frost_available, sdnet_noise
+from ..errors import UsageError
 
 PROTOCOLS = ("cifar-c", "sdnet-noise")
 
@@ -40,11 +41,11 @@ def condition_seed(seed: int, corruption: str, severity: int, protocol: str = "c
 def check_protocol(protocol: str, corruptions: list[str], severities: list[int]) -> None:
     """Raise ``ValueError`` for corruptions or levels a protocol does not have."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        raise UsageError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     if protocol == "sdnet-noise":
         bad = [c for c in corruptions if c not in SDNET_LEVELS]
         if bad:
-            raise ValueError(f"the sdnet-noise protocol has only {', '.join(SDNET_LEVELS)}; not {', '.join(bad)}")
+            raise UsageError(f"the sdnet-noise protocol has only {', '.join(SDNET_LEVELS)}; not {', '.join(bad)}")
 
 
 def skipped(corruptions: list[str], cifar_c_dir: Path | None) -> dict[str, str]:
@@ -62,7 +63,7 @@ def levels_for(protocol: str, corruption: str, severities: list[int] | None) -> 
         return list(range(1, top + 1))
     bad = [s for s in severities if not 1 <= s <= top]
     if bad:
-        raise ValueError(f"{corruption} has levels 1-{top} in the {protocol} protocol; got {', '.join(map(str, bad))}")
+        raise UsageError(f"{corruption} has levels 1-{top} in the {protocol} protocol; got {', '.join(map(str, bad))}")
     return list(severities)
 
 

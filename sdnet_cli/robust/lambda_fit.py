@@ -25,6 +25,7 @@ import torch.nn as nn
 from ..data.corruptions.noise import PARAM_FUNCS
 from ..models.files import atomic_write_json
 from .evaluate import best_index, evaluate_tensor, sweep_lambdas, to_input
+from ..errors import MissingFileError, UsageError
 
 FIT_FORMAT = "sdnet-lambda-fit"
 DEFAULT_NOISES: tuple[tuple[str, float], ...] = (
@@ -64,7 +65,7 @@ class LambdaFit:
         """Read a fit written by :meth:`save`; a missing or malformed file is a clear error."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"λ fit {path} not found (write one with --auto-lambda, it is saved as lambda_fit.json)")
+            raise MissingFileError(f"λ fit {path} not found (write one with --auto-lambda, it is saved as lambda_fit.json)")
         try:
             d = json.loads(path.read_text())
             if d.get("format") != FIT_FORMAT:
@@ -72,9 +73,9 @@ class LambdaFit:
             fit = cls(**{k: v for k, v in d.items() if k != "format"})
             for name in ("slope", "intercept", "probe_lmbd", "lmbd_min", "lmbd_max"):
                 if not np.isfinite(float(getattr(fit, name))):
-                    raise ValueError(name)
+                    raise UsageError(name)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"{path} is not an sdnet lambda_fit.json ({type(e).__name__}: {e})") from None
+            raise UsageError(f"{path} is not an sdnet lambda_fit.json ({type(e).__name__}: {e})") from None
         return fit
 
 
@@ -108,12 +109,12 @@ def calibrate(
     (``("clean", 0)`` for none). ``on_step`` is called after each of the ``len(noises)·len(lambdas)`` evaluations.
     """
     if len(lambdas) < 2:
-        raise ValueError("--auto-lambda needs at least two λ values in --lambdas to calibrate")
+        raise UsageError("--auto-lambda needs at least two λ values in --lambdas to calibrate")
     points = []
     rng = np.random.default_rng(seed)
     for name, param in noises:
         if name != "clean" and name not in PARAM_FUNCS:
-            raise ValueError(f"unknown calibration noise {name!r}; valid: clean, {', '.join(PARAM_FUNCS)}")
+            raise UsageError(f"unknown calibration noise {name!r}; valid: clean, {', '.join(PARAM_FUNCS)}")
         noisy = images if name == "clean" else PARAM_FUNCS[name](images, param, rng)
         x = to_input(noisy, mean, std)
         results = sweep_lambdas(model, x, labels, lambdas, layers, batch_size, device, on_step)
@@ -144,5 +145,5 @@ def auto_lambda(
         dummy = np.zeros(len(x), dtype=np.int64) if labels is None else labels
         probe = evaluate_tensor(model, x, dummy, fit.probe_lmbd, fit.layers, batch_size, device).recon
     if probe is None:
-        raise ValueError("per-sample λ needs a model with a CSC layer (an SDNet), not a plain ResNet")
+        raise UsageError("per-sample λ needs a model with a CSC layer (an SDNet), not a plain ResNet")
     return fit.predict(probe), probe

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..models.files import atomic_write_bytes  # noqa: E402
+from ..fsio import atomic_write_bytes  # noqa: E402
 from .attacks import NORMS  # noqa: E402
 from .lambda_fit import fit_line  # noqa: E402
 

@@ -23,6 +23,7 @@ from .conditions import count_conditions, iter_conditions, skipped, subsample
 from .evaluate import EvalResult, evaluate_tensor, first_csc, lambda_override, sweep_lambdas, to_input, to_pixels
 from .lambda_fit import DEFAULT_NOISES, LambdaFit, auto_lambda, calibrate
 from .report import summarize
+from ..errors import UsageError
 
 
 class Progress(Protocol):
@@ -119,7 +120,7 @@ def run_model(
             fit = LambdaFit.load(opts.lambda_fit)
         else:
             if calib is None:
-                raise ValueError("--auto-lambda needs clean training images to calibrate (or pass --lambda-fit FILE)")
+                raise UsageError("--auto-lambda needs clean training images to calibrate (or pass --lambda-fit FILE)")
             grid = lambdas if len(lambdas) >= 2 else [round(0.1 * k, 1) for k in range(1, 15)]
             idx = subsample(len(calib[1]), opts.calib_images, opts.seed + 1)
             ci, cl = calib if idx is None else (calib[0][idx], calib[1][idx])

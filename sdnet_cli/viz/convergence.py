@@ -18,6 +18,7 @@ from torch import Tensor
 from ..layers import functional as SF
 from ..layers.csc import CSCConv2d
 from .probe import CodeRecord
+from ..errors import UsageError
 
 
 def _expanded(layer: CSCConv2d, x: Tensor) -> Tensor:
@@ -73,7 +74,7 @@ def objective_curve(layer: CSCConv2d, x: Tensor, max_steps: int = 50, opt_steps:
     the gap is ``(F(z_n) − F*) / |F*|`` at the layer's own ``n_steps`` (``None`` when ``n > max_steps``).
     """
     if max_steps < 1 or opt_steps < max_steps:
-        raise ValueError(f"need 1 <= max_steps <= opt_steps, got max_steps={max_steps}, opt_steps={opt_steps}")
+        raise UsageError(f"need 1 <= max_steps <= opt_steps, got max_steps={max_steps}, opt_steps={opt_steps}")
     values: list[float] = []
     calm = 0
     for k, (_, f) in enumerate(fista_iterates(layer, x, opt_steps), start=1):

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..models.files import ModelConfig
+from ..errors import UsageError
 
 
 @dataclass
@@ -59,13 +60,13 @@ def load_batch(config: ModelConfig, dataset: str | None = None, num_images: int 
     when the dataset is the model's, else to the dataset's own size.
     """
     if num_images < 1:
-        raise ValueError(f"--num-images must be >= 1, got {num_images}")
+        raise UsageError(f"--num-images must be >= 1, got {num_images}")
     name = dataset or config.dataset
     if not name:
-        raise ValueError("the model's config.json names no dataset; pass --dataset NAME")
+        raise UsageError("the model's config.json names no dataset; pass --dataset NAME")
     same_data = dataset is None or dataset == config.dataset
     if image_size is not None and image_size < 1:
-        raise ValueError(f"--image-size must be >= 1, got {image_size}")
+        raise UsageError(f"--image-size must be >= 1, got {image_size}")
     recorded = config.metrics.get("image_size") if same_data else None
     size = int(image_size or recorded) if (image_size or recorded) else None
     if name == "imagenet":  # an image folder: decode only the images shown

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
+from ..errors import UsageError
 
 
 def atom_usage(code: Tensor) -> Tensor:
@@ -56,7 +57,7 @@ def dictionary_grid(layer: CSCConv2d, code: Tensor, cols: int | None = None) -> 
     ``order[i]`` is the atom index shown at position ``i``; ``usage`` ``(C_out,)`` in atom order.
     """
     if code.shape[1] != layer.out_channels:
-        raise ValueError(f"code has {code.shape[1]} channels but the layer has {layer.out_channels} atoms")
+        raise UsageError(f"code has {code.shape[1]} channels but the layer has {layer.out_channels} atoms")
     usage = atom_usage(code).cpu()
     order = torch.argsort(-usage, stable=True)
     tiles = atom_images(layer)[order].numpy()

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from ..errors import UsageError
 
 LEVELS = 256
 
@@ -20,7 +21,7 @@ def denormalize(x: Tensor, mean: Sequence[float] | None, std: Sequence[float] | 
     m = torch.as_tensor(list(mean), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(list(std), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     if m.shape[1] not in (1, x.shape[1]):
-        raise ValueError(f"mean/std have {m.shape[1]} channels but the images have {x.shape[1]}")
+        raise UsageError(f"mean/std have {m.shape[1]} channels but the images have {x.shape[1]}")
     return x * s + m
 
 

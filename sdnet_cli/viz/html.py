@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ..models.files import atomic_write_bytes
+from ..fsio import atomic_write_bytes
 
 _STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 figure{margin:2em 0;border-top:1px solid #ddd;padding-top:1em}img{max-width:100%}

@@ -22,6 +22,7 @@ from torch import Tensor
 from ..layers.csc import CSCConv2d
 from ..models.resnet import BasicBlock, ResNet
 from .probe import csc_io, require_csc
+from ..errors import UsageError
 
 Op = tuple[str, nn.Module]
 
@@ -29,7 +30,7 @@ Op = tuple[str, nn.Module]
 def inverse_batchnorm(bn: nn.BatchNorm2d, y: Tensor) -> Tensor:
     """Exact inverse of an eval-mode BatchNorm: ``(y − β)/γ · √(v + ε) + m`` (shape of ``y``)."""
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("BatchNorm without running statistics cannot be inverted")
+        raise UsageError("BatchNorm without running statistics cannot be inverted")
     shape = (1, -1) + (1,) * (y.dim() - 2)
     gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
     beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
@@ -85,7 +86,7 @@ def point_depth(ops: list[Op], point: str) -> int:
     if not hits:
         blocks = sorted({n.rsplit(".", 1)[0] for n, _ in ops if not n.startswith("layer0")})
         valid = ["layer0"] + sorted({b.split(".")[0] for b in blocks}) + blocks
-        raise ValueError(f"unknown feature point {point!r}; valid: {', '.join(dict.fromkeys(valid))} "
+        raise UsageError(f"unknown feature point {point!r}; valid: {', '.join(dict.fromkeys(valid))} "
                          "(or a CSC/BN module name)")
     return hits[-1] + 1
 
@@ -113,7 +114,7 @@ def invert_features(model: nn.Module, x: Tensor, points: list[str] | None = None
     ``x`` is the normalised model input ``(N, C_in, H, W)``; the model must be in eval mode.
     """
     if model.training:
-        raise ValueError("put the model in eval mode (model.eval()) before inverting: BN uses running statistics")
+        raise UsageError("put the model in eval mode (model.eval()) before inverting: BN uses running statistics")
     ops = stack_ops(model)
     points = points or default_points(model)
     depths = [point_depth(ops, p) for p in points]

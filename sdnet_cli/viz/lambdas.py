@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
+from ..errors import UsageError
 
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -53,9 +54,9 @@ def decode_with(layer: CSCConv2d, x: Tensor, lmbd: float, n_steps: int | None = 
 def check_lambdas(lambdas: Sequence[float]) -> None:
     """Raise ``ValueError`` unless ``lambdas`` is a non-empty list of finite values >= 0."""
     if not lambdas:
-        raise ValueError("give at least one λ (--lambdas 0,0.1,0.5,1)")
+        raise UsageError("give at least one λ (--lambdas 0,0.1,0.5,1)")
     if any(not math.isfinite(v) or v < 0 for v in lambdas):
-        raise ValueError(f"λ values must be finite and >= 0, got {list(lambdas)}")
+        raise UsageError(f"λ values must be finite and >= 0, got {list(lambdas)}")
 
 
 @torch.no_grad()
@@ -69,7 +70,7 @@ def lambda_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT
     """
     check_lambdas(lambdas)
     if layer.training:
-        raise ValueError("put the model in eval mode before a λ sweep")
+        raise UsageError("put the model in eval mode before a λ sweep")
     out: dict[str, Any] = {"lambdas": [float(l) for l in lambdas], "n_steps": int(n_steps or layer.n_steps),
                            "rel_error": [], "sq_error": [], "psnr": [], "nonzero_fraction": []}
     decoded = []

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import Tensor
 
-from ..models.files import atomic_write_bytes
+from ..fsio import atomic_write_bytes
 
 DPI = 100
 

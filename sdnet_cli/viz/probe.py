@@ -14,6 +14,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
+from ..errors import UsageError
 
 
 @dataclass
@@ -35,7 +36,7 @@ def require_csc(model: nn.Module) -> list[tuple[str, CSCConv2d]]:
     """Like :func:`named_csc_layers` but raise ``ValueError`` when the model has no CSC layer."""
     found = named_csc_layers(model)
     if not found:
-        raise ValueError(
+        raise UsageError(
             f"{type(model).__name__} has no CSC layer: dictionaries, codes and FISTA can only be shown for "
             "an SDNet (sdnet18, sdnet18_all, ...)"
         )

@@ -26,6 +26,7 @@ from .inversion import decode_single_layer, default_points, invert_features, poi
 from .lambdas import DEFAULT_LAMBDAS, check_lambdas, lambda_sweep
 from .probe import csc_io, require_csc
 from .sparsity import sparsity_stats
+from ..errors import UsageError
 
 WHAT = ("dictionary", "features", "sparsity", "convergence", "lambda")
 DECODE_MODES = ("auto", "layer", "stack")
@@ -40,7 +41,7 @@ def parse_what(text: str | Sequence[str] | None) -> list[str]:
         return list(WHAT)
     bad = [t for t in items if t not in WHAT]
     if bad:
-        raise ValueError(f"unknown --what item(s) {', '.join(map(repr, bad))}; valid: {', '.join(WHAT)} (or all)")
+        raise UsageError(f"unknown --what item(s) {', '.join(map(repr, bad))}; valid: {', '.join(WHAT)} (or all)")
     return [w for w in WHAT if w in items]
 
 
@@ -61,7 +62,7 @@ class VizOptions:
 def resolve_decode(model: nn.Module, mode: str) -> str:
     """``'stack'`` or ``'layer'``: ``auto`` picks the whole stack when the model can be inverted."""
     if mode not in DECODE_MODES:
-        raise ValueError(f"unknown --decode {mode!r}; valid: {', '.join(DECODE_MODES)}")
+        raise UsageError(f"unknown --decode {mode!r}; valid: {', '.join(DECODE_MODES)}")
     if mode == "layer":
         return "layer"
     try:
@@ -85,9 +86,9 @@ def _validate(model: nn.Module, opts: VizOptions) -> str:
             for p in opts.points or default_points(model):
                 point_depth(ops, p)
         elif opts.points:
-            raise ValueError("--layers picks points for whole-stack decoding; --decode layer shows the first CSC layer")
+            raise UsageError("--layers picks points for whole-stack decoding; --decode layer shows the first CSC layer")
     if "convergence" in opts.what and not 1 <= opts.max_steps <= opts.opt_steps:
-        raise ValueError(f"need 1 <= --max-steps ({opts.max_steps}) <= --opt-steps ({opts.opt_steps})")
+        raise UsageError(f"need 1 <= --max-steps ({opts.max_steps}) <= --opt-steps ({opts.opt_steps})")
     if "lambda" in opts.what:
         check_lambdas(opts.lambdas)
     return decode

@@ -16,6 +16,7 @@ import numpy as np
 from . import blur, digital, noise, weather
 from .noise import SDNET_LEVELS, sdnet_noise
 from .weather import FrostUnavailable, frost_available
+from ...errors import UsageError
 
 CorruptionFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -51,7 +52,7 @@ def group_of(name: str) -> str:
     for group, names in GROUPS.items():
         if name in names:
             return group
-    raise ValueError(_unknown(name))
+    raise UsageError(_unknown(name))
 
 
 def _unknown(name: str) -> str:
@@ -70,11 +71,11 @@ def parse_corruptions(spec: str) -> list[str]:
         names = ALL if item == "all" else BENCHMARK if item == "benchmark" else GROUPS.get(item)
         if names is None:
             if item not in _FUNCS:
-                raise ValueError(_unknown(item))
+                raise UsageError(_unknown(item))
             names = (item,)
         out.extend(n for n in names if n not in out)
     if not out:
-        raise ValueError(f"no corruption given; valid: all, benchmark, {', '.join(GROUPS)} or names")
+        raise UsageError(f"no corruption given; valid: all, benchmark, {', '.join(GROUPS)} or names")
     return out
 
 
@@ -93,10 +94,10 @@ def parse_severities(spec: str, max_level: int = 5) -> list[int]:
             else:
                 levels.add(int(part))
     except ValueError:
-        raise ValueError(f"bad severities {spec!r}: use a range like 1-5 or a list like 3,5") from None
+        raise UsageError(f"bad severities {spec!r}: use a range like 1-5 or a list like 3,5") from None
     bad = sorted(v for v in levels if not 1 <= v <= max_level)
     if bad or not levels:
-        raise ValueError(f"severity must be within 1-{max_level}, got {spec!r}")
+        raise UsageError(f"severity must be within 1-{max_level}, got {spec!r}")
     return sorted(levels)
 
 
@@ -107,12 +108,12 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
     :class:`FrostUnavailable` for ``frost`` without the original textures.
     """
     if name not in _FUNCS:
-        raise ValueError(_unknown(name))
+        raise UsageError(_unknown(name))
     if not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
-        raise ValueError(f"severity must be an integer within 1-5, got {severity!r}")
+        raise UsageError(f"severity must be an integer within 1-5, got {severity!r}")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"corrupt() needs uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        raise UsageError(f"corrupt() needs uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
     out = _FUNCS[name](images, int(severity), np.random.default_rng(seed))
     assert out.dtype == np.uint8 and out.shape == images.shape, (name, out.dtype, out.shape)
     return out

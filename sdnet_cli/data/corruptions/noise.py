@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._util import to_float, to_uint8
+from ...errors import UsageError
 
 # severity 1…5 (CIFAR-10-C, make_cifar_c.py)
 GAUSSIAN = (0.04, 0.06, 0.08, 0.09, 0.10)
@@ -89,5 +90,5 @@ def sdnet_noise(images: np.ndarray, name: str, level: int, rng: np.random.Genera
     """The SDNet paper's noise ``name`` at ``level`` (1-based index into :data:`SDNET_LEVELS`)."""
     levels = SDNET_LEVELS[name]
     if not 1 <= level <= len(levels):
-        raise ValueError(f"{name} has levels 1-{len(levels)} in the sdnet-noise protocol, got {level}")
+        raise UsageError(f"{name} has levels 1-{len(levels)} in the sdnet-noise protocol, got {level}")
     return PARAM_FUNCS[name](images, levels[level - 1], rng)
