@@ -58,6 +58,18 @@ def check_model_name(name: str) -> None:
         raise UsageError(f"unknown model {name!r}{hint}; valid: {', '.join(list_models())}")
 
 
+_BASE_ARGS = frozenset({"num_classes", "stem", "in_chans"})
+
+
+def model_arg_names(name: str) -> frozenset[str]:
+    """The keyword arguments the builder of registry model ``name`` accepts (for config.json checks)."""
+    check_model_name(name)
+    if name.startswith("resnet"):
+        return _BASE_ARGS
+    extra = {"shortcut"} | set(CSC_KEYS)
+    return _BASE_ARGS | frozenset(extra)
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model, e.g. ``create_model('sdnet18', num_classes=10, stem='cifar', lmbd=0.1)``.
 
