@@ -1,0 +1,16 @@
+"""The smallest input a model can take."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+
+MIN_IMAGE_SIZE = {"cifar": 8, "imagenet": 32}  # total stride of the network: 8 (CIFAR stem), 32 (ImageNet stem)
+
+
+def check_image_size(size: int | None, stem: str, what: str = "--image-size") -> None:
+    """Raise a :class:`UsageError` unless ``size`` (``None`` = the default) is an int ≥ the stem's minimum."""
+    if size is None:
+        return
+    least = MIN_IMAGE_SIZE.get(stem, 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < least:
+        raise UsageError(f"{what} must be an integer >= {least} for the {stem} stem, got {size!r}")
