@@ -47,6 +47,7 @@ class DataSection:
     augment: bool = True
     workers: int = 0
     skip_bad_images: bool = False
+    val_split: float = 0.1  # fraction of the training set held out to select best/ (0: select on the test set)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class TrainSection:
     amp_dtype: str = "bfloat16"
     channels_last: bool = False
     compile: bool = False
-    threads: int = 0
+    threads: int = 0  # CPU threads per process; 0 = cores // local processes
+    cpu_memory_reuse: bool = True  # on CPU keep freed tensor memory in the process (sdnet_cli.malloc)
     output: str | None = None
     tensorboard: bool = True
     checkpoint_every: int = 0
@@ -114,11 +116,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
 _CIFAR = {"optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                     "schedule": "cosine"},
           "train": {"epochs": 220, "batch_size": 128}}
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {  # CIFAR/ImageNet: val_split 0 = the paper's protocol (best/ on test)
     "digits": {},
-    "cifar10": {"data": {"dataset": "cifar10"}, **_CIFAR},
-    "cifar100": {"data": {"dataset": "cifar100"}, **_CIFAR},
-    "imagenet": {"data": {"dataset": "imagenet", "workers": 8},
+    "cifar10": {"data": {"dataset": "cifar10", "val_split": 0.0}, **_CIFAR},
+    "cifar100": {"data": {"dataset": "cifar100", "val_split": 0.0}, **_CIFAR},
+    "imagenet": {"data": {"dataset": "imagenet", "workers": 8, "val_split": 0.0},
                  "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
                            "schedule": "step", "milestones": [30, 60, 90], "gamma": 0.1},
                  "train": {"epochs": 100, "batch_size": 512}},
