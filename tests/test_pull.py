@@ -17,7 +17,7 @@ import torch
 from hub_server import FakeHub, make_model_dir, run_cli
 from sdnet_cli import load_model
 from sdnet_cli.hub import zoo
-from sdnet_cli.hub.pull import pull_weights
+from sdnet_cli.hub.puller import pull_weights
 
 REPO = "org/sdnet-test"
 

@@ -42,7 +42,7 @@ def export_command(
       sdnet export model_best.pth.tar --arch sdnet18_all --num-classes 100 --no-shortcut --output out
       --push-to-hub my-org/sdnet18_all-noshortcut-cifar100
     """
-    from ..hub.export import export_model
+    from ..hub.exporter import export_model
     from ..hub.push import check_repo_id, push_to_hub as push
 
     if (private or revision) and not push_to_hub:

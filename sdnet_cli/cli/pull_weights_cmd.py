@@ -16,7 +16,7 @@ def _size(n: int | None, estimate: int) -> str:
 
 
 def _zoo_rows(cache_dir: Optional[Path]) -> list[dict]:
-    from ..hub.pull import default_cache_dir
+    from ..hub.puller import default_cache_dir
     from ..hub.zoo import list_entries
 
     rows = []
@@ -77,7 +77,7 @@ def pull_weights_command(
         return
     if not model:
         raise UsageError("name a model: a zoo name (sdnet pull-weights --list) or ORG/NAME[@REVISION]")
-    from ..hub.pull import pull_weights
+    from ..hub.puller import pull_weights
 
     result = pull_weights(model, cache_dir=cache_dir, revision=revision, progress=True)
     if json_out:

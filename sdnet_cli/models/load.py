@@ -26,7 +26,7 @@ def resolve_model_dir(src: str | Path) -> Path:
         raise MissingFileError(f"{path} holds no model: expected {CONFIG_NAME} in it or in best/ or last/")
     if path.exists():
         raise UsageError(f"{path} is a file; pass a model directory (official .pth.tar files go through 'sdnet export')")
-    from ..hub.pull import pull_weights  # local import: hub pulls in huggingface_hub
+    from ..hub.puller import pull_weights  # local import: hub pulls in huggingface_hub
 
     return Path(pull_weights(str(src)).path)
 
