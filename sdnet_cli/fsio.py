@@ -64,6 +64,19 @@ def staging_dir(target: Path) -> Path:
     return path
 
 
+def check_replaceable(target: Path, marker: str, flag: str = "--output") -> None:
+    """Raise a :class:`UsageError` unless ``target`` is absent, an empty folder, or an earlier output of the same
+    command (it holds ``marker``): a folder with other content is never replaced as a whole."""
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UsageError(f"{flag} {target} is a file; pass a folder (new, empty, or an earlier output to replace)")
+    if any(target.iterdir()) and not (target / marker).is_file():
+        raise UsageError(f"{flag} {target} holds other files (no {marker}); pass a new or empty folder, or an earlier "
+                         "output of this command to replace")
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically (Linux ``renameat2``); ``False`` where unsupported."""
     try:

@@ -6,9 +6,10 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..engine.eval_model import eval_model
+from ..engine.eval_model import EvalOptions, evaluate
 from .common import console, print_json
 
 
@@ -35,8 +36,13 @@ def eval_command(
 
       sdnet eval sdnet18-cifar10 --data-root ~/data --lmbd 0.3 --lmbd-layers all
     """
-    res = eval_model(model, dataset, data_root, lmbd, lmbd_layers, batch_size, device, image_size, workers,
-                     download=not no_download)
+    opts = EvalOptions(model=model, dataset=dataset, data_root=data_root, lmbd=lmbd, lmbd_layers=lmbd_layers,
+                       batch_size=batch_size, device=device, image_size=image_size, workers=workers,
+                       download=not no_download)
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("eval", total=None)
+        res = evaluate(opts, on_batch=lambda n: progress.advance(task, n)).to_dict()
     if json_out:
         print_json(res)
         return
@@ -47,6 +53,8 @@ def eval_command(
                   f"{res['images_per_s']:.0f} img/s")
     if res["recorded_top1"] is not None and res["lmbd"] is None:
         console.print(f"recorded at training time: top-1 {res['recorded_top1']:.2f}%")
+    if res["selected_on"] is not None:
+        console.print(f"checkpoint selected on the {res['selected_on']} split")
     per = res["per_class"]
     if len(per) <= 20:
         table = Table(title="per-class top-1 (%)")

@@ -24,7 +24,7 @@ def visualize_command(
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the dataset lives (downloaded datasets)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (default: the training size)."),
     num_images: int = typer.Option(8, "--num-images", "-n", help="Test images to show and to compute statistics on."),
-    output: Path = typer.Option(Path("viz"), "--output", "-o", help="Folder for the PNGs, JSON files and index.html."),
+    output: Path = typer.Option(Path("viz"), "--output", "-o", help="Folder for the PNGs, JSON files and index.html (new, empty, or an earlier visualize output: replaced whole)."),
     decode: str = typer.Option("auto", "--decode", help="features: 'stack' (whole-stack inversion, sdnet*_all without "
                                "shortcut), 'layer' (D z of the first CSC layer) or 'auto'."),
     layers: Optional[str] = typer.Option(None, "--layers", help="features: comma list of points for whole-stack "
@@ -32,7 +32,7 @@ def visualize_command(
     lambdas: str = typer.Option("0,0.01,0.05,0.1,0.2,0.5,1,2", "--lambdas", help="lambda: comma list of λ values."),
     max_steps: int = typer.Option(50, "--max-steps", help="convergence: FISTA iterations to plot (1…N)."),
     opt_steps: int = typer.Option(300, "--opt-steps", help="convergence: iterations used to estimate the optimum F*."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0: the cores, or 1 when the machine is busy)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for this command (0: torch's default)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
 ) -> None:
     """Interpretability figures of an SDNet, and an index.html that shows them all with captions.
@@ -55,22 +55,16 @@ def visualize_command(
 
       sdnet visualize runs/digits --what lambda,dictionary --lambdas 0,0.1,0.5,1,2 --json
     """
-    from ..engine.setup import set_threads
-    from ..models.load import load_model_with_config
-    from ..viz.data import load_batch
-    from ..viz.report import VizOptions, parse_what, visualize
+    from ..viz.run import VisualizeOptions, run
 
-    items = parse_what(what)
-    points = [p.strip() for p in layers.split(",") if p.strip()] if layers else None
-    opts = VizOptions(what=items, decode=decode, points=points, lambdas=_floats(lambdas),
-                      max_steps=max_steps, opt_steps=opt_steps)
-    set_threads(threads, 1)
-    net, config = load_model_with_config(model)
-    batch = load_batch(config, dataset, num_images, data_root, image_size)
+    opts = VisualizeOptions(
+        model=model, what=tuple(t for t in what.split(",")), output=output, dataset=dataset, data_root=data_root,
+        image_size=image_size, num_images=num_images, decode=decode,
+        points=tuple(p.strip() for p in layers.split(",") if p.strip()) if layers else None,
+        lambdas=tuple(_floats(lambdas)), max_steps=max_steps, opt_steps=opt_steps, threads=threads)
     with console.status("visualizing") as status:
-        summary = visualize(net, config, batch, output, opts, progress=lambda m: status.update(f"visualize: {m}"))
+        report = run(opts, progress=lambda m: status.update(f"visualize: {m}"))
     if json_out:
-        print_json(summary)
+        print_json(report.summary)
     else:
-        console.print(f"wrote {len(summary['figures'])} figures to {summary['output']} in {summary['seconds']} s; "
-                      f"open {summary['index']}")
+        console.print(f"wrote {len(report.figures)} figures to {report.output} in {report.seconds} s; open {report.index}")

@@ -1,7 +1,7 @@
 """Interpretability: dictionary atoms, decoded hidden features, sparsity, FISTA convergence, λ effects.
 
 Library functions return tensors, arrays and dicts; :func:`visualize` turns them into PNGs, JSON and an
-``index.html``. Plots use matplotlib's Agg canvas (no display, no pyplot state).
+``index.html``; :func:`run` (``sdnet visualize``) loads the model and data and replaces the output folder whole. Plots use matplotlib's Agg canvas (no display, no pyplot state).
 """
 
 from .convergence import fista_iterates, objective_curve
@@ -12,10 +12,12 @@ from .inversion import decode_single_layer, default_points, inverse_batchnorm, i
 from .lambdas import lambda_sweep, psnr
 from .probe import CodeRecord, csc_io
 from .report import WHAT, VizOptions, parse_what, visualize
+from .run import VisualizeOptions, VisualizeReport, run
 from .sparsity import sparsity_stats
 
 __all__ = [
     "WHAT", "CodeRecord", "VizBatch", "VizOptions", "load_batch", "atom_usage", "csc_io", "decode_single_layer", "default_points",
     "denormalize", "dictionary_grid", "fista_iterates", "hist_equalize", "inverse_batchnorm", "invert_features",
     "lambda_sweep", "minmax", "objective_curve", "parse_what", "psnr", "sparsity_stats", "stack_ops", "visualize",
+    "VisualizeOptions", "VisualizeReport", "run",
 ]

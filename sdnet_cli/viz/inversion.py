@@ -38,8 +38,8 @@ def inverse_batchnorm(bn: nn.BatchNorm2d, y: Tensor) -> Tensor:
     return (y - beta.view(shape)) * scale.view(shape) + bn.running_mean.view(shape)
 
 
-def _not_invertible(why: str) -> ValueError:
-    return ValueError(
+def _not_invertible(why: str) -> UsageError:
+    return UsageError(
         f"whole-stack inversion needs an sdnet18_all/sdnet34_all model built with shortcut=False: {why}; "
         "use --decode layer for single-layer decoding (D z of the first CSC layer)"
     )

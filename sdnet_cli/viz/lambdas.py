@@ -18,7 +18,7 @@ from torch import Tensor
 from ..layers.csc import CSCConv2d
 from ..errors import UsageError
 
-DEFAULT_LAMBDAS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+DEFAULT_VIEW_LAMBDAS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 @contextmanager
@@ -60,7 +60,7 @@ def check_lambdas(lambdas: Sequence[float]) -> None:
 
 
 @torch.no_grad()
-def lambda_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+def lambda_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT_VIEW_LAMBDAS,
                  n_steps: int | None = None, keep: int = 1) -> dict[str, Any]:
     """Sweep λ on ``layer`` for input ``x`` ``(N, C, H, W)`` (normalised).
 

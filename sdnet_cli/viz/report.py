@@ -23,7 +23,7 @@ from .dictionary import dictionary_grid
 from .display import views
 from .html import write_index
 from .inversion import decode_single_layer, default_points, invert_features, point_depth, stack_ops
-from .lambdas import DEFAULT_LAMBDAS, check_lambdas, lambda_sweep
+from .lambdas import DEFAULT_VIEW_LAMBDAS, check_lambdas, lambda_sweep
 from .probe import csc_io, require_csc
 from .sparsity import sparsity_stats
 from ..errors import UsageError
@@ -52,7 +52,7 @@ class VizOptions:
     what: list[str] = field(default_factory=lambda: list(WHAT))
     decode: str = "auto"
     points: list[str] | None = None
-    lambdas: Sequence[float] = DEFAULT_LAMBDAS
+    lambdas: Sequence[float] = DEFAULT_VIEW_LAMBDAS
     max_steps: int = 50
     opt_steps: int = 300
     convergence_images: int = 4
@@ -67,7 +67,7 @@ def resolve_decode(model: nn.Module, mode: str) -> str:
         return "layer"
     try:
         stack_ops(model)
-    except ValueError:
+    except UsageError:
         if mode == "stack":
             raise
         return "layer"

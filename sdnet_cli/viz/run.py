@@ -1,0 +1,106 @@
+"""``run(VisualizeOptions) -> VisualizeReport``: what ``sdnet visualize`` does, as one library call.
+
+Load the model and a class-balanced batch of its test images, draw the requested views into a folder beside
+the output (``fsio.staging_dir``) and switch it in as a whole: a failure or a kill leaves the previous output
+complete. An existing output folder is replaced only when it is empty or an earlier visualize output.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import UsageError
+from ..fsio import check_replaceable, replace_dir, staging_dir
+from ..models.load import load_model_with_config
+from .data import load_batch
+from .lambdas import DEFAULT_VIEW_LAMBDAS
+from .report import DECODE_MODES, WHAT, VizOptions, parse_what, visualize
+
+INDEX = "index.html"
+
+
+def _int_at_least(name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class VisualizeOptions:
+    """What ``sdnet visualize`` draws, from which model and data, into which folder (validated at construction)."""
+
+    model: str
+    what: tuple[str, ...] = WHAT
+    output: Path = Path("viz")
+    dataset: str | None = None
+    data_root: str | None = None
+    image_size: int | None = None
+    num_images: int = 8
+    decode: str = "auto"
+    points: tuple[str, ...] | None = None
+    lambdas: tuple[float, ...] = DEFAULT_VIEW_LAMBDAS
+    max_steps: int = 50
+    opt_steps: int = 300
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "what", tuple(parse_what(list(self.what))))
+        object.__setattr__(self, "output", Path(self.output))
+        if self.decode not in DECODE_MODES:
+            raise UsageError(f"unknown --decode {self.decode!r}; valid: {', '.join(DECODE_MODES)}")
+        _int_at_least("--num-images", self.num_images, 1)
+        _int_at_least("--threads", self.threads, 0)
+        _int_at_least("--max-steps", self.max_steps, 1)
+        _int_at_least("--opt-steps", self.opt_steps, 1)
+        if self.image_size is not None:
+            _int_at_least("--image-size", self.image_size, 1)
+        bad = [v for v in self.lambdas if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)]
+        if bad or not self.lambdas:
+            raise UsageError(f"--lambdas must be finite numbers >= 0 (e.g. 0,0.1,0.5,1), got {list(self.lambdas)}")
+        check_replaceable(self.output, INDEX)
+
+    def drawing(self) -> VizOptions:
+        """The drawing part of the options."""
+        return VizOptions(what=list(self.what), decode=self.decode, points=list(self.points) if self.points else None,
+                          lambdas=self.lambdas, max_steps=self.max_steps, opt_steps=self.opt_steps)
+
+
+@dataclass
+class VisualizeReport:
+    """Where the figures went and the numbers behind them (``summary``: per-view statistics)."""
+
+    output: str
+    index: str
+    figures: list[str]
+    data: list[str]
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def run(opts: VisualizeOptions, progress: Callable[[str], None] | None = None) -> VisualizeReport:
+    """Draw ``opts.what`` for ``opts.model`` into ``opts.output`` (replaced as a whole); ``progress(msg)`` per view.
+
+    ``threads > 0`` sets torch's CPU threads for the call only (restored afterwards).
+    """
+    net, config = load_model_with_config(opts.model)
+    batch = load_batch(config, opts.dataset, opts.num_images, opts.data_root, opts.image_size)
+    old_threads = torch.get_num_threads()
+    staged = staging_dir(opts.output)
+    try:
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        summary = visualize(net, config, batch, staged, opts.drawing(), progress)
+        replace_dir(staged, opts.output)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    finally:
+        torch.set_num_threads(old_threads)
+    summary.update(output=str(opts.output), index=str(opts.output / INDEX))
+    return VisualizeReport(output=summary["output"], index=summary["index"], figures=summary["figures"],
+                           data=summary["data"], seconds=summary["seconds"], summary=summary)
