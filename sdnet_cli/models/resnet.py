@@ -2,7 +2,7 @@
 
 ``stem_conv`` and ``block_conv`` are factories with the ``nn.Conv2d`` signature; an SDNet passes
 ``CSCConv2d``. A ReLU follows only ordinary convolutions: a CSC layer's non-negativity plays its role
-(DESIGN §1). Module names follow the official SDNet checkpoints (``layer0`` … ``layer4``, ``linear``)
+(docs/design.md §1). Module names follow the official SDNet checkpoints (``layer0`` … ``layer4``, ``linear``)
 so official state dicts map by dropping their ``.dn`` / ``.layers`` wrappers.
 """
 

@@ -1,6 +1,6 @@
 """Whole-stack inversion of an ``sdnet*_all`` model without shortcut (the paper's decoded hidden features).
 
-Such a model is a chain of CSC layers and BatchNorms only (DESIGN §1)::
+Such a model is a chain of CSC layers and BatchNorms only (docs/design.md §1)::
 
     stem (CIFAR)     layer0 = [CSC 3×3, BN]
     stem (ImageNet)  layer0 = [CSC 7×7/2, BN, CSC 3×3/2]
