@@ -23,26 +23,61 @@ from ..errors import UsageError
 Lmbd = float | Tensor
 
 
+IntPair = int | tuple[int, int]
+
+
 def conv_output_padding(stride: int) -> int:
     """``output_padding`` that makes ``conv_transpose2d`` the exact adjoint of a ``conv2d`` (``stride − 1``)."""
     return stride - 1
 
 
-def dict_transpose(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
-    """``Dᵀx = conv2d(x, W)``: image ``(N, C_in, H, W)`` → code ``(N, C_out, H', W')``."""
-    return F.conv2d(x, weight, None, stride, padding)
+def _pair(v: IntPair) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def dict_apply(z: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
-    """``D z = conv_transpose2d(z, W)``: code ``(N, C_out, H', W')`` → image ``(N, C_in, H, W)``.
+def adjoint_output_padding(
+    image_hw: tuple[int, int], kernel: IntPair, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1
+) -> tuple[int, int]:
+    """``output_padding`` per side that makes ``conv_transpose2d`` return exactly the ``image_hw`` the conv saw.
 
-    On CPU without autograd, a dictionary with few image-side taps (``C_in·k² ≤ 32``, e.g. an RGB 3×3 stem)
-    takes :func:`dict_apply_gemm`, the same sum computed faster than oneDNN's deconvolution.
+    ``conv2d`` maps ``H`` to ``H' = ⌊(H + 2p − d(k−1) − 1)/s⌋ + 1`` and drops the last
+    ``(H + 2p − d(k−1) − 1) mod s`` rows; ``conv_transpose2d`` with that ``output_padding`` puts them
+    back (as zeros), so it is the exact adjoint ``Dᵀ`` of that conv for every ``H`` and stride.
     """
+    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    return tuple((n + 2 * p[i] - d[i] * (k[i] - 1) - 1) % s[i] for i, n in enumerate(image_hw))  # type: ignore[return-value]
+
+
+def dict_transpose(
+    x: Tensor, weight: Tensor, stride: IntPair = 1, padding: IntPair = 0, *, groups: int = 1, dilation: IntPair = 1
+) -> Tensor:
+    """``Dᵀx = conv2d(x, W, groups=g)``: image ``(N, C_in, H, W)`` → code ``(N, C_out, H', W')``.
+
+    ``W`` is ``(C_out, C_in/g, kh, kw)``: with ``g`` groups the dictionary is block-diagonal (group ``j``'s
+    atoms only touch image channels ``j·C_in/g …``).
+    """
+    return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+
+
+def dict_apply(
+    z: Tensor, weight: Tensor, stride: IntPair = 1, padding: IntPair = 0, *,
+    groups: int = 1, dilation: IntPair = 1, output_padding: IntPair | None = None,
+) -> Tensor:
+    """``D z = conv_transpose2d(z, W, groups=g)``: code ``(N, C_out, H', W')`` → image ``(N, C_in, H, W)``.
+
+    ``output_padding`` (see :func:`adjoint_output_padding`) fixes which ``H`` the code came from; the
+    default ``stride − 1`` is the largest one (exact for even sizes at stride 2, the usual case). On CPU
+    without autograd, a dense square dictionary with few image-side taps (``C_in·k² ≤ 32``, e.g. an RGB
+    3×3 stem) takes :func:`dict_apply_gemm`, the same sum computed faster than oneDNN's deconvolution.
+    """
+    s = _pair(stride)
+    op = (s[0] - 1, s[1] - 1) if output_padding is None else _pair(output_padding)
     if (z.device.type == "cpu" and math.prod(weight.shape[1:]) <= GEMM_MAX_TAPS and not torch.compiler.is_compiling()
-            and not (torch.is_grad_enabled() and (z.requires_grad or weight.requires_grad))):
+            and not (torch.is_grad_enabled() and (z.requires_grad or weight.requires_grad))
+            and groups == 1 and _pair(dilation) == (1, 1) and isinstance(stride, int) and isinstance(padding, int)
+            and weight.shape[-1] == weight.shape[-2] and op == (stride - 1, stride - 1)):
         return dict_apply_gemm(z, weight, stride, padding)
-    return F.conv_transpose2d(z, weight, None, stride, padding, conv_output_padding(stride))
+    return F.conv_transpose2d(z, weight, None, stride, padding, op, groups, dilation)
 
 
 GEMM_MAX_TAPS = 32  # C_in·k² up to which dict_apply uses dict_apply_gemm (CPU, no autograd)
@@ -130,10 +165,13 @@ def csc_fista(
     mu: float = 0.0,
     n_steps: int = 2,
     non_negative: bool = True,
-    stride: int = 1,
-    padding: int = 0,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    *,
+    groups: int = 1,
+    dilation: IntPair = 1,
 ) -> Tensor:
-    """Convolutional sparse code of ``x`` ``(N, C_in, H, W)`` against ``W`` ``(C_out, C_in, k, k)``.
+    """Convolutional sparse code of ``x`` ``(N, C_in, H, W)`` against ``W`` ``(C_out, C_in/groups, kh, kw)``.
 
     Returns ``z`` ``(N, C_out, H', W')`` after ``n_steps`` FISTA steps, the same iterates as
     :func:`fista` with ``gradient_step(y) = Dᵀ(x − D y)``, computed with the constants folded into
@@ -145,6 +183,8 @@ def csc_fista(
     A scalar λ (the usual case) and ``non_negative`` put ``−θ`` in the convolution's bias, so a step
     costs its two convolutions, one add and one ``relu``: ``2·n_steps − 1`` convolutions in all, no
     extra elementwise pass and nothing saved for backward beyond what the convolutions need.
+    ``groups``/``dilation`` are those of the convolution (a grouped dictionary is block-diagonal); ``D``
+    is the exact adjoint of ``Dᵀ`` for ``x``'s size at any stride (:func:`adjoint_output_padding`).
     """
     if n_steps < 1:
         raise UsageError(f"n_steps must be >= 1, got {n_steps}")
@@ -169,16 +209,20 @@ def csc_fista(
             return v - torch.clamp(v, -th, th)
         return F.softshrink(v, th)
 
+    op = adjoint_output_padding(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, dilation)
+    geom = dict(groups=groups, dilation=dilation)
+
     def step(y: Tensor) -> Tensor:
         # conv2d(D y − x, −G) = a·s·Dᵀ(x − D y); the bias adds −θ.
-        v = F.conv2d(dict_apply(y, weight, stride, padding).sub_(x), -g_weight, bias, stride, padding)
+        dy = dict_apply(y, weight, stride, padding, output_padding=op, **geom)
+        v = F.conv2d(dy.sub_(x), -g_weight, bias, stride, padding, dilation, groups)
         if a is None:
             return prox_(v.add_(y))
         if isinstance(a, Tensor):
             return prox_(v.addcmul_(a.to(v.dtype), y))
         return prox_(v.add_(y, alpha=a))
 
-    z = prox_(F.conv2d(x, g_weight, bias, stride, padding))
+    z = prox_(F.conv2d(x, g_weight, bias, stride, padding, dilation, groups))
     if n_steps == 1:
         return z
     z_prev, z = z, step(z)
@@ -291,9 +335,17 @@ def lanczos(
     return evals[-1].to(v.dtype), (u / u.norm().clamp_min(1e-30)).reshape(v.shape)
 
 
-def csc_gram(weight: Tensor, stride: int, padding: int) -> Callable[[Tensor], Tensor]:
-    """``v ↦ DᵀD v`` for a convolutional dictionary (``v`` in code space, ``(1, C_out, H', W')``)."""
-    return lambda v: dict_transpose(dict_apply(v, weight, stride, padding), weight, stride, padding)
+def csc_gram(
+    weight: Tensor, stride: IntPair, padding: IntPair, *,
+    groups: int = 1, dilation: IntPair = 1, output_padding: IntPair | None = None,
+) -> Callable[[Tensor], Tensor]:
+    """``v ↦ DᵀD v`` for a convolutional dictionary (``v`` in code space, ``(1, C_out, H', W')``).
+
+    ``output_padding`` names the image size ``D`` maps back to (see :func:`dict_apply`).
+    """
+    geom = dict(groups=groups, dilation=dilation)
+    return lambda v: dict_transpose(
+        dict_apply(v, weight, stride, padding, output_padding=output_padding, **geom), weight, stride, padding, **geom)
 
 
 def linear_gram(weight: Tensor) -> Callable[[Tensor], Tensor]:
