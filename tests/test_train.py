@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import sdnet_cli as sd
 from sdnet_cli.config import apply_overrides, preset
-from sdnet_cli.engine import train as train_mod
+from sdnet_cli.engine import trainer as trainer_mod
 from sdnet_cli.engine.state import find_state
 
 TINY = ["--batch-size", "16", "--set", "train.limit_batches=2", "--set", "data.image_size=8",
@@ -32,17 +32,23 @@ def test_digits_run_layout_and_resume_refusal(tmp_path):
         assert (out / item).is_file(), item
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r_["epoch"] for r_ in rows] == [1, 2]
-    for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "time", "images_per_s"):
+    for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "test_loss", "test_top1", "test_top5",
+                "lr", "time", "images_per_s"):
         assert all(key in r_ for r_ in rows)
-    assert rows[-1]["val_top1"] == pytest.approx(result["top1"])
+    assert all(r_["selected_on"] == "val" for r_ in rows) and result["selected_on"] == "val"
+    assert rows[-1]["test_top1"] == pytest.approx(result["top1"])
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    assert all(s["wall_s"] > 0 and 0 <= s["data_s"] <= s["wall_s"] for s in steps)
     cfg = json.loads((out / "last" / "config.json").read_text())
     assert cfg["dataset"] == "digits" and cfg["metrics"]["epoch"] == 2 and cfg["metrics"]["image_size"] == 8
-    assert cfg["metrics"]["top1"] == pytest.approx(rows[-1]["val_top1"])
+    assert cfg["metrics"]["top1"] == pytest.approx(rows[-1]["test_top1"])
+    assert cfg["metrics"]["checkpoint"] == "last" and cfg["metrics"]["selected_on"] == "val"
+    assert cfg["metrics"]["val_split"] == 0.1 and cfg["metrics"]["val_top1"] == pytest.approx(rows[-1]["val_top1"])
     assert cfg["mean"] == pytest.approx([0.3054] * 3)
     best_epoch = max(rows, key=lambda r_: r_["val_top1"])["epoch"]
-    assert json.loads((out / "best" / "config.json").read_text())["metrics"]["epoch"] == best_epoch
+    best_metrics = json.loads((out / "best" / "config.json").read_text())["metrics"]
+    assert best_metrics["epoch"] == best_epoch and best_metrics["checkpoint"] == "best"
     # resolved config saved; load_model(run dir) picks best/
     saved = apply_overrides(preset("digits"), ["train.epochs=2", "train.batch_size=16", "train.limit_batches=2",
                                                "data.image_size=8", "train.threads=1", "train.eval_batch_size=512",
@@ -114,7 +120,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     good = (out / "last" / "model.safetensors").read_bytes()
     state_before = sorted(p.name for p in (out / "state").iterdir())
-    real = train_mod.criterion
+    real = trainer_mod.criterion
     calls = {"n": 0}
 
     def nan_on_second(logits, target, ls):
@@ -122,7 +128,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         loss = real(logits, target, ls)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(train_mod, "criterion", nan_on_second)
+    monkeypatch.setattr(trainer_mod, "criterion", nan_on_second)
     r = run(["--output", str(out), "--resume", "--epochs", "2", *TINY])
     assert r.exit_code == 2
     assert "loss is nan at step 4 (epoch 2, batch 2)" in r.output and "last good checkpoint" in r.output

@@ -173,6 +173,15 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return t
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """``True`` when ``flag`` is set on any rank (its own all-reduce; the flag itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
 def state_digest(model: nn.Module) -> bytes:
     """SHA-256 of every parameter and buffer (bytes, in order): equal digests = bitwise-equal models."""
     h = hashlib.sha256()

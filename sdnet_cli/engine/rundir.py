@@ -1,10 +1,10 @@
-"""The output directory of a training run and the logs written into it.
+"""The output directory of a training run: its layout, finding runs, and what may be written where.
 
 Layout::
 
     <out>/config.yaml      resolved configuration
     <out>/metrics.jsonl    one JSON object per epoch
-    <out>/steps.jsonl      one JSON object per optimisation step (loss, top-1, lr)
+    <out>/steps.jsonl      one JSON object per optimisation step (loss, top-1, lr, wall_s, data_s)
     <out>/best/ <out>/last/ model directories (model.safetensors + config.json)
     <out>/state/           training state for exact resume (see state.py)
     <out>/tb/              TensorBoard event files (when tensorboard is installed)
@@ -13,13 +13,13 @@ Layout::
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from ..fsio import atomic_write_bytes
+from ..config import Config, apply_overrides, load_config, set_value
 from ..errors import MissingFileError, UsageError
+from ..fsio import atomic_write_bytes
 
 RUN_ITEMS = ("config.yaml", "metrics.jsonl", "steps.jsonl", "best", "last", "state", "tb")
 
@@ -38,30 +38,45 @@ def is_run_dir(path: Path) -> bool:
     return any((path / item).exists() for item in RUN_ITEMS)
 
 
-def prepare_output(path: str | Path, resume: bool, force: bool) -> Path:
-    """Check ``path`` is usable: a new or empty folder; an existing run only with ``resume`` (continue it) or
-    ``force`` (its run files are deleted — nothing else in the folder is touched)."""
-    path = Path(path)
+def latest_run(root: str | Path = "runs") -> Path:
+    """The most recently modified run under ``root`` that has a config and a saved state (``--resume`` alone)."""
+    root = Path(root)
+    runs = [p for p in root.iterdir() if (p / "config.yaml").is_file() and (p / "state").is_dir()] if root.is_dir() else []
+    if not runs:
+        raise UsageError(f"--resume needs --output DIR (no run with a saved state found under {root}/)")
+    return max(runs, key=lambda p: p.stat().st_mtime)
+
+
+def resume_config(output: str | Path | None, flags: dict[str, Any] | None = None,
+                  overrides: list[str] | None = None) -> Config:
+    """The configuration to continue a run with: the run's own ``config.yaml`` (``output``, default
+    :func:`latest_run`), then ``flags`` (``key: value``, ``None`` skipped) and ``--set`` ``overrides``;
+    ``train.output`` is the run."""
+    out = Path(output) if output is not None else latest_run()
+    if not (out / "config.yaml").is_file():
+        raise MissingFileError(f"cannot resume: {out} is not a run directory (no config.yaml); "
+                               "pass the --output of the interrupted run")
+    cfg = load_config(out / "config.yaml")
+    for key, value in {**(flags or {}), "train.output": str(out)}.items():
+        if value is not None:
+            set_value(cfg, key, value)
+    return apply_overrides(cfg, overrides or [])
+
+
+def check_output(path: Path, resume: bool, force: bool) -> None:
+    """Is ``path`` usable (read-only check)? A new or empty folder; an existing run only with ``resume``
+    (continue it) or ``force`` (replace it, see :class:`~sdnet_cli.engine.workdir.RunDirectory`)."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"output {path} is a file; pass a directory to --output")
     if resume:
         if not (path / "config.yaml").is_file():
             raise MissingFileError(f"cannot resume: {path} is not a run directory (no config.yaml); "
-                                    "pass the --output of the interrupted run")
-        return path
-    if path.is_dir() and any(path.iterdir()):
-        if not force:
-            what = "holds another run" if is_run_dir(path) else "is not empty"
-            raise UsageError(f"output directory {path} {what}; pass --resume to continue it, --force to overwrite "
-                             "it, or another --output")
-        for item in RUN_ITEMS:
-            p = path / item
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+                                   "pass the --output of the interrupted run")
+        return
+    if path.is_dir() and any(path.iterdir()) and not force:
+        what = "holds another run" if is_run_dir(path) else "is not empty"
+        raise UsageError(f"output directory {path} {what}; pass --resume to continue it, --force to overwrite "
+                         "it, or another --output")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -80,44 +95,3 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break
     return rows
-
-
-class StepLog:
-    """Append-only ``steps.jsonl`` (line-buffered). On resume the file is cut back to the resumed step."""
-
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
-        self.path = path
-        if resume_step is not None:
-            write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= resume_step])
-        self._f = open(path, "a", buffering=1)
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row) + "\n")
-
-    def close(self) -> None:
-        self._f.close()
-
-
-class TensorBoard:
-    """TensorBoard scalars under ``<out>/tb`` when ``tensorboard`` is installed; otherwise a no-op."""
-
-    def __init__(self, directory: Path, enabled: bool, purge_step: int | None = None) -> None:
-        self.writer = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard not installed
-            return
-        self.writer = SummaryWriter(str(directory), purge_step=purge_step)
-
-    def scalars(self, values: dict[str, Any], step: int, prefix: str = "") -> None:
-        if self.writer is None:
-            return
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.writer.add_scalar(prefix + k, v, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()

@@ -1,44 +1,41 @@
-"""Turning a :class:`~sdnet_cli.config.Config` into the objects a run needs: device, model, optimizer, AMP."""
+"""Turning a :class:`~sdnet_cli.config.Config` into the objects a run needs: CPU settings, model, optimizer.
+
+Nothing here changes process state on import; :func:`cpu_settings` is the one call that does (threads and
+the allocator), and ``train`` makes it only for a CPU run, reporting both choices in its start info.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
 import random
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import Config
+from ..config import Config, TrainSection
 from ..data.datasets import DatasetInfo
+from ..errors import UsageError
+from ..malloc import keep_freed_memory
 from ..models.files import ModelConfig
 from ..models.registry import check_model_name
-from ..errors import UsageError
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ``ValueError``."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available (use --device cpu)")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+from . import distributed as D
 
 
 def set_threads(requested: int, local_world: int) -> int:
-    """CPU threads for this process: ``requested``, else the cores divided among the local ranks — and 1
-    when the machine is already busy (1-minute load ≥ cores), where OpenMP threads waiting on each other
-    make multi-threaded steps several times slower than single-threaded ones."""
-    cores = os.cpu_count() or 1
-    n = requested if requested > 0 else max(1, cores // max(1, local_world))
-    if requested <= 0 and hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores:
-        n = 1
+    """Set and return this process's CPU threads: ``requested``, else ``cores // local_world`` (at least 1)."""
+    n = requested if requested > 0 else max(1, (os.cpu_count() or 1) // max(1, local_world))
     torch.set_num_threads(n)
     return n
+
+
+def cpu_settings(t: TrainSection, local_world: int) -> tuple[int, bool]:
+    """``(threads, memory_reuse)`` of a CPU run: :func:`set_threads` with ``train.threads``, and glibc memory
+    reuse (:func:`~sdnet_cli.malloc.keep_freed_memory`) when ``train.cpu_memory_reuse`` allows it
+    (``SDNET_MALLOC_TUNING=0`` still opts out). Both are process-wide and irreversible."""
+    threads = set_threads(t.threads, local_world)
+    return threads, (keep_freed_memory() if t.cpu_memory_reuse else False)
 
 
 def seed_everything(seed: int) -> None:
@@ -48,9 +45,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_config(cfg: Config, info: DatasetInfo, num_classes: int | None = None) -> ModelConfig:
+def model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfig:
     """The :class:`ModelConfig` (architecture + arguments + data facts) of the run's model; ``num_classes``
-    defaults to the dataset's (an ImageFolder tree passes its number of class folders)."""
+    comes from the training set (an ImageFolder tree has its number of class folders)."""
     m = cfg.model
     check_model_name(m.name)
     args: dict[str, Any] = {"in_chans": cfg.data.in_chans}
@@ -60,8 +57,20 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int | None = None)
         args["shortcut"] = m.shortcut
     elif not m.shortcut:
         raise UsageError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
-    return ModelConfig(architecture=m.name, num_classes=num_classes or info.num_classes, stem=info.stem, model_args=args,
+    return ModelConfig(architecture=m.name, num_classes=num_classes, stem=info.stem, model_args=args,
                        dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
+
+
+def build_model(mcfg: ModelConfig, cfg: Config, dinfo: D.DistInfo, device: torch.device) -> nn.Module:
+    """The freshly initialised model (seeded by ``train.seed``) on ``device``, channels_last and synchronised
+    BatchNorm as configured."""
+    seed_everything(cfg.train.seed)
+    model = mcfg.build().to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dinfo.enabled and cfg.model.sync_bn:
+        model = D.convert_sync_batchnorm(model, device.type)
+    return model
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -76,17 +85,6 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     raise UsageError(f"optim.name must be sgd or adamw, got {o.name!r}")
-
-
-def make_autocast(cfg: Config, device: torch.device) -> tuple[Callable[[], Any] | None, Any]:
-    """``(autocast factory or None, GradScaler or None)``; ``--amp`` needs CUDA (bf16, or fp16 + scaler)."""
-    if not cfg.train.amp:
-        return None, None
-    if device.type != "cuda":
-        raise UsageError("--amp needs a CUDA device (mixed precision autocast); drop --amp on CPU")
-    dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return functools.partial(torch.autocast, "cuda", dtype=dtype), scaler
 
 
 def check_training_config(cfg: Config) -> None:

@@ -1,9 +1,10 @@
 """Training state for exact resume: safetensors (tensors) + JSON (everything else), no pickle.
 
-A state is the pair ``state/ckpt-<step>.safetensors`` + ``state/ckpt-<step>.json``. Each file is written
-atomically (temporary name + rename) and the JSON — written last — carries a random token that the
-safetensors header repeats: a pair counts only when both exist and the tokens match, so a kill at any
-moment leaves the previous complete state loadable. Older pairs are removed after a new one is complete.
+A state is the pair ``state/ckpt-<step>-<token>.safetensors`` + ``state/ckpt-<step>-<token>.json``, and the
+``state/`` folder holds exactly one pair: a new state is written into a staging sibling and replaces the
+folder as a whole (:func:`sdnet_cli.fsio.replace_dir`), so a kill at any moment leaves the previous complete
+state or the new one, never a mix of two steps. The JSON carries a random token that the safetensors header
+repeats: a pair counts only when both exist and the tokens match.
 
 Contents: model weights and buffers (``model.*``), each CSC layer's power-iteration vector
 (``csc_v.<i>``), optimizer state (``optim.<param>.<name>``; its scalars and param groups in JSON), the
@@ -17,6 +18,7 @@ import json
 import random
 import re
 import secrets
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from ..fsio import replace_dir, staging_dir
 from ..layers import csc_layers
 from ..models.files import atomic_save_safetensors, atomic_write_json, load_state_strict
 from ..errors import MissingFileError
@@ -119,8 +122,22 @@ def _pairs(directory: Path) -> list[tuple[tuple[int, int], Path]]:
 
 def save_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
                scaler: Any = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write a complete training state into ``directory``; returns the JSON path."""
+    """Make ``directory`` hold one complete training state (written beside it, switched in as a whole);
+    ``scaler`` is anything with ``state_dict()`` (the AMP grad scaler) or ``None``. Returns the JSON path."""
     directory = Path(directory)
+    staged = staging_dir(directory)
+    try:
+        name = _write_pair(staged, model, optimizer, loop, scaler, extra)
+        replace_dir(staged, directory)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return directory / name
+
+
+def _write_pair(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
+                scaler: Any, extra: dict[str, Any] | None) -> str:
+    """Write ``ckpt-<step>-<token>.safetensors`` then its ``.json`` record into ``directory``; the JSON's name."""
     token = secrets.token_hex(16)
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     for i, layer in enumerate(csc_layers(model)):
@@ -137,12 +154,8 @@ def save_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.O
         "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler.state_dict() if scaler is not None else None,
         "extra": extra or {},
     }
-    path = directory / f"{stem}.json"  # the commit record of the pair
-    atomic_write_json(path, meta)
-    for stale in [*directory.glob("ckpt-*"), *directory.glob(".ckpt-*.tmp")]:
-        if stale not in (path, weights):  # older states and leftovers of killed saves
-            stale.unlink(missing_ok=True)
-    return path
+    atomic_write_json(directory / f"{stem}.json", meta)  # the commit record of the pair
+    return f"{stem}.json"
 
 
 def _complete(json_path: Path) -> tuple[dict[str, Any], Path] | None:
