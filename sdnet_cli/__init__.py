@@ -4,7 +4,7 @@
 >>> m = sd.create_model("sdnet18", num_classes=10, stem="cifar")
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .layers import CSCConv2d, SparseCodingLinear, csc_layers, set_lmbd, update_step_sizes  # noqa: E402
 from .models import ModelConfig, create_model, list_models, load_model, save_model  # noqa: E402
