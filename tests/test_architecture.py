@@ -86,7 +86,7 @@ def test_cycle_finder_finds_a_cycle() -> None:
 def test_rich_and_typer_only_in_the_cli_and_the_cli_only_imported_by_itself() -> None:
     offenders = []
     for name, path in _modules().items():
-        if name.startswith("sdnet_cli.cli"):
+        if name.startswith("sdnet_cli.cli") or name == "sdnet_cli.__main__":  # the entry points
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
