@@ -1,6 +1,6 @@
 """Accuracy and first-layer reconstruction error of a model on uint8 images, at a chosen test-time λ.
 
-``evaluate(model, images, labels, mean, std, lmbd)`` normalises ``x = (images/255 − mean) / std``, runs
+``evaluate_images(model, images, labels, mean, std, lmbd)`` normalises ``x = (images/255 − mean) / std``, runs
 the model in batches and records, per sample, whether the prediction is right, the cross-entropy, and
 the reconstruction error ``‖x₀ − D z‖²`` of the first CSC layer (``x₀`` its input: the normalised image
 for the stem). ``lmbd`` is a float or a per-sample array ``(N,)``; it is set on the first (or every) CSC
@@ -43,15 +43,16 @@ class EvalResult:
 
 
 def to_pixels(images: np.ndarray, channels: int = 3) -> Tensor:
-    """uint8 ``(N, H, W, 3)`` → float ``(N, channels, H, W)`` in ``[0, 1]``; ``channels=1`` averages RGB to grey."""
+    """uint8 ``(N, H, W, C)`` → float ``(N, channels, H, W)`` in ``[0, 1]``; ``channels=1`` keeps the first
+    channel of RGB images (what training feeds a grey model)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     if channels == 1 and x.shape[1] != 1:
-        x = x.mean(1, keepdim=True)
+        x = x[:, :1].contiguous()
     return x
 
 
 def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """uint8 ``(N, H, W, 3)`` → normalised float ``(N, C, H, W)``, ``C = len(mean)`` (1: grey models)."""
+    """uint8 ``(N, H, W, 3 or 1)`` → normalised float ``(N, C, H, W)``, ``C = len(mean)`` (1: grey models)."""
     x = to_pixels(images, len(mean))
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -62,14 +63,6 @@ def first_csc(model: nn.Module) -> CSCConv2d | None:
     """The first convolutional sparse coding layer of ``model`` (None for a plain ResNet)."""
     layers = [m for m in csc_layers(model) if isinstance(m, CSCConv2d)]
     return layers[0] if layers else None
-
-
-def training_lmbd(model: nn.Module) -> float | None:
-    """λ the first CSC layer holds now (the trained value after loading), None for a plain ResNet."""
-    layer = first_csc(model)
-    if layer is None:
-        return None
-    return float(layer.lmbd) if not isinstance(layer.lmbd, Tensor) else None
 
 
 @contextmanager
@@ -138,7 +131,7 @@ def evaluate_tensor(
     return EvalResult(cat(correct).astype(bool), cat(losses), cat(recons) if hook is not None else None)
 
 
-def evaluate(
+def evaluate_images(
     model: nn.Module,
     images: np.ndarray,
     labels: np.ndarray,
@@ -149,7 +142,7 @@ def evaluate(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
 ) -> EvalResult:
-    """Evaluate uint8 ``images`` ``(N, H, W, 3)`` against int ``labels`` ``(N,)`` at ``lmbd`` (see module doc)."""
+    """Evaluate uint8 ``images`` ``(N, H, W, C)`` against int ``labels`` ``(N,)`` at ``lmbd`` (see module doc)."""
     return evaluate_tensor(model, to_input(images, mean, std), labels, lmbd, layers, batch_size, device)
 
 

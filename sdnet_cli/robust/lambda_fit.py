@@ -1,14 +1,20 @@
 """Per-sample test-time λ from the first layer's reconstruction error (the SDNet paper's procedure).
 
-Calibration, on clean images of the *training* split with synthetic noise (by default none, Gaussian
-σ = .1, .2 and salt-and-pepper .1, .2, .3 — :data:`DEFAULT_NOISES`): for each noise, sweep λ over
+Calibration, on clean images held out from training (the model's validation split) with synthetic noise
+in the model's channel space (:data:`DEFAULT_NOISES`: none, five Gaussian, four salt-and-pepper and three
+shot-noise levels): for each noise, sweep λ over
 ``lambdas`` and take the best λ (highest accuracy, ties → lower mean cross-entropy); record
 the mean reconstruction error ``r = ‖x − Dz‖²`` of the first CSC layer measured at the *probe* λ (the
 training λ). A least-squares line ``λ* ≈ a·r + b`` through the (r, best λ) points is the fit. At test
 time each sample is coded once at the probe λ, its ``rᵢ`` gives ``λᵢ = clip(a·rᵢ + b, λ_min, λ_max)``,
 and the model is run again with that per-sample λ. (The official script plots the best λ against the
 error measured *at* the best λ; measuring at the probe λ is what makes the rule usable before λ is
-chosen.) The fit is stored as ``lambda_fit.json``.
+chosen.)
+
+The fit's quality is recorded (``R²``, residuals of the best λ, their RMS), and a fit that is not
+informative — fewer than three distinct r, r not growing with the noise, a slope ≤ 0, a constant best λ,
+or ``R² < MIN_R2`` — is replaced by the training λ (slope 0) with the reason in ``fallback``. The fit is
+stored as ``lambda_fit.json``.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ from ..errors import MissingFileError, UsageError
 
 FIT_FORMAT = "sdnet-lambda-fit"
 DEFAULT_NOISES: tuple[tuple[str, float], ...] = (
-    ("clean", 0.0), ("gaussian_noise", 0.1), ("gaussian_noise", 0.2),
-    ("impulse_noise", 0.1), ("impulse_noise", 0.2), ("impulse_noise", 0.3),
+    ("clean", 0.0),
+    ("gaussian_noise", 0.04), ("gaussian_noise", 0.08), ("gaussian_noise", 0.12), ("gaussian_noise", 0.16),
+    ("gaussian_noise", 0.2),
+    ("impulse_noise", 0.03), ("impulse_noise", 0.09), ("impulse_noise", 0.15), ("impulse_noise", 0.24),
+    ("shot_noise", 60.0), ("shot_noise", 24.0), ("shot_noise", 6.0),
 )
+MIN_R2 = 0.3
 
 
 @dataclass
@@ -46,6 +56,8 @@ class LambdaFit:
     layers: str = "first"
     points: list[dict[str, float]] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    fallback: str | None = None
 
     def predict(self, recon: np.ndarray | float) -> np.ndarray:
         """Per-sample λ for reconstruction errors ``recon`` ``(N,)``."""
@@ -88,6 +100,34 @@ def fit_line(recon: Sequence[float], best: Sequence[float]) -> tuple[float, floa
     return float(slope), float(intercept)
 
 
+def fit_quality(recon: Sequence[float], best: Sequence[float], slope: float, intercept: float) -> dict[str, Any]:
+    """``R²`` of ``best ≈ slope·recon + intercept``, the residuals ``best − prediction`` and their RMS."""
+    r, b = np.asarray(recon, dtype=np.float64), np.asarray(best, dtype=np.float64)
+    resid = b - (slope * r + intercept)
+    total = float(((b - b.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid ** 2).sum()) / total if total > 0 else 0.0
+    return {"r2": r2, "rms_residual": float(np.sqrt((resid ** 2).mean())) if len(b) else 0.0,
+            "residuals": [float(v) for v in resid], "points": int(len(b))}
+
+
+def not_informative(points: Sequence[dict[str, Any]], slope: float, r2: float) -> str | None:
+    """Why a fit through ``points`` cannot pick λ from r (None when it can; see the module doc)."""
+    r = np.array([p["recon_error"] for p in points], dtype=np.float64)
+    best = np.array([p["best_lambda"] for p in points], dtype=np.float64)
+    clean = [p["recon_error"] for p in points if p["noise"] == "clean"]
+    if len(np.unique(np.round(r, 12))) < 3:
+        return "fewer than three distinct reconstruction errors"
+    if clean and not all(p["recon_error"] > clean[0] for p in points if p["noise"] != "clean"):
+        return "the reconstruction error does not grow with the noise"
+    if np.ptp(best) == 0:
+        return f"the best λ is {best[0]:g} at every noise level"
+    if slope <= 0:
+        return f"the best λ does not grow with the reconstruction error (slope {slope:.3g})"
+    if r2 < MIN_R2:
+        return f"the line explains too little of the best λ (R² {r2:.2f} < {MIN_R2})"
+    return None
+
+
 def calibrate(
     model: nn.Module,
     images: np.ndarray,
@@ -102,11 +142,13 @@ def calibrate(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     on_step: Callable[[], None] | None = None,
+    split: str = "validation",
 ) -> LambdaFit:
-    """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, 3)`` with synthetic ``noises`` (see module doc).
+    """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, C)`` with synthetic ``noises`` (see module doc).
 
     ``noises`` are ``(name, parameter)`` pairs of :data:`~sdnet_cli.data.corruptions.noise.PARAM_FUNCS`
-    (``("clean", 0)`` for none). ``on_step`` is called after each of the ``len(noises)·len(lambdas)`` evaluations.
+    (``("clean", 0)`` for none); ``split`` names where the images come from. ``on_step`` is called after
+    each of the ``len(noises)·len(lambdas)`` evaluations. An uninformative fit falls back to ``probe_lmbd``.
     """
     if len(lambdas) < 2:
         raise UsageError("--auto-lambda needs at least two λ values in --lambdas to calibrate")
@@ -124,11 +166,19 @@ def calibrate(
         points.append({"noise": name, "param": float(param), "recon_error": float(probe.recon_error or 0.0),
                        "best_lambda": float(lambdas[k]), "best_accuracy": results[k].accuracy,
                        "probe_accuracy": probe.accuracy})
-    slope, intercept = fit_line([p["recon_error"] for p in points], [p["best_lambda"] for p in points])
-    return LambdaFit(slope, intercept, float(probe_lmbd), float(min(lambdas)), float(max(lambdas)), layers, points,
-                     {"images": int(len(images)), "split": "train",
+    r, best = [p["recon_error"] for p in points], [p["best_lambda"] for p in points]
+    slope, intercept = fit_line(r, best)
+    quality = fit_quality(r, best, slope, intercept)
+    reason = not_informative(points, slope, quality["r2"])
+    low, high = float(min(lambdas)), float(max(lambdas))
+    if reason is not None:
+        slope, intercept, low, high = 0.0, float(probe_lmbd), min(low, probe_lmbd), max(high, probe_lmbd)
+    return LambdaFit(slope, intercept, float(probe_lmbd), low, high, layers, points,
+                     {"images": int(len(images)), "split": split,
                       "noises": [[n, float(p)] for n, p in noises],
-                      "lambdas": [float(v) for v in lambdas], "seed": int(seed)})
+                      "lambdas": [float(v) for v in lambdas], "seed": int(seed)},
+                     quality, None if reason is None else f"fit not informative ({reason}): using the training λ "
+                                                          f"{probe_lmbd:g} for every sample")
 
 
 def auto_lambda(

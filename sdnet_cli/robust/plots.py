@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..fsio import atomic_write_bytes  # noqa: E402
-from .attacks import NORMS  # noqa: E402
+from .attacks import ATTACKS  # noqa: E402
 from .lambda_fit import fit_line  # noqa: E402
 
 LABELS = {"train": "training λ", "best": "best λ (oracle)", "auto": "per-sample λ"}
@@ -75,7 +75,8 @@ def accuracy_vs_severity(report: dict[str, Any], path: Path) -> Path | None:
 
 
 def accuracy_vs_lambda(report: dict[str, Any], path: Path) -> Path | None:
-    sweep = [r for r in report["results"] if r["mode"] == "sweep" and r["corruption"] not in NORMS]
+    sweep = [r for r in report["results"] if r["mode"] == "sweep" and r["corruption"] not in ATTACKS
+             and r.get("bn") != "recalibrated"]
     if not sweep:
         return None
     by: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
@@ -112,7 +113,7 @@ def lambda_fit_plot(report: dict[str, Any], path: Path) -> Path | None:
     if fit:
         cr = np.array([p["recon_error"] for p in fit["points"]])
         ax.scatter(cr, [p["best_lambda"] for p in fit["points"]], marker="o", facecolors="none",
-                   edgecolors="tab:blue", label="calibration (train split + Gaussian noise)")
+                   edgecolors="tab:blue", label="calibration (held-out images + noise)")
         slope, intercept = fit["slope"], fit["intercept"]
         xs = np.linspace(min(r.min(), cr.min()), max(r.max(), cr.max()), 50)
         label = f"fit λ = {slope:.3g}·r + {intercept:.3g}"
@@ -129,7 +130,7 @@ def lambda_fit_plot(report: dict[str, Any], path: Path) -> Path | None:
 
 
 def attack_plot(report: dict[str, Any], path: Path) -> Path | None:
-    rows = [r for r in report["results"] if r["corruption"] in NORMS and r["mode"] in ("sweep", "train")]
+    rows = [r for r in report["results"] if r["corruption"] in ATTACKS and r["mode"] in ("sweep", "train")]
     if not rows:
         return None
     by: dict[float, dict[float, float]] = defaultdict(dict)
@@ -141,7 +142,8 @@ def attack_plot(report: dict[str, Any], path: Path) -> Path | None:
         ax.plot(xs, [pts[x] for x in xs], marker="o", label=f"ε = {eps:.4g}")
     ax.set_xlabel("λ")
     ax.set_ylabel("accuracy under attack (%)")
-    ax.set_title(f"{report['model']}: {rows[0]['corruption']} ({rows[0]['steps']} steps)", fontsize=9)
+    steps = f" ({rows[0]['steps']} steps)" if rows[0].get("steps") else ""
+    ax.set_title(f"{report['model']}: {rows[0]['corruption']}{steps}", fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -21,10 +21,10 @@ import numpy as np
 
 from ..data.corruptions import BENCHMARK
 from ..models.files import atomic_write_bytes, atomic_write_json
-from .attacks import NORMS
+from .attacks import ATTACKS
 
-CSV_FIELDS = ("model", "corruption", "severity", "param", "eps", "lambda", "lambda_std", "mode", "accuracy",
-              "recon_error", "n")
+CSV_FIELDS = ("model", "corruption", "severity", "param", "eps", "norm", "lambda", "lambda_std", "mode", "adaptive",
+              "bn", "accuracy", "recon_error", "n")
 MODES = ("train", "best", "auto")
 
 
@@ -36,7 +36,7 @@ def per_condition(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per (corruption, severity): accuracy at the training λ, the best λ of the sweep, and auto λ."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["corruption"] not in NORMS:
+        if r["corruption"] not in ATTACKS:
             groups[(r["corruption"], r["severity"])].append(r)
     out = []
     for (name, sev), rs in groups.items():
@@ -79,8 +79,10 @@ def means(conditions: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``summary`` object of ``results.json`` (see the module doc)."""
+def summarize(rows: list[dict[str, Any]], include_bn: bool = False) -> dict[str, Any]:
+    """The ``summary`` object of ``results.json`` (see the module doc); rows measured with re-estimated
+    BatchNorm statistics (``bn: recalibrated``) are left out unless ``include_bn``."""
+    rows = [r for r in rows if include_bn or r.get("bn") != "recalibrated"]
     conds = per_condition(rows)
     clean = next((c for c in conds if c["corruption"] == "clean"), None)
     summary: dict[str, Any] = {"per_condition": conds}
@@ -90,10 +92,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary["gains"] = {f"{m}_minus_train": (summary["means"][m]["mean"] - base)
                         if base is not None and summary["means"][m]["mean"] is not None else None
                         for m in ("best", "auto")}
-    attacks = [r for r in rows if r["corruption"] in NORMS]
+    attacks = [r for r in rows if r["corruption"] in ATTACKS]
     if attacks:
-        summary["attack"] = [{"attack": r["corruption"], "eps": r["eps"], "lambda": r["lambda"], "mode": r["mode"],
-                              "accuracy": r["accuracy"]} for r in attacks]
+        summary["attack"] = [{"attack": r["corruption"], "eps": r["eps"], "norm": r.get("norm"), "lambda": r["lambda"],
+                              "mode": r["mode"], "adaptive": r.get("adaptive"), "accuracy": r["accuracy"]}
+                             for r in attacks]
     return summary
 
 

@@ -1,29 +1,33 @@
-"""One robustness run of one model: corrupted test sets × test-time λ (+ per-sample λ, + PGD).
+"""One robustness run of one model: corrupted test sets × test-time λ (+ per-sample λ, + BN re-estimation,
++ attacks).
 
 :func:`run_model` returns the ``results.json`` object ``{"model", "results": [rows], "summary", …}``.
 Each row is one evaluation: ``corruption``, ``severity`` (0 = clean), ``lambda`` (None for a plain
 ResNet; the mean λ for ``mode='auto'``), ``accuracy`` (%), ``recon_error`` (mean first-layer
 ``‖x − Dz‖²``), ``mode`` (``train`` = the model's training λ, ``sweep`` = one λ of ``--lambdas``,
-``auto`` = per-sample λ from the fit) and ``n`` (images).
+``auto`` = per-sample λ from the fit) and ``n`` (images); ``bn: "recalibrated"`` marks the rows measured
+with BatchNorm statistics re-estimated at that λ (``--recalibrate-bn``); attack rows add ``eps``, ``norm``
+and ``adaptive``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..models.files import ModelConfig
-from .attacks import pgd_attack
-from .conditions import count_conditions, iter_conditions, skipped, subsample
-from .evaluate import EvalResult, evaluate_tensor, first_csc, lambda_override, sweep_lambdas, to_input, to_pixels
-from .lambda_fit import DEFAULT_NOISES, LambdaFit, auto_lambda, calibrate
+from .adversarial import AttackSpec, attack_rows, targets
+from .bn import Stats, recalibrated_stats, stats_digest, using_bn_stats
+from .conditions import count_conditions, in_channels, iter_conditions, skipped, subsample
+from .evaluate import EvalResult, evaluate_tensor, first_csc, sweep_lambdas, to_input, to_pixels
+from .lambda_fit import LambdaFit, auto_lambda, calibrate
+from .options import RobustOptions
 from .report import summarize
-from ..errors import UsageError
 
 
 class Progress(Protocol):
@@ -34,7 +38,9 @@ class Progress(Protocol):
     def advance(self, n: int = 1) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """A :class:`Progress` that reports nothing."""
+
     def start(self, description: str, total: int) -> None:
         pass
 
@@ -43,26 +49,15 @@ class _Silent:
 
 
 @dataclass
-class RobustOptions:
-    """What to evaluate (mirrors the ``sdnet robust`` flags)."""
+class ModelData:
+    """The images of one model's run: ``clean`` test set, ``held_out`` clean images held out from training
+    (λ calibration, BN re-estimation) and where they come from, the CIFAR-C folder, and notes."""
 
-    corruptions: list[str]
-    severities: list[int] | None = None
-    protocol: str = "cifar-c"
+    clean: tuple[np.ndarray, np.ndarray] | None
+    held_out: tuple[np.ndarray, np.ndarray] | None = None
+    held_out_source: str = "none"
     cifar_c_dir: Path | None = None
-    lambdas: list[float] | None = None
-    lmbd_layers: str = "first"
-    auto_lambda: bool = False
-    lambda_fit: Path | None = None
-    calib_images: int = 128
-    attack: str | None = None
-    eps: list[float] = field(default_factory=lambda: [8 / 255])
-    steps: int = 10
-    step_size: float | None = None
-    seed: int = 0
-    batch_size: int = 500
-    max_images: int | None = None
-    device: str = "cpu"
+    notes: list[str] = field(default_factory=list)
 
 
 def training_lambda(config: ModelConfig, model: nn.Module) -> float | None:
@@ -72,149 +67,144 @@ def training_lambda(config: ModelConfig, model: nn.Module) -> float | None:
     return float(config.model_args.get("lmbd", 0.1))
 
 
-def _row(cond_name: str, severity: int, lmbd: float | None, res: EvalResult, mode: str, **extra: Any) -> dict[str, Any]:
-    row = {"corruption": cond_name, "severity": severity, "lambda": lmbd, "accuracy": res.accuracy,
+def _row(cond: str, severity: int, lmbd: float | None, res: EvalResult, mode: str, **extra: Any) -> dict[str, Any]:
+    row = {"corruption": cond, "severity": severity, "lambda": lmbd, "accuracy": res.accuracy,
            "recon_error": res.recon_error, "mode": mode, "n": int(len(res.correct))}
     row.update(extra)
     return row
 
 
-def _find(lambdas: list[float], value: float | None) -> int | None:
-    if value is None:
-        return None
-    hits = [i for i, v in enumerate(lambdas) if np.isclose(v, value)]
-    return hits[0] if hits else None
+def _fit(model: nn.Module, opts: RobustOptions, data: ModelData, mean: list[float], std: list[float],
+         lm_train: float, progress: Progress, label: str) -> LambdaFit:
+    if opts.lambda_fit is not None:
+        return LambdaFit.load(opts.lambda_fit)
+    assert data.held_out is not None, "robust.run loads the held-out images for --auto-lambda"
+    grid = list(opts.lambdas) if len(opts.lambdas) >= 2 else [round(0.1 * k, 1) for k in range(1, 15)]
+    idx = subsample(len(data.held_out[1]), opts.calib_images, opts.seed + 1)
+    ci, cl = data.held_out if idx is None else (data.held_out[0][idx], data.held_out[1][idx])
+    from .lambda_fit import DEFAULT_NOISES
+
+    progress.start(f"{label}: calibrating per-sample λ", len(DEFAULT_NOISES) * len(grid))
+    return calibrate(model, in_channels(ci, len(mean)), cl, mean, std, grid, lm_train, opts.lmbd_layers,
+                     seed=opts.seed, batch_size=opts.batch_size, device=opts.device, on_step=progress.advance,
+                     split=data.held_out_source)
 
 
-def run_model(
-    model: nn.Module,
-    config: ModelConfig,
-    opts: RobustOptions,
-    label: str,
-    clean: tuple[np.ndarray, np.ndarray] | None,
-    calib: tuple[np.ndarray, np.ndarray] | None = None,
-    progress: Progress | None = None,
-    fit_out: Path | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``model`` on every condition (clean first when ``clean`` is given); see the module doc.
+def _bn_stats(model: nn.Module, opts: RobustOptions, data: ModelData, mean: list[float], std: list[float],
+              grid: list[float | None], fit: LambdaFit | None) -> dict[str, Stats]:
+    """BatchNorm statistics per test-time λ (key ``repr(λ)``; ``'auto'`` for the rule) on held-out images."""
+    assert data.held_out is not None, "robust.run loads the held-out images for --recalibrate-bn"
+    images = in_channels(data.held_out[0][:opts.recalibrate_bn], len(mean))
+    x = to_input(images, mean, std)
+    out = {repr(lm): recalibrated_stats(model, x, lm, opts.lmbd_layers, opts.batch_size, opts.device) for lm in grid}
+    if fit is not None:
+        lam, _ = auto_lambda(model, x, fit, None, None, opts.batch_size, opts.device)
+        out["auto"] = recalibrated_stats(model, x, lam, fit.layers, opts.batch_size, opts.device)
+    return out
 
-    ``calib`` = clean training images for the per-sample λ fit (needed for ``auto_lambda`` without
-    ``lambda_fit``); the fit is written to ``fit_out`` when given.
-    """
-    progress = progress or _Silent()
-    model = model.to(opts.device).eval()
-    if opts.device == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # ~20 % faster convolutions on CPU
+
+def _condition_rows(model: nn.Module, x: torch.Tensor, labels: np.ndarray, opts: RobustOptions,
+                    lambdas: list[float], lm_train: float | None, fit: LambdaFit | None,
+                    stats: Stats | dict[str, Stats] | None, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of one condition: the sweep, the training λ and the per-sample λ (with ``stats`` per λ if given)."""
+    bs, dev, layers = opts.batch_size, opts.device, opts.lmbd_layers
+    tag = {"bn": "recalibrated"} if stats is not None else {}
+    pick = (lambda key: stats.get(key)) if isinstance(stats, dict) else (lambda key: None)  # noqa: E731
+    rows = []
+    for lm in lambdas:
+        with using_bn_stats(model, pick(repr(float(lm)))):
+            rows.append(_row("", 0, float(lm), sweep_lambdas(model, x, labels, [lm], layers, bs, dev)[0], "sweep",
+                             **tag, **extra))
+    same = [r for r in rows if lm_train is not None and np.isclose(r["lambda"], lm_train)]
+    if same:
+        rows.append({**same[0], "mode": "train", "lambda": lm_train})
+    else:
+        with using_bn_stats(model, pick(repr(lm_train))):
+            rows.append(_row("", 0, lm_train, evaluate_tensor(model, x, labels, lm_train, layers, bs, dev), "train",
+                             **tag, **extra))
+    if fit is not None:
+        lam, _ = auto_lambda(model, x, fit, None, labels, bs, dev)
+        with using_bn_stats(model, pick("auto")):
+            res = evaluate_tensor(model, x, labels, lam, fit.layers, bs, dev)
+        rows.append(_row("", 0, float(lam.mean()), res, "auto", lambda_std=float(lam.std()), **tag, **extra))
+    return rows
+
+
+def _corruption_rows(model: nn.Module, opts: RobustOptions, data: ModelData, mean: list[float], std: list[float],
+                     lambdas: list[float], lm_train: float | None, fit: LambdaFit | None,
+                     bn: dict[str, Stats] | None, progress: Progress, label: str) -> list[dict[str, Any]]:
+    levels = opts.levels()
+    n_cond = count_conditions(levels, data.cifar_c_dir, data.clean is not None)
+    progress.start(f"{label}: {n_cond} conditions", n_cond)
+    rows: list[dict[str, Any]] = []
+    for cond in iter_conditions(levels, opts.protocol, data.clean, data.cifar_c_dir, opts.seed, opts.max_images,
+                                len(mean)):
+        x = to_input(cond.images, mean, std)
+        extra = {"param": cond.param} if cond.param is not None else {}
+        variants = [None] + ([bn] if bn is not None else [])
+        for stats in variants:
+            for r in _condition_rows(model, x, cond.labels, opts, lambdas, lm_train, fit, stats, extra):
+                rows.append({**r, "corruption": cond.corruption, "severity": cond.severity})
+        progress.advance()
+    return rows
+
+
+def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label: str, data: ModelData,
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on every condition and attack of ``opts`` (see the module doc)."""
+    progress = progress or Silent()
+    model = model.to(opts.device).eval().requires_grad_(False)
     mean, std = list(config.mean or [0.0] * 3), list(config.std or [1.0] * 3)
     has_csc = first_csc(model) is not None
     lm_train = training_lambda(config, model)
-    lambdas = list(opts.lambdas or []) if has_csc else []
-    notes = [f"{name}: {why}" for name, why in skipped(opts.corruptions, opts.cifar_c_dir).items()]
-    if not has_csc and (opts.lambdas or opts.auto_lambda):
+    lambdas = list(opts.lambdas) if has_csc else []
+    notes = list(data.notes) + [f"{name}: {why}" for name, why in skipped(opts.corruption_names(),
+                                                                           data.cifar_c_dir).items()]
+    if not has_csc and (opts.lambdas or opts.wants_auto_lambda):
         notes.append("no CSC layer (plain ResNet): evaluated as is, without λ sweep or per-sample λ")
-    fit: LambdaFit | None = None
-    bs, dev, layers = opts.batch_size, opts.device, opts.lmbd_layers
-
-    if has_csc and opts.auto_lambda:
-        if opts.lambda_fit is not None:
-            fit = LambdaFit.load(opts.lambda_fit)
-        else:
-            if calib is None:
-                raise UsageError("--auto-lambda needs clean training images to calibrate (or pass --lambda-fit FILE)")
-            grid = lambdas if len(lambdas) >= 2 else [round(0.1 * k, 1) for k in range(1, 15)]
-            idx = subsample(len(calib[1]), opts.calib_images, opts.seed + 1)
-            ci, cl = calib if idx is None else (calib[0][idx], calib[1][idx])
-            progress.start(f"{label}: calibrating per-sample λ", len(DEFAULT_NOISES) * len(grid))
-            fit = calibrate(model, ci, cl, mean, std, grid, float(lm_train), layers, seed=opts.seed,
-                            batch_size=bs, device=dev, on_step=progress.advance)
-            if fit_out is not None:
-                fit.save(fit_out)
-
-    n_cond = count_conditions(opts.corruptions, opts.severities, opts.protocol, opts.cifar_c_dir, clean is not None)
-    extra_train = 0 if _find(lambdas, lm_train) is not None else 1
-    per_cond = max(len(lambdas), 0) + extra_train + (1 if fit is not None else 0)
-    progress.start(f"{label}: {n_cond} conditions", n_cond * per_cond)
-    rows: list[dict[str, Any]] = []
-    for cond in iter_conditions(opts.corruptions, opts.severities, opts.protocol, clean, opts.cifar_c_dir,
-                                opts.seed, opts.max_images):
-        x = to_input(cond.images, mean, std)
-        extra = {"param": cond.param} if cond.param is not None else {}
-        sweep = sweep_lambdas(model, x, cond.labels, lambdas, layers, bs, dev, progress.advance) if lambdas else []
-        for lm, res in zip(lambdas, sweep):
-            rows.append(_row(cond.corruption, cond.severity, float(lm), res, "sweep", **extra))
-        k = _find(lambdas, lm_train)
-        if k is not None:
-            train_res = sweep[k]
-        else:
-            train_res = evaluate_tensor(model, x, cond.labels, lm_train, layers, bs, dev)
-            progress.advance()
-        rows.append(_row(cond.corruption, cond.severity, lm_train, train_res, "train", **extra))
-        if fit is not None:
-            k = _find(lambdas, fit.probe_lmbd)
-            probe = sweep[k].recon if k is not None else (
-                train_res.recon if lm_train is not None and np.isclose(lm_train, fit.probe_lmbd) else None)
-            lam, _ = auto_lambda(model, x, fit, probe, cond.labels, bs, dev)
-            res = evaluate_tensor(model, x, cond.labels, lam, fit.layers, bs, dev)
-            progress.advance()
-            rows.append(_row(cond.corruption, cond.severity, float(lam.mean()), res, "auto",
-                             lambda_std=float(lam.std()), **extra))
-    if opts.attack and clean is not None:
-        rows.extend(run_attack(model, clean, mean, std, opts, lambdas, lm_train, label, progress))
+    fit = _fit(model, opts, data, mean, std, float(lm_train), progress, label) \
+        if has_csc and opts.wants_auto_lambda else None
+    if fit is not None and fit.fallback:
+        notes.append(f"warning: per-sample λ {fit.fallback}")
+    bn = _bn_stats(model, opts, data, mean, std, sorted(set(lambdas) | {lm_train}, key=lambda v: (v is None, v or 0)),
+                   fit) if opts.recalibrate_bn else None
+    rows = _corruption_rows(model, opts, data, mean, std, lambdas, lm_train, fit, bn, progress, label)
+    checks: list[dict[str, Any]] = []
+    if opts.attack and data.clean is not None:
+        attack, checks = _attack(model, opts, data, mean, std, lambdas, lm_train, fit, progress, label)
+        rows += attack
     report = {
-        "model": label,
-        "architecture": config.architecture,
-        "dataset": config.dataset,
-        "protocol": opts.protocol,
-        "source": "cifar-c-files" if opts.cifar_c_dir is not None else "generated",
-        "training_lambda": lm_train,
-        "lambda_layers": layers,
-        "lambdas": lambdas,
-        "seed": opts.seed,
-        "results": rows,
-        "summary": summarize(rows),
-        "notes": notes,
+        "model": label, "architecture": config.architecture, "dataset": config.dataset,
+        "protocol": opts.protocol, "source": "cifar-c-files" if data.cifar_c_dir is not None else "generated",
+        "training_lambda": lm_train, "lambda_layers": opts.lmbd_layers, "lambdas": lambdas, "seed": opts.seed,
+        "held_out_images": data.held_out_source if (fit is not None and opts.lambda_fit is None) or bn else None,
+        "results": rows, "summary": summarize(rows), "notes": notes,
     }
+    if bn is not None:
+        report["summary_bn"] = summarize([r for r in rows if r.get("bn") == "recalibrated"], include_bn=True)
+        report["bn_recalibration"] = {"images": min(opts.recalibrate_bn, len(data.held_out[1])),
+                                      "layers": "all BatchNorm layers", "source": data.held_out_source,
+                                      "stats_sha256": {k: stats_digest(v) for k, v in bn.items()}}
+    if checks:
+        report["masking_checks"] = checks
     if fit is not None:
         report["lambda_fit"] = fit.to_dict()
     return report
 
 
-def run_attack(
-    model: nn.Module,
-    clean: tuple[np.ndarray, np.ndarray],
-    mean: list[float],
-    std: list[float],
-    opts: RobustOptions,
-    lambdas: list[float],
-    lm_train: float | None,
-    label: str,
-    progress: Progress,
-) -> list[dict[str, Any]]:
-    """PGD at each ε, against and evaluated at each λ (white-box: the attack sees the λ it is tested at)."""
-    idx = subsample(len(clean[1]), opts.max_images, opts.seed)
-    images, labels = clean if idx is None else (clean[0][idx], clean[1][idx])
-    grid: list[tuple[float | None, str]] = [(lm, "sweep") for lm in lambdas]
-    if _find(lambdas, lm_train) is None:
-        grid.append((lm_train, "train"))
-    progress.start(f"{label}: {opts.attack}", len(opts.eps) * len(grid))
-    pixels = to_pixels(images, len(mean))
-    y = torch.as_tensor(labels, dtype=torch.long)
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    rows = []
-    for eps in opts.eps:
-        for lm, mode in grid:
-            gen = torch.Generator().manual_seed(opts.seed)
-            adv = []
-            with lambda_override(model, lm, opts.lmbd_layers):
-                for i in range(0, len(y), opts.batch_size):
-                    xb, yb = pixels[i:i + opts.batch_size].to(opts.device), y[i:i + opts.batch_size].to(opts.device)
-                    adv.append(pgd_attack(model, xb, yb, mean, std, eps, opts.steps, opts.step_size, opts.attack, gen).cpu())
-            x_adv = (torch.cat(adv) - m) / s
-            res = evaluate_tensor(model, x_adv, labels, lm, opts.lmbd_layers, opts.batch_size, opts.device)
-            extra = {"eps": float(eps), "steps": opts.steps}
-            rows.append(_row(opts.attack, 0, lm, res, mode, **extra))
-            if mode == "sweep" and lm_train is not None and np.isclose(lm, lm_train):
-                rows.append(_row(opts.attack, 0, lm, res, "train", **extra))
-            progress.advance()
-    return rows
+def _attack(model: nn.Module, opts: RobustOptions, data: ModelData, mean: list[float], std: list[float],
+            lambdas: list[float], lm_train: float | None, fit: LambdaFit | None, progress: Progress,
+            label: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    assert data.clean is not None and opts.attack is not None
+    idx = subsample(len(data.clean[1]), opts.max_images, opts.seed)
+    images, labels = data.clean if idx is None else (data.clean[0][idx], data.clean[1][idx])
+    pixels = to_pixels(in_channels(images, len(mean)), len(mean)).to(opts.device)
+    y = torch.as_tensor(labels, dtype=torch.long, device=opts.device)
+    frozen = None
+    if fit is not None:
+        frozen = torch.as_tensor(auto_lambda(model, to_input(in_channels(images, len(mean)), mean, std), fit, None,
+                                             labels, opts.batch_size, opts.device)[0], dtype=torch.float32)
+    tgts = targets(lm_train, lambdas, fit, pixels, frozen, opts.lmbd_layers, opts.attack)
+    spec = AttackSpec(opts.attack, opts.norm, opts.steps, opts.step_size, opts.seed, opts.batch_size, opts.checks)
+    progress.start(f"{label}: {opts.attack}", len(opts.eps) * len(tgts))
+    return attack_rows(model, mean, std, pixels, y, list(opts.eps), spec, tgts, progress.advance)

@@ -1,7 +1,9 @@
 """The 19 CIFAR-10-C corruptions, generated on the fly from clean uint8 images, and their groups.
 
-``corrupt(images, name, severity, seed)`` maps uint8 ``(N, H, W, 3)`` to uint8 of the same shape with
-the CIFAR-10-C parameters of ``severity`` (1…5), reproducibly for a given ``seed``. Groups: ``noise``,
+``corrupt(images, name, severity, seed)`` maps uint8 ``(N, H, W, C)`` (``C`` = 3, or 1 for grey models) to
+uint8 of the same shape with the CIFAR-10-C parameters of ``severity`` (1…5), reproducibly for a given
+``seed``. Noise is drawn in the images' own channel space: a grey image gets one draw per pixel, so its
+noise has the table's σ / amount (not the ~1/√3 weaker average of three RGB draws). Groups: ``noise``,
 ``blur``, ``weather``, ``digital`` (the 15 ``benchmark`` corruptions), ``extra`` (4 more), ``all`` (19).
 ``frost`` needs the original textures (package ``imagecorruptions``); see :func:`frost_available`.
 """
@@ -30,6 +32,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
 BENCHMARK: tuple[str, ...] = GROUPS["noise"] + GROUPS["blur"] + GROUPS["weather"] + GROUPS["digital"]
 ALL: tuple[str, ...] = BENCHMARK + GROUPS["extra"]
 SEVERITIES = (1, 2, 3, 4, 5)
+# corruptions that act on each value independently: applied to grey images directly; the others (colour,
+# blur, weather) are applied to the grey image repeated to RGB, and the first channel is kept
+ELEMENTWISE = frozenset(("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"))
 
 _FUNCS: dict[str, CorruptionFn] = {
     "gaussian_noise": noise.gaussian_noise, "shot_noise": noise.shot_noise,
@@ -43,7 +48,7 @@ _FUNCS: dict[str, CorruptionFn] = {
 }
 assert set(_FUNCS) == set(ALL)
 
-__all__ = ["ALL", "BENCHMARK", "GROUPS", "SEVERITIES", "SDNET_LEVELS", "FrostUnavailable", "corrupt",
+__all__ = ["ALL", "BENCHMARK", "ELEMENTWISE", "GROUPS", "SEVERITIES", "SDNET_LEVELS", "FrostUnavailable", "corrupt",
            "frost_available", "group_of", "parse_corruptions", "parse_severities", "sdnet_noise"]
 
 
@@ -102,7 +107,7 @@ def parse_severities(spec: str, max_level: int = 5) -> list[int]:
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
-    """``name`` at ``severity`` (1…5) applied to uint8 ``(N, H, W, 3)`` images; uint8, same shape, seeded.
+    """``name`` at ``severity`` (1…5) applied to uint8 ``(N, H, W, C)`` images (C = 3 or 1); uint8, same shape, seeded.
 
     Raises ``ValueError`` for an unknown name, a severity outside 1–5 or a wrong image array, and
     :class:`FrostUnavailable` for ``frost`` without the original textures.
@@ -112,8 +117,12 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
     if not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
         raise UsageError(f"severity must be an integer within 1-5, got {severity!r}")
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise UsageError(f"corrupt() needs uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    out = _FUNCS[name](images, int(severity), np.random.default_rng(seed))
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise UsageError(f"corrupt() needs uint8 images (N, H, W, 3) or (N, H, W, 1), got {images.dtype} {images.shape}")
+    rng = np.random.default_rng(seed)
+    if images.shape[-1] == 1 and name not in ELEMENTWISE:
+        out = np.ascontiguousarray(_FUNCS[name](np.repeat(images, 3, axis=-1), int(severity), rng)[..., :1])
+    else:
+        out = _FUNCS[name](images, int(severity), rng)
     assert out.dtype == np.uint8 and out.shape == images.shape, (name, out.dtype, out.shape)
     return out

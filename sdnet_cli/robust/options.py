@@ -1,0 +1,145 @@
+"""``RobustOptions``: everything ``sdnet robust`` is asked to do, validated once, at construction.
+
+Nothing is read, written, downloaded or started before these checks pass: flags (finite and in range),
+names (corruptions, levels per protocol, attacks, devices), and the combinations of flags. The options
+that need files (models, the CIFAR-C folder, a ``lambda_fit.json``) are checked by :func:`robust.run`
+before it writes anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.corruptions import SDNET_LEVELS, parse_corruptions
+from ..devices import DEVICE_CHOICES
+from ..errors import UsageError
+from .attacks import ATTACKS, LIBRARY_ATTACKS
+from .conditions import PROTOCOLS, parse_levels
+
+DEFAULT_LAMBDA_SPEC = "0.1:1.4:0.1"  # the --lambdas default: the official sweep, 14 values 0.1 … 1.4
+
+
+def parse_lambdas(spec: str) -> tuple[float, ...]:
+    """``'0.1:1.4:0.1'`` (start:stop:step, stop included), ``'0.1,0.5,1'`` or ``'none'`` → finite λ values ≥ 0."""
+    spec = spec.strip()
+    if spec.lower() in ("", "none", "off"):
+        return ()
+    try:
+        if ":" in spec:
+            start, stop, step = (float(v) for v in spec.split(":"))
+            if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or stop < start:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            values = [round(start + i * step, 10) for i in range(count)]
+        else:
+            values = [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"bad --lambdas {spec!r}: use start:stop:step (e.g. 0.1:1.4:0.1) or a list (0.1,0.5,1)") from None
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise UsageError(f"--lambdas must be finite numbers >= 0, got {spec!r}")
+    return tuple(values)
+
+
+def _int(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+def _finite(name: str, value: float, least: float = 0.0, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > least if strict else value >= least)
+    if not ok:
+        raise UsageError(f"{name} must be a finite number {'>' if strict else '>='} {least:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RobustOptions:
+    """What ``sdnet robust`` measures (one field per flag; see ``sdnet robust --help``)."""
+
+    models: tuple[str, ...]
+    corruptions: str | None = None            # spec: all | benchmark | group | names (default: noise)
+    severities: str | None = None             # spec: all | 1-5 | 3,5 | NAME=LEVELS;NAME=LEVELS
+    protocol: str = "cifar-c"
+    cifar_c_dir: Path | None = None
+    download: bool = False
+    dataset: str | None = None
+    data_root: Path | None = None
+    image_size: int | None = None
+    lambdas: tuple[float, ...] = field(default_factory=lambda: parse_lambdas(DEFAULT_LAMBDA_SPEC))
+    lmbd_layers: str = "first"
+    auto_lambda: bool = False
+    lambda_fit: Path | None = None
+    calib_images: int = 512
+    recalibrate_bn: int = 0
+    attack: str | None = None
+    norm: str = "linf"                        # threat model of the library attacks (PGD's is in its name)
+    eps: tuple[float, ...] = (8 / 255,)
+    steps: int = 10
+    step_size: float | None = None
+    checks: bool = True
+    max_images: int | None = None
+    batch_size: int = 500
+    seed: int = 0
+    device: str = "cpu"
+    output: Path = Path("robust-results")
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise UsageError("give at least one MODEL")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"unknown --protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if self.lmbd_layers not in ("first", "all"):
+            raise UsageError(f"--lmbd-layers must be first or all, got {self.lmbd_layers!r}")
+        if self.attack is not None and self.attack not in ATTACKS:
+            raise UsageError(f"unknown --attack {self.attack!r}; valid: {', '.join(ATTACKS)}")
+        if self.norm not in ("linf", "l2"):
+            raise UsageError(f"--norm must be linf or l2, got {self.norm!r}")
+        if self.protocol == "sdnet-noise" and (self.cifar_c_dir is not None or self.download):
+            raise UsageError("--protocol sdnet-noise generates its noise on the fly; drop --cifar-c-dir/--download")
+        if self.download and self.cifar_c_dir is None:
+            raise UsageError("--download needs --cifar-c-dir DIR (where to put the archive)")
+        if str(self.device).split(":")[0] not in DEVICE_CHOICES:
+            raise UsageError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        _int("--steps", self.steps, 1)
+        _int("--batch-size", self.batch_size, 1)
+        _int("--calib-images", self.calib_images, 2)
+        _int("--recalibrate-bn", self.recalibrate_bn, 0)
+        _int("--seed", self.seed, 0)
+        for name, v in (("--max-images", self.max_images), ("--image-size", self.image_size)):
+            if v is not None:
+                _int(name, v, 1)
+        for v in self.lambdas:
+            _finite("--lambdas", v)
+        if not self.eps:
+            raise UsageError("--eps needs at least one value")
+        for v in self.eps:
+            _finite("--eps", v)
+        if self.step_size is not None:
+            _finite("--step-size", self.step_size, strict=True)
+        self.levels()  # names and levels are checked here, before anything runs
+
+    @property
+    def wants_auto_lambda(self) -> bool:
+        """Per-sample λ asked for (``--auto-lambda`` or ``--lambda-fit FILE``)."""
+        return self.auto_lambda or self.lambda_fit is not None
+
+    @property
+    def is_library_attack(self) -> bool:
+        """The attack comes from pyautoattack (the ``attacks`` extra)."""
+        return self.attack in LIBRARY_ATTACKS
+
+    def corruption_names(self) -> list[str]:
+        """The corruptions to run, in order (default: ``noise``; sdnet-noise: its four noises)."""
+        default = ",".join(SDNET_LEVELS) if self.protocol == "sdnet-noise" else "noise"
+        names = parse_corruptions(self.corruptions or default)
+        if self.protocol == "sdnet-noise":
+            bad = [c for c in names if c not in SDNET_LEVELS]
+            if bad:
+                raise UsageError(f"the sdnet-noise protocol has only {', '.join(SDNET_LEVELS)}; not {', '.join(bad)}")
+        return names
+
+    def levels(self) -> dict[str, tuple[int, ...]]:
+        """Levels to run per corruption (``--severities``, per protocol)."""
+        return parse_levels(self.severities, self.corruption_names(), self.protocol)
