@@ -2,9 +2,10 @@
 
 Resolution order (later wins): schema defaults (= the bundled ``digits`` recipe) → a preset or YAML
 file (``--config``; ``--dataset NAME`` alone selects the preset of that dataset) → command-line flags →
-``--set section.key=value``. Unknown keys and values of the wrong type are ``ValueError``s that name the
-key. The presets are the files in ``configs/``; they are also embedded here (:data:`PRESETS`) so
-``sdnet train`` works from any directory (a test checks both agree).
+``--set section.key=value``. Unknown keys and values of the wrong type are ``UsageError``s that name the
+key; then :func:`check_config` (:mod:`sdnet_cli.config_checks`) checks every value's range, choice and path
+kind, before a run touches anything. The presets are the files in ``configs/``; they are also embedded here
+(:data:`PRESETS`) so ``sdnet train`` works from any directory (a test checks both agree).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .config_checks import check_values
 from .errors import MissingFileError, UsageError
 
 
@@ -145,6 +148,13 @@ def _coerce_number(key: str, value: Any, tp: type, accepted: tuple[type, ...], w
     raise UsageError(f"{key}: expected {what}, got {value!r}")
 
 
+def _yaml_list(key: str, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UsageError(f"{key}: expected a list like [1, 2] or 1,2, got {text!r}") from None
+
+
 def coerce(key: str, tp: Any, value: Any) -> Any:
     """``value`` checked (and, for strings from ``--set``, parsed) against annotation ``tp``; else ``ValueError``."""
     origin = typing.get_origin(tp)
@@ -159,14 +169,14 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
                 continue
             try:
                 return coerce(key, a, value)
-            except ValueError as e:
+            except UsageError as e:
                 errors.append(str(e))
         raise UsageError(errors[0] if errors else f"{key}: cannot be null")
     if origin is list:
         (inner,) = typing.get_args(tp)
         if isinstance(value, str):
             s = value.strip()
-            value = yaml.safe_load(s) if s.startswith("[") else [v for v in s.split(",") if v.strip()]
+            value = _yaml_list(key, s) if s.startswith("[") else [v for v in s.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise UsageError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
         return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
@@ -224,7 +234,7 @@ def merge_dict(cfg: Config, data: Any, source: str = "config") -> Config:
         for name, value in values.items():
             try:
                 set_value(cfg, f"{section}.{name}", value)
-            except ValueError as e:
+            except UsageError as e:
                 raise UsageError(f"{source}: {e}") from None
     return cfg
 
@@ -248,10 +258,16 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML config file; a syntax error becomes a ``ValueError`` with file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"config {path} is a folder; --config expects a YAML file or a preset ({', '.join(PRESETS)})")
     if not path.is_file():
         raise MissingFileError(f"config file {path} not found (presets: {', '.join(PRESETS)})")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except PermissionError:
+        raise UsageError(f"config {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config {path} is not a text (UTF-8 YAML) file; --config expects a YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -290,7 +306,15 @@ def resolve_config(
         cfg = load_config(config)
     for key, value in flags.items():
         set_value(cfg, key, value)
-    return apply_overrides(cfg, overrides or [])
+    apply_overrides(cfg, overrides or [])
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: Config) -> None:
+    """Every value of ``cfg`` in range, a valid choice, and paths of the right kind; else a ``UsageError``
+    naming the key, the value and how to set it (:func:`sdnet_cli.config_checks.check_values`). Reads only."""
+    check_values(cfg, CHOICES)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -4,6 +4,9 @@
 - :func:`build_dataset` — a torch ``Dataset`` of ``(normalised float (C, H, W), int label)``.
 - :func:`load_raw_images` — clean uint8 ``(N, H, W, 3)`` images + int64 labels (corruptions work on these).
 
+Labels read from files pass :func:`~sdnet_cli.data.checks.check_labels` (integers in ``0 … num_classes − 1``)
+and a ``--data-root`` that is a file is refused (:func:`~sdnet_cli.data.checks.check_root`).
+
 Training datasets draw their augmentation from :func:`~sdnet_cli.data.transforms.sample_generator`
 ``(seed, epoch, index)``; call ``set_epoch(epoch)`` before each epoch (the training loop does).
 """
@@ -11,6 +14,7 @@ Training datasets draw their augmentation from :func:`~sdnet_cli.data.transforms
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from . import transforms as T
+from .checks import check_labels, check_root
 from .digits import load_digits
 from ..errors import UsageError
 
@@ -77,6 +82,7 @@ def _check_split(split: str) -> None:
         raise UsageError(f"split must be 'train' or 'test', got {split!r}")
 
 
+
 # -- datasets ---------------------------------------------------------------------------------------
 class _Augmented(Dataset):
     """Base: per-sample generator from ``(seed, epoch, index)`` when training, none otherwise."""
@@ -101,8 +107,10 @@ class ArrayDataset(_Augmented):
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: T.Transform, train: bool,
                  num_classes: int, seed: int = 0) -> None:
         super().__init__(transform, train, seed)
+        if len(images) != len(labels):
+            raise UsageError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
-        self.targets = np.asarray(labels, dtype=np.int64)
+        self.targets = check_labels(labels, num_classes, "dataset")
         self.num_classes = num_classes
 
     def __len__(self) -> int:
@@ -133,7 +141,7 @@ class FolderDataset(_Augmented):
             path, target = self.samples[(index + k) % len(self.samples)]
             try:
                 img = read_image(path)
-            except ValueError:
+            except UsageError:
                 if not self.skip_bad:
                     raise
                 warnings.warn(f"skipping unreadable image {path}", RuntimeWarning, stacklevel=2)
@@ -194,6 +202,7 @@ def load_cifar(name: str, split: str, root: str | Path | None = None, download: 
            else "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz")
     how = (f"download {url} and extract it into {root} (giving {root / folder}), "
            f"or pass --data-root DIR pointing to the folder that holds {folder}/")
+    check_root(root, f"{folder}/")
     cls = _cifar_class(name)
     try:
         ds = cls(str(root), train=(split == "train"), download=download)
@@ -203,15 +212,18 @@ def load_cifar(name: str, split: str, root: str | Path | None = None, download: 
         raise UsageError(f"{name} in {root} is damaged ({e}): {how}") from None
     except (OSError, EOFError) as e:  # no network (URLError is an OSError), truncated file, …
         raise UsageError(f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}): {how}") from None
-    except Exception as e:  # noqa: BLE001 - damaged pickles raise many types
+    except (pickle.UnpicklingError, KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        # what torchvision's reader raises on damaged batch files (its reading code only is in this try)
         raise UsageError(f"{name} in {root} could not be read ({type(e).__name__}: {e}): {how}") from None
-    return np.ascontiguousarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
+    source = f"{name} {split} labels in {root / folder}"
+    return np.ascontiguousarray(ds.data), check_labels(ds.targets, dataset_info(name).num_classes, source)
 
 
 def imagenet_samples(split: str, root: str | Path | None = None) -> tuple[list[tuple[str, int]], list[str]]:
     """``(samples, classes)`` of ``root/train`` or ``root/val`` (ImageFolder layout; ``test`` reads ``val``)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+    check_root(root, "train/ and val/ ImageFolder trees")
     root = Path(root) if root is not None else default_root("imagenet")
     folder = root / ("train" if split == "train" else "val")
     if not folder.is_dir():

@@ -7,6 +7,7 @@ as uint8 RGB ``(N, H, W, 3)`` in 0…255, the same form as CIFAR, so every trans
 
 from __future__ import annotations
 
+import numbers
 from functools import lru_cache
 from importlib import resources
 
@@ -31,6 +32,9 @@ def load_digits(split: str = "train", image_size: int = DEFAULT_IMAGE_SIZE) -> t
     """``(images, labels)``: uint8 ``(N, image_size, image_size, 3)`` and int64 ``(N,)`` for ``train`` or ``test``."""
     if split not in ("train", "test"):
         raise UsageError(f"digits split must be 'train' or 'test', got {split!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+        raise UsageError(f"digits image size must be an integer >= 1, got {image_size!r}")
+    image_size = int(image_size)
     images, labels = _raw()
     order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
     idx = order[:NUM_TRAIN] if split == "train" else order[NUM_TRAIN:]

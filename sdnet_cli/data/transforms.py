@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .checks import check_stats
+
 # (image, generator or None) -> normalised float (C, H, W)
 Transform = Callable[[object, "torch.Generator | None"], Tensor]
 
@@ -100,7 +102,10 @@ def resize_center_crop(img: Image.Image, size: int, resize: int) -> Image.Image:
 
 def array_transform(mean: Sequence[float], std: Sequence[float], train: bool, size: int, padding: int,
                     flip: bool) -> Transform:
-    """Transform for uint8 ``(H, W, C)`` arrays (digits, CIFAR): [crop + flip when ``train``] + normalise."""
+    """Transform for uint8 ``(H, W, C)`` arrays (digits, CIFAR): [crop + flip when ``train``] + normalise.
+
+    ``mean``/``std`` are checked here, once (finite, ``std > 0``: a ``UsageError`` otherwise)."""
+    check_stats(mean, std)
 
     def apply(img: object, g: torch.Generator | None) -> Tensor:
         x = to_float_chw(img)  # type: ignore[arg-type]
@@ -115,7 +120,9 @@ def array_transform(mean: Sequence[float], std: Sequence[float], train: bool, si
 
 
 def pil_transform(mean: Sequence[float], std: Sequence[float], train: bool, size: int) -> Transform:
-    """Transform for PIL images (ImageNet): RandomResizedCrop + flip, or Resize(size·8/7) + CenterCrop."""
+    """Transform for PIL images (ImageNet): RandomResizedCrop + flip, or Resize(size·8/7) + CenterCrop
+    (``mean``/``std`` checked as in :func:`array_transform`)."""
+    check_stats(mean, std)
     resize = int(round(size * 256 / 224))
 
     def apply(img: object, g: torch.Generator | None) -> Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import Config, TrainSection
+from ..config import Config, TrainSection, check_config
 from ..data.datasets import DatasetInfo
 from ..errors import UsageError
 from ..malloc import keep_freed_memory
@@ -88,18 +88,6 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def check_training_config(cfg: Config) -> None:
-    """Value checks the types alone do not catch."""
-    t = cfg.train
-    for key, v in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
-                   ("train.eval_batch_size", t.eval_batch_size)):
-        if v < 1:
-            raise UsageError(f"{key} must be >= 1, got {v}")
-    for key, v in (("train.limit_batches", t.limit_batches), ("train.checkpoint_every", t.checkpoint_every),
-                   ("train.step_size_every", t.step_size_every),
-                   ("data.workers", cfg.data.workers), ("train.threads", t.threads)):
-        if v < 0:
-            raise UsageError(f"{key} must be >= 0, got {v}")
-    if not 0.0 <= cfg.optim.label_smoothing < 1.0:
-        raise UsageError(f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
-    if cfg.optim.schedule == "step" and not cfg.optim.milestones:
-        raise UsageError("optim.schedule=step needs optim.milestones (epochs), e.g. --set optim.milestones=30,60,90")
+    """Every value of ``cfg`` usable (ranges, choices, path kinds): :func:`sdnet_cli.config.check_config`, the
+    one home of these checks; a ``UsageError`` naming the key otherwise. Reads only."""
+    check_config(cfg)
