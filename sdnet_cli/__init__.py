@@ -7,7 +7,8 @@
 from ._version import __version__  # noqa: E402
 
 from .layers import CSCConv2d, SparseCodingLinear, csc_layers, set_lmbd, update_step_sizes  # noqa: E402
-from .models import ModelConfig, create_model, list_models, load_model, save_model  # noqa: E402
+from .models import ModelConfig, create_model, list_models, save_model  # noqa: E402
+from .hub.resolve import load_model  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -1,7 +1,7 @@
-"""``sdnet pull-weights`` / ``pull_weights`` against a local Hub (tests/hub_server.py) with the real huggingface_hub client.
+"""``sdnet pull-weights`` / ``hub.pull`` against a local Hub (tests/hub_server.py) with the real huggingface_hub client.
 
 ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` are set with ``monkeypatch.setenv`` *after*
-huggingface_hub was imported: ``pull_weights`` reads them at call time, which these tests also check.
+huggingface_hub was imported: ``hub.pull`` reads them at call time, which these tests also check.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from hub_server import FakeHub, make_model_dir, run_cli
 from sdnet_cli import load_model
 from sdnet_cli.hub import zoo
-from sdnet_cli.hub.puller import pull_weights
+from sdnet_cli.hub import PullOptions, pull
 
 REPO = "org/sdnet-test"
 
@@ -72,7 +72,7 @@ def _zoo_entry(hub: FakeHub, exported, sha256: str | None = None) -> zoo.ZooEntr
 
 def test_pull_repo_gives_same_logits_and_verified_hash(hub, exported, env) -> None:
     _, x, _, d2, y2 = exported
-    res = pull_weights(REPO, progress=False)
+    res = pull(PullOptions(REPO))
     assert res.revision == hub.v2 and res.repo_id == REPO
     assert Path(res.path) == env / "models--org--sdnet-test" / "snapshots" / hub.v2
     assert res.sha256 == _sha(d2 / "model.safetensors") == _sha(Path(res.path) / "model.safetensors")
@@ -82,20 +82,20 @@ def test_pull_repo_gives_same_logits_and_verified_hash(hub, exported, env) -> No
 
 def test_pull_at_revision_and_branch(hub, exported, env) -> None:
     _, x, y1, _, _ = exported
-    at_commit = pull_weights(f"{REPO}@{hub.v1}", progress=False)
+    at_commit = pull(PullOptions(f"{REPO}@{hub.v1}"))
     assert at_commit.revision == hub.v1 and torch.equal(_logits(at_commit.path, x), y1)
-    at_branch = pull_weights(REPO, revision="dev", progress=False)
+    at_branch = pull(PullOptions(REPO, revision="dev"))
     assert at_branch.revision == hub.dev and torch.equal(_logits(at_branch.path, x), y1)
 
 
 def test_second_pull_downloads_nothing(hub, env) -> None:
-    first = pull_weights(REPO, progress=False)
+    first = pull(PullOptions(REPO))
     gets = hub.count("GET", "/resolve/") + hub.count("GET", "/lfs/")
-    again = pull_weights(REPO, progress=False)
+    again = pull(PullOptions(REPO))
     assert again == first
     assert hub.count("GET", "/resolve/") + hub.count("GET", "/lfs/") == gets  # HEAD only, no download
     hub.requests.clear()
-    pinned = pull_weights(f"{REPO}@{first.revision}", progress=False)
+    pinned = pull(PullOptions(f"{REPO}@{first.revision}"))
     assert pinned.path == first.path and hub.requests == []  # a cached commit needs no request at all
 
 
@@ -120,20 +120,20 @@ def test_tampered_download_is_refused_and_deleted(hub, exported, env, capsys) ->
     data[-3] ^= 0xFF  # same size, other content
     hub.tamper(REPO, "model.safetensors", bytes(data))
     with pytest.raises(ValueError, match="failed verification"):
-        pull_weights(REPO, progress=False)
+        pull(PullOptions(REPO))
     repo_dir = env / "models--org--sdnet-test"
     assert not list((repo_dir / "blobs").iterdir())  # the bad blob is gone
     assert not (repo_dir / "snapshots" / hub.v2 / "model.safetensors").exists()
     code, out, err = run_cli(capsys, "pull-weights", REPO)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "failed verification" in err
     hub.tampered.clear()
-    assert pull_weights(REPO, progress=False).sha256 == _sha(d2 / "model.safetensors")  # a clean retry works
+    assert pull(PullOptions(REPO)).sha256 == _sha(d2 / "model.safetensors")  # a clean retry works
 
 
 def test_zoo_pin_mismatch_is_refused(hub, exported, env, monkeypatch) -> None:
     monkeypatch.setitem(zoo.ZOO, "sdnet18-test", _zoo_entry(hub, exported, sha256="0" * 64))
     with pytest.raises(ValueError, match="zoo's pinned sha256"):
-        pull_weights("sdnet18-test", progress=False)
+        pull(PullOptions("sdnet18-test"))
     snap = env / "models--org--sdnet-test" / "snapshots" / hub.v1
     assert not (snap / "model.safetensors").exists()
     assert not list((env / "models--org--sdnet-test" / "blobs").iterdir())
@@ -141,10 +141,10 @@ def test_zoo_pin_mismatch_is_refused(hub, exported, env, monkeypatch) -> None:
 
 def test_offline_warm_cache_works_cold_cache_says_what_to_do(hub, exported, env, monkeypatch, capsys, tmp_path) -> None:
     _, x, _, _, y2 = exported
-    warm = pull_weights(REPO, progress=False)
+    warm = pull(PullOptions(REPO))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub.requests.clear()
-    offline = pull_weights(REPO, progress=False)
+    offline = pull(PullOptions(REPO))
     assert offline == warm and hub.requests == []
     assert torch.equal(_logits(REPO, x), y2)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cold"))
@@ -176,7 +176,7 @@ def test_env_read_at_call_time(hub, env, monkeypatch) -> None:
     # (an import freezes both the endpoint and the URL template built from it)
     monkeypatch.setattr(c, "ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
-    res = pull_weights(REPO, progress=False)
+    res = pull(PullOptions(REPO))
     assert res.path.startswith(str(env)) and hub.count("HEAD", f"/{REPO}/resolve/") == 2
 
 

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from .common import console, print_json
-from ..errors import UsageError
 
 
 def export_command(
@@ -42,33 +41,22 @@ def export_command(
       sdnet export model_best.pth.tar --arch sdnet18_all --num-classes 100 --no-shortcut --output out
       --push-to-hub my-org/sdnet18_all-noshortcut-cifar100
     """
-    from ..hub.exporter import export_model
-    from ..hub.push import check_repo_id, push_to_hub as push
+    from ..hub import ExportOptions, export
 
-    if (private or revision) and not push_to_hub:
-        raise UsageError("--private and --revision apply to --push-to-hub")
-    if push_to_hub:
-        check_repo_id(push_to_hub)
-    with console.status(f"exporting {model} …"):
-        result = export_model(model, output, formats=formats, arch=arch, num_classes=num_classes, stem=stem,
-                              shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
-                              repo_id=push_to_hub)
-    out: dict = {"output": str(result.output), "files": result.files, "architecture": result.config.architecture,
-                 "onnx_max_abs_diff": result.onnx_max_abs_diff, "commit_url": None}
-    if not json_out:
-        files = ", ".join(result.files)
-        console.print(f"exported {result.config.architecture} → {result.output}: {files}", soft_wrap=True)
-        if "model.onnx" in result.files:
-            diff = result.onnx_max_abs_diff
-            console.print("ONNX check: onnxruntime not installed (pip install 'sdnet[onnx]')" if diff is None
-                          else f"ONNX check: max |onnxruntime − PyTorch| = {diff:.2e} (≤ 1e-4)")
-    if push_to_hub:
-        with console.status(f"uploading to {push_to_hub} …"):
-            pushed = push(result.output, push_to_hub, private=private, revision=revision,
-                          files=result.files)
-        out["commit_url"] = pushed.commit_url
-        if not json_out:
-            console.print(f"pushed {len(pushed.files)} files to {push_to_hub}")
-            print(pushed.commit_url)
+    options = ExportOptions(model, output, formats=formats, arch=arch, num_classes=num_classes, stem=stem,
+                            shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
+                            push_to_hub=push_to_hub, private=private, revision=revision)
+    with console.status("exporting …") as status:
+        result = export(options, on_stage=lambda text: status.update(text))
     if json_out:
-        print_json(out)
+        print_json({"output": str(result.output), "files": result.files, "architecture": result.config.architecture,
+                    "onnx_max_abs_diff": result.onnx_max_abs_diff, "commit_url": result.commit_url})
+        return
+    console.print(f"exported {result.config.architecture} → {result.output}: {', '.join(result.files)}", soft_wrap=True)
+    if "model.onnx" in result.files:
+        diff = result.onnx_max_abs_diff
+        console.print("ONNX check: onnxruntime not installed (pip install 'sdnet[onnx]')" if diff is None
+                      else f"ONNX check: max |onnxruntime − PyTorch| = {diff:.2e} (≤ 1e-4)")
+    if result.commit_url:
+        console.print(f"pushed {len(result.files)} files to {push_to_hub}")
+        print(result.commit_url)

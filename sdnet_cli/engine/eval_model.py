@@ -19,7 +19,7 @@ from ..data.datasets import build_dataset, dataset_info
 from ..devices import DEVICE_CHOICES, resolve_device
 from ..errors import UsageError
 from ..layers import set_lmbd
-from ..models.load import load_model_with_config, resolve_model_dir
+from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
 from .evaluate import evaluate as evaluate_loader
 

@@ -1,9 +1,14 @@
-"""``export_model``: a run dir, model dir, Hub model or official ``.pth.tar`` → a Hub-ready model directory.
+"""``hub.export(ExportOptions) -> ExportResult``: a run dir, model dir, Hub model or official ``.pth.tar`` →
+a Hub-ready model directory (and, with ``push_to_hub``, its upload).
 
 The output holds ``model.safetensors`` (``__metadata__``: format, format_version, architecture,
 sdnet_version), ``config.json``, a ``README.md`` model card, ``robustness.json`` when a ``sdnet robust``
 ``results.json`` sits next to the run, and ``model.onnx`` with ``formats`` containing ``onnx``. The
-weights are re-serialised from the strictly loaded model, so they round-trip bit-exactly.
+weights are re-serialised from the strictly loaded (and checked) model, so they round-trip bit-exactly.
+
+The whole folder is replaced in one switch (:func:`~sdnet_cli.models.files.rewrite_dir`): a kill at any
+instant leaves the complete previous export or the complete new one; files the export does not write
+are carried over; temporaries of killed exports are removed by the next one.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch.nn as nn
 
-from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, atomic_write_bytes, atomic_write_json, load_model_dir, save_model
-from ..models.load import resolve_model_dir
+from ..errors import MissingFileError, UsageError
+from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, rewrite_dir, write_file, write_model_files
+from ..models.registry import check_model_name
+from ..models.schema import STEMS, check_weights
+from ..models.sizes import check_image_size
 from .card import render_model_card
 from .onnx_export import ONNX_NAME, check_onnx, export_onnx
+from .resolve import resolve_model_dir
 from .zoo import OFFICIAL_NORMALIZATION, dataset_for, find_entry
-from ..errors import UsageError
 
 CARD_NAME = "README.md"
 ROBUST_NAME = "robustness.json"
@@ -28,17 +36,88 @@ FORMATS = ("safetensors", "onnx")
 OFFICIAL_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
 RECIPE_NAMES = ("config.yaml", "resolved_config.yaml", "train_config.yaml", "run_config.yaml", "config.resolved.yaml")
 DEFAULT_IMAGE_SIZE = {"cifar": 32, "imagenet": 224}
+EXPORT_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, ROBUST_NAME, ONNX_NAME)
+"""Every name an export writes (or removes when it does not produce it); other files are carried over."""
 
 
-@dataclass
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``sdnet export`` does, validated at construction (nothing is read or written before).
+
+    ``source``: run dir, model dir, zoo name, ``ORG/REPO[@REV]`` or an official ``.pth.tar``; ``arch``,
+    ``num_classes``, ``stem``, ``shortcut`` describe an official checkpoint (only then); ``image_size``:
+    ONNX input side (default: the training size recorded in the config, else the dataset's, else 32 / 224
+    by stem); ``push_to_hub``: upload the export to this Hub repo (``private``, ``revision`` = branch).
+    """
+
+    source: str
+    output: Path
+    formats: tuple[str, ...] = ("safetensors",)
+    arch: str | None = None
+    num_classes: int | None = None
+    stem: str | None = None
+    shortcut: bool = True
+    dataset: str | None = None
+    image_size: int | None = None
+    push_to_hub: str | None = None
+    private: bool = False
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", str(self.source))
+        object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "formats", parse_formats(self.formats))
+        if self.output.exists() and not self.output.is_dir():
+            raise UsageError(f"--output {self.output} is a file; pass a directory (new, or an earlier export)")
+        if is_official_checkpoint(self.source):
+            self._check_official()
+        elif self.arch is not None or self.num_classes is not None or self.stem is not None or not self.shortcut:
+            raise UsageError("--arch, --num-classes, --stem and --no-shortcut describe an official .pth.tar checkpoint; "
+                             f"{self.source} is a model (its config.json says what it is)")
+        elif Path(self.source).is_file():
+            raise UsageError(f"{self.source} is a file; pass a run or model directory, a Hub model, or an official .pth.tar")
+        if self.image_size is not None and (not _is_int(self.image_size) or self.image_size < 1):
+            raise UsageError(f"--image-size must be an integer >= 1, got {self.image_size!r}")
+        if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset):
+            raise UsageError(f"--dataset must be a dataset name, got {self.dataset!r}")
+        if (self.private or self.revision) and not self.push_to_hub:
+            raise UsageError("--private and --revision apply to --push-to-hub")
+        if self.push_to_hub:
+            from .push import check_repo_id
+
+            check_repo_id(self.push_to_hub)
+
+    def _check_official(self) -> None:
+        if self.arch is None or self.num_classes is None:
+            raise UsageError(f"exporting the official checkpoint {self.source} needs --arch and --num-classes "
+                             "(e.g. --arch sdnet18 --num-classes 10 --stem cifar)")
+        check_model_name(self.arch)
+        if not _is_int(self.num_classes) or self.num_classes < 1:
+            raise UsageError(f"--num-classes must be an integer >= 1, got {self.num_classes!r}")
+        if self.stem is not None and self.stem not in STEMS:
+            raise UsageError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if not self.shortcut and not self.arch.endswith("_all"):
+            raise UsageError(f"--no-shortcut applies to the *_all models, not {self.arch}")
+        if not Path(self.source).exists():
+            raise MissingFileError(f"checkpoint {self.source} not found")
+        if not Path(self.source).is_file():
+            raise UsageError(f"{self.source} is a folder, not a checkpoint file")
+
+
+@dataclass(frozen=True)
 class ExportResult:
-    """What ``export_model`` wrote: ``files`` are names inside ``output``."""
+    """What ``export`` wrote: ``files`` are the names it wrote inside ``output``; ``commit_url`` after a push."""
 
     output: Path
     files: list[str]
     config: ModelConfig
     source: str
     onnx_max_abs_diff: float | None = None
+    commit_url: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,16 +143,13 @@ def _dataset_defaults(dataset: str | None) -> tuple[list[float] | None, list[flo
         from ..data.datasets import dataset_info  # written by the data/training work; optional here
         info = dataset_info(dataset)
         return list(info.mean), list(info.std), int(info.image_size)
-    except (ImportError, ValueError, KeyError, AttributeError):
+    except (ImportError, UsageError):
         return None, None, None
 
 
-def load_official(path: str | Path, arch: str | None, num_classes: int | None, stem: str | None, shortcut: bool,
+def load_official(path: str | Path, arch: str, num_classes: int, stem: str | None, shortcut: bool,
                   dataset: str | None) -> tuple[nn.Module, ModelConfig, str]:
     """An official checkpoint as ``(model, config, source)``; the config carries the official normalisation."""
-    if arch is None or num_classes is None:
-        raise UsageError(f"exporting the official checkpoint {path} needs --arch and --num-classes "
-                         "(e.g. --arch sdnet18 --num-classes 10 --stem cifar)")
     stem = stem or ("imagenet" if num_classes == 1000 else "cifar")
     from .official import import_official
 
@@ -121,74 +197,74 @@ def find_recipe(model_dir: Path) -> str | None:
     return None
 
 
-def export_model(
-    src: str | Path,
-    output: str | Path,
-    *,
-    formats: str | Iterable[str] = ("safetensors",),
-    arch: str | None = None,
-    num_classes: int | None = None,
-    stem: str | None = None,
-    shortcut: bool = True,
-    dataset: str | None = None,
-    image_size: int | None = None,
-    repo_id: str | None = None,
-) -> ExportResult:
-    """Export ``src`` into the model directory ``output``; see the module docstring for what is written.
 
-    ``arch``/``num_classes``/``stem``/``shortcut`` describe an official checkpoint (only then);
-    ``image_size`` sets the ONNX input size (default: the training size recorded in the config's metrics,
-    else the dataset's, else 32 / 224 by stem);
-    ``repo_id`` is the Hub repo named in the card's usage section.
+
+def _load_source(o: ExportOptions) -> tuple[nn.Module, ModelConfig, str, str | None, dict[str, Any] | None]:
+    """``(model, config, source sentence, recipe, robust results)`` of the export's source, loaded and checked."""
+    if is_official_checkpoint(o.source):
+        assert o.arch is not None and o.num_classes is not None  # ExportOptions checked it
+        model, config, source = load_official(o.source, o.arch, o.num_classes, o.stem, o.shortcut, o.dataset)
+        return model, config, source.partition("\n\n")[0], source.partition("\n\n")[2] or None, None
+    model_dir = resolve_model_dir(o.source)
+    if o.output.resolve() == model_dir.resolve():
+        raise UsageError(f"--output {o.output} is the source model directory; choose another directory")
+    model, config = load_model_dir(model_dir)
+    if o.dataset is not None:
+        config = replace(config, dataset=o.dataset)
+    return model, config, f"`{o.source}`", find_recipe(model_dir), find_robust_results(model_dir)
+
+
+def _onnx_shape(config: ModelConfig, image_size: int | None, dataset_size: int | None) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the ONNX input: ``image_size``, else the trained size, the dataset's, 32 / 224 by stem."""
+    trained = config.metrics.get("image_size")  # the size `sdnet train` used, when it recorded it
+    side = image_size or (trained if isinstance(trained, int) and not isinstance(trained, bool) else None) \
+        or dataset_size or DEFAULT_IMAGE_SIZE.get(config.stem, 32)
+    check_image_size(side, config.stem, "--image-size (the ONNX input size)")
+    return int(config.model_args.get("in_chans", 3)), side, side
+
+
+def _write_export(staged: Path, model: nn.Module, config: ModelConfig, o: ExportOptions, source: str,
+                  recipe: str | None, robust: dict[str, Any] | None,
+                  shape: tuple[int, int, int] | None) -> tuple[list[str], float | None]:
+    """Write every file of the export into the staging folder ``staged``; returns ``(names, onnx diff)``."""
+    files = write_model_files(model, staged, config)
+    if robust is not None:
+        write_file(staged / ROBUST_NAME, (json.dumps(robust, indent=2) + "\n").encode())
+        files.append(ROBUST_NAME)
+    name = o.push_to_hub.split("/")[-1] if o.push_to_hub else o.output.resolve().name
+    card = render_model_card(config, name=name, repo_id=o.push_to_hub, recipe=recipe, robust=robust, source=source)
+    write_file(staged / CARD_NAME, card.encode())
+    files.append(CARD_NAME)
+    diff = None
+    if shape is not None:
+        export_onnx(model, staged / ONNX_NAME, shape)
+        diff = check_onnx(model, staged / ONNX_NAME, shape)
+        files.append(ONNX_NAME)
+    return files, diff
+
+
+def export(options: ExportOptions, on_stage: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``options.source`` into the model directory ``options.output`` as one switch; push it if asked.
+
+    ``on_stage(text)`` is told when loading/writing and uploading start (the CLI shows it as a status line).
     """
-    fmts = parse_formats(formats)
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"--output {output} is a file; pass a directory")
-    robust = recipe = None
-    if is_official_checkpoint(src):
-        model, config, source = load_official(src, arch, num_classes, stem, shortcut, dataset)
-        recipe, source = source.partition("\n\n")[2] or None, source.partition("\n\n")[0]
-    else:
-        if arch is not None or num_classes is not None or stem is not None or not shortcut:
-            raise UsageError("--arch, --num-classes, --stem and --no-shortcut describe an official .pth.tar checkpoint; "
-                             f"{src} is a model (its config.json says what it is)")
-        if Path(src).is_file():
-            raise UsageError(f"{src} is a file; pass a run or model directory, a Hub model, or an official .pth.tar")
-        model_dir = resolve_model_dir(src)
-        if output.resolve() == model_dir.resolve():
-            raise UsageError(f"--output {output} is the source model directory; choose another directory")
-        model, config = load_model_dir(model_dir)
-        if dataset is not None:
-            config = replace(config, dataset=dataset)
-        robust, recipe = find_robust_results(model_dir), find_recipe(model_dir)
-        source = f"`{src}`"
+    stage = on_stage or (lambda _text: None)
+    stage(f"exporting {options.source} …")
+    model, config, source, recipe, robust = _load_source(options)
     mean, std, size = _dataset_defaults(config.dataset)
     if config.mean is None and mean is not None:
         config = replace(config, mean=mean, std=std)
+    shape = _onnx_shape(config, options.image_size, size) if "onnx" in options.formats else None
+    own = model.state_dict()
+    check_weights(own, own, "the model to export")
+    files, diff = rewrite_dir(options.output, lambda staged: _write_export(
+        staged, model, config, options, source, recipe, robust, shape), EXPORT_FILES)
+    commit_url = None
+    if options.push_to_hub:
+        from .push import push_to_hub
 
-    save_model(model, output, config)
-    files = [WEIGHTS_NAME, CONFIG_NAME]
-    if robust is not None:
-        atomic_write_json(output / ROBUST_NAME, robust)
-        files.append(ROBUST_NAME)
-    else:
-        (output / ROBUST_NAME).unlink(missing_ok=True)
-    name = repo_id.split("/")[-1] if repo_id else output.resolve().name
-    card = render_model_card(config, name=name, repo_id=repo_id, recipe=recipe, robust=robust, source=source)
-    atomic_write_bytes(output / CARD_NAME, card.encode())
-    files.append(CARD_NAME)
-
-    diff = None
-    if "onnx" in fmts:
-        trained = config.metrics.get("image_size")  # the size `sdnet train` used, when it recorded it
-        side = image_size or (int(trained) if isinstance(trained, int) else None) or size \
-            or DEFAULT_IMAGE_SIZE.get(config.stem, 32)
-        shape = (int(config.model_args.get("in_chans", 3)), side, side)
-        export_onnx(model, output / ONNX_NAME, shape)
-        diff = check_onnx(model, output / ONNX_NAME, shape)
-        files.append(ONNX_NAME)
-    else:
-        (output / ONNX_NAME).unlink(missing_ok=True)
-    return ExportResult(output=output, files=files, config=config, source=source, onnx_max_abs_diff=diff,
-                        extras={"onnx_checked": diff is not None} if "onnx" in fmts else {})
+        stage(f"uploading to {options.push_to_hub} …")
+        commit_url = push_to_hub(options.output, options.push_to_hub, private=options.private,
+                                 revision=options.revision, files=files).commit_url
+    return ExportResult(output=options.output, files=files, config=config, source=source, onnx_max_abs_diff=diff,
+                        commit_url=commit_url, extras={"onnx_checked": diff is not None} if shape else {})

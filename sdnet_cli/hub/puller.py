@@ -1,38 +1,91 @@
-"""``pull_weights``: a zoo name or ``org/repo[@rev]`` → a verified model directory in the Hub cache.
+"""``hub.pull(PullOptions) -> PullResult``: a zoo name or ``org/repo[@rev]`` → a verified model directory in the Hub cache.
 
 Downloads go through the real ``huggingface_hub`` client (``hf_hub_download``: its cache layout,
-``HF_TOKEN``, progress bars). ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` / ``HF_HOME`` are
-read from the environment at *call* time and passed explicitly (``endpoint=``, ``local_files_only=``,
-``cache_dir=``), because ``huggingface_hub`` freezes them into ``huggingface_hub.constants`` when it is
-first imported: setting them later (a test, a notebook) still takes effect.
+``HF_TOKEN``). ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` / ``HF_HOME`` are read from the
+environment at *call* time and passed explicitly (``endpoint=``, ``local_files_only=``, ``cache_dir=``),
+because ``huggingface_hub`` freezes them into ``huggingface_hub.constants`` when it is first imported.
 
-Integrity: ``model.safetensors`` must match the zoo's pinned sha256, or else the hash the server
-advertised for it — the cache names every blob by the server's ETag: the sha256 of the content for LFS
-files (``X-Linked-Etag``), the git blob sha1 for small files. A mismatch deletes the blob and the
-snapshot link (no usable file is left) and raises ``ValueError``.
+Every file is fetched under :func:`sdnet_cli.netio.hf_bounded`: at most ``timeout`` seconds without a new
+byte and ``retries`` more attempts of a failed request, then one line naming what the server did
+(``NetworkError``, exit 1). Integrity: :mod:`~sdnet_cli.hub.verify` (pinned or announced hash; a mismatch
+leaves nothing usable in the cache).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..models.files import CONFIG_NAME, WEIGHTS_NAME, file_digest
+from .._version import __version__
+from ..errors import MissingFileError, NetworkError, UsageError
+from ..models.files import CONFIG_NAME, WEIGHTS_NAME
+from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NetBounds, Progress, Transfer, hf_bounded
+from .verify import verify_cached_file
 from .zoo import ZooEntry, get_entry
-from ..errors import MissingFileError, UsageError
 
 _REPO_SPEC = re.compile(r"(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_HEX40 = re.compile(r"[0-9a-f]{40}")
 _TRUE = {"1", "on", "yes", "true"}
 
 
-@dataclass
+def parse_source(src: str) -> tuple[ZooEntry | None, str, str | None]:
+    """``(zoo entry or None, repo_id, revision or None)`` of a zoo name or ``ORG/NAME[@REVISION]``."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    src = str(src).strip()
+    if src.startswith(("./", "../", "/", "~", ".\\")) or os.sep != "/" and os.sep in src:
+        raise MissingFileError(f"{src} not found: no such model directory")
+    if "/" not in src:
+        try:
+            entry = get_entry(src)
+        except UsageError as e:
+            raise UsageError(f"{e} (no local model directory {src!r} exists either)") from None
+        return entry, entry.repo_id, entry.revision
+    m = _REPO_SPEC.fullmatch(src)
+    if m is None or src.count("/") != 1:
+        raise UsageError(f"malformed Hub repo {src!r}: expected ORG/NAME or ORG/NAME@REVISION (e.g. sdnet/sdnet18-cifar10@main)")
+    try:
+        validate_repo_id(m["repo"])
+    except HFValidationError as e:
+        raise UsageError(f"malformed Hub repo id {m['repo']!r}: {str(e).splitlines()[0]}") from None
+    return None, m["repo"], m["rev"]
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """What to pull: ``source`` (zoo name or ``ORG/NAME[@REV]``), where to cache it, and the network bounds.
+
+    Validated at construction: the source's form (and that a zoo entry is published), one revision,
+    ``cache_dir`` not a file, ``timeout`` > 0 seconds, ``retries`` ≥ 0. Nothing is read or written.
+    """
+
+    source: str
+    cache_dir: Path | None = None
+    revision: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    token: str | bool | None = None
+
+    def __post_init__(self) -> None:
+        NetBounds(self.timeout, self.retries)
+        entry, _, spec_rev = parse_source(self.source)
+        if entry is not None and not entry.published:
+            raise UsageError(
+                f"zoo model {entry.name} is not published on the Hub yet (planned repo {entry.repo_id}); "
+                f"convert the official checkpoint yourself: {entry.export_command()}")
+        if self.revision is not None and spec_rev is not None and self.revision != spec_rev and entry is None:
+            raise UsageError(f"two revisions given: {spec_rev!r} in {self.source!r} and {self.revision!r}; pass one")
+        if self.cache_dir is not None:
+            check_cache_dir(Path(self.cache_dir))
+
+    @property
+    def bounds(self) -> NetBounds:
+        return NetBounds(self.timeout, self.retries)
+
+
+@dataclass(frozen=True)
 class PullResult:
     """Where a pulled model lives: ``path`` is the model directory (a snapshot in the Hub cache)."""
 
@@ -46,27 +99,10 @@ class PullResult:
         return asdict(self)
 
 
-def parse_source(src: str) -> tuple[ZooEntry | None, str, str | None]:
-    """``(zoo entry or None, repo_id, revision or None)`` of a zoo name or ``ORG/NAME[@REVISION]``."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    src = str(src).strip()
-    if src.startswith(("./", "../", "/", "~", ".\\")) or os.sep != "/" and os.sep in src:
-        raise MissingFileError(f"{src} not found: no such model directory")
-    if "/" not in src:
-        try:
-            entry = get_entry(src)
-        except ValueError as e:
-            raise UsageError(f"{e} (no local model directory {src!r} exists either)") from None
-        return entry, entry.repo_id, entry.revision
-    m = _REPO_SPEC.fullmatch(src)
-    if m is None or src.count("/") != 1:
-        raise UsageError(f"malformed Hub repo {src!r}: expected ORG/NAME or ORG/NAME@REVISION (e.g. sdnet/sdnet18-cifar10@main)")
-    try:
-        validate_repo_id(m["repo"])
-    except HFValidationError as e:
-        raise UsageError(f"malformed Hub repo id {m['repo']!r}: {str(e).splitlines()[0]}") from None
-    return None, m["repo"], m["rev"]
+def check_cache_dir(path: Path) -> None:
+    """A Hub cache folder may be missing (it is created) but must not be a file."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--cache-dir {path} is a file; pass a folder for the Hub cache (created if missing)")
 
 
 def _endpoint() -> str:
@@ -92,52 +128,8 @@ def is_offline() -> bool:
     return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
 
 
-
-
-def git_blob_sha1(path: str | Path) -> str:
-    """Git's object id of a file: ``sha1(b"blob <size>\\0" + content)`` (the Hub's ETag of non-LFS files)."""
-    data = Path(path).read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _discard(pointer: str) -> None:
-    """Delete a cached file's blob and its snapshot link, so the cache holds no usable copy."""
-    blob = os.path.realpath(pointer)
-    for p in (pointer, blob):
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
-
-
-def verify_cached_file(pointer: str, expected_sha256: str | None, what: str) -> str:
-    """Check a file of the Hub cache; returns its sha256.
-
-    Checked against ``expected_sha256`` (the zoo pin) when given, else against the blob name the cache
-    took from the server's ETag (sha256 for LFS files, git sha1 otherwise). Raises ``ValueError`` after
-    deleting the blob and the snapshot link on a mismatch.
-    """
-    digest = file_digest(pointer, "sha256")
-    etag = os.path.basename(os.path.realpath(pointer))
-    if expected_sha256 is not None:
-        expected, got, kind = expected_sha256, digest, "the zoo's pinned sha256"
-    elif _HEX64.fullmatch(etag):
-        expected, got, kind = etag, digest, "the sha256 the Hub announced (LFS ETag)"
-    elif _HEX40.fullmatch(etag):
-        expected, got, kind = etag, git_blob_sha1(pointer), "the git sha1 the Hub announced (ETag)"
-    else:
-        return digest
-    if got != expected:
-        _discard(pointer)
-        raise UsageError(
-            f"{what} failed verification: its hash {got[:16]}… differs from {kind} {expected[:16]}…; "
-            "the corrupted download was deleted from the cache — pull again, and if it persists the repo or a proxy serves a bad file"
-        )
-    return digest
-
-
 class _QuietBar:
-    """Stand-in progress bar class that shows nothing (``progress=False``)."""
+    """The progress-bar class handed to huggingface_hub: shows nothing (progress comes from the transfer)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -155,81 +147,120 @@ class _QuietBar:
         pass
 
 
-def _download(repo_id: str, filename: str, revision: str | None, cache_dir: str | None, token: str | bool | None,
-              offline: bool, progress: bool, label: str) -> str:
-    """``hf_hub_download`` with its errors turned into one clear sentence each."""
+@dataclass(frozen=True)
+class _Fetch:
+    """One pull's fixed facts, shared by the downloads of its files."""
+
+    repo_id: str
+    revision: str | None
+    cache_dir: str | None
+    token: str | bool | None
+    offline: bool
+    label: str
+    bounds: NetBounds
+    progress: Progress | None
+
+
+def _unreachable(e: Exception, transfer: Transfer, endpoint: str) -> NetworkError:
+    """What the server did when huggingface_hub found neither the file online nor in the cache."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    cause = e.__cause__ or e.__context__
+    if transfer.problem is not None:
+        return transfer.error()
+    if isinstance(cause, HfHubHTTPError) and cause.response is not None:
+        return NetworkError(f"downloading {transfer.what} failed: HTTP {cause.response.status_code} from {endpoint}; "
+                            "check the repo name, HF_TOKEN for a private repo, or try again later")
+    return NetworkError(f"cannot reach {endpoint} to download {transfer.what} and it is not cached: check the network "
+                        "(or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use only cached models")
+
+
+def _download(f: _Fetch, filename: str) -> str:
+    """``hf_hub_download`` of one file, bounded (:func:`~sdnet_cli.netio.hf_bounded`), errors as one sentence each."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
         RepositoryNotFoundError, RevisionNotFoundError,
     )
 
-    endpoint = _endpoint()
-    rev = revision or "main"
+    endpoint, rev = _endpoint(), f.revision or "main"
+    transfer = Transfer(f.bounds, f"{f.label}/{filename}", f.progress)
     try:
-        return hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint, token=token,
-            local_files_only=offline, library_name="sdnet", library_version=__version__,
-            tqdm_class=None if progress else _QuietBar,  # type: ignore[arg-type]
-        )
+        with hf_bounded(transfer):
+            return hf_hub_download(
+                f.repo_id, filename, revision=f.revision, cache_dir=f.cache_dir, endpoint=endpoint, token=f.token,
+                local_files_only=f.offline, library_name="sdnet", library_version=__version__,
+                etag_timeout=f.bounds.timeout, tqdm_class=_QuietBar)  # type: ignore[arg-type]
     except GatedRepoError:
-        raise UsageError(f"{repo_id} is gated on {endpoint}: accept its terms on the Hub and set HF_TOKEN") from None
+        raise UsageError(f"{f.repo_id} is gated on {endpoint}: accept its terms on the Hub and set HF_TOKEN") from None
     except RepositoryNotFoundError:
-        local = f"; no local directory {repo_id} exists either" if Path(repo_id.split("/")[0]).is_dir() else ""
-        raise UsageError(f"Hub repo {repo_id} not found on {endpoint} (check the name; for a private repo set HF_TOKEN "
-                         f"or run 'hf auth login'){local}") from None
+        local = f"; no local directory {f.repo_id} exists either" if Path(f.repo_id.split("/")[0]).is_dir() else ""
+        raise UsageError(f"Hub repo {f.repo_id} not found on {endpoint} (check the name; for a private repo set "
+                         f"HF_TOKEN or run 'hf auth login'){local}") from None
     except RevisionNotFoundError:
-        raise UsageError(f"revision {rev!r} not found in Hub repo {repo_id} (use a branch, tag or commit of the repo)") from None
+        raise UsageError(f"revision {rev!r} not found in Hub repo {f.repo_id} (use a branch, tag or commit of the repo)") from None
     except RemoteEntryNotFoundError:
-        raise UsageError(f"{repo_id}@{rev} has no {filename}: not an sdnet model repo "
+        raise UsageError(f"{f.repo_id}@{rev} has no {filename}: not an sdnet model repo "
                          f"(expected {WEIGHTS_NAME} and {CONFIG_NAME}, as written by 'sdnet export')") from None
-    except LocalEntryNotFoundError:
-        if offline:
+    except LocalEntryNotFoundError as e:
+        if f.offline:
             raise MissingFileError(
-                f"{label} is not in the Hub cache{f' {cache_dir}' if cache_dir else ''} and HF_HUB_OFFLINE is set: "
-                f"run 'sdnet pull-weights {label}' once with network access (unset HF_HUB_OFFLINE), "
-                "or point --cache-dir / HF_HUB_CACHE at a cache that holds it"
-            ) from None
-        raise ConnectionError(f"cannot reach {endpoint} to download {label} and it is not cached: check the network "
-                              "(or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use only cached models") from None
+                f"{f.label} is not in the Hub cache{f' {f.cache_dir}' if f.cache_dir else ''} and HF_HUB_OFFLINE is set: "
+                f"run 'sdnet pull-weights {f.label}' once with network access (unset HF_HUB_OFFLINE), "
+                "or point --cache-dir / HF_HUB_CACHE at a cache that holds it") from None
+        raise _unreachable(e, transfer, endpoint) from None
     except HfHubHTTPError as e:
-        raise ConnectionError(f"the Hub at {endpoint} refused {repo_id}/{filename}: {str(e).splitlines()[0]}") from None
+        status = e.response.status_code if e.response is not None else "error"
+        raise NetworkError(f"downloading {transfer.what} failed: HTTP {status} from {endpoint} "
+                           f"({str(e).splitlines()[0][:120]}); try again later") from None
+    except OSError as e:  # huggingface_hub's size consistency check, a full disk, …
+        if transfer.problem is not None:
+            raise transfer.error() from None
+        raise NetworkError(f"downloading {transfer.what} failed: {str(e).splitlines()[0][:160]}") from None
 
 
-def pull_weights(
-    name_or_repo: str,
-    cache_dir: str | Path | None = None,
-    revision: str | None = None,
-    *,
-    token: str | bool | None = None,
-    progress: bool = True,
-) -> PullResult:
+def pull(options: PullOptions, progress: Progress | None = None) -> PullResult:
     """Download (or find in the cache) a zoo model or a Hub repo; verify it; return its model directory.
 
-    ``name_or_repo``: a zoo name (``sdnet18-cifar10``) or ``ORG/NAME[@REVISION]``. ``revision`` overrides
-    ``@REVISION`` (they must agree when both are given). Zoo entries download their pinned revision and
-    check the pinned sha256. With ``HF_HUB_OFFLINE=1`` only the cache is used.
+    Zoo entries download their pinned revision and check the pinned sha256; ``options.revision``
+    overrides ``@REVISION``. With ``HF_HUB_OFFLINE=1`` only the cache is used. ``progress(what, done,
+    total)`` is called as bytes arrive.
     """
-    entry, repo_id, spec_rev = parse_source(name_or_repo)
-    if entry is not None and not entry.published:
-        raise UsageError(
-            f"zoo model {entry.name} is not published on the Hub yet (planned repo {entry.repo_id}); "
-            f"convert the official checkpoint yourself: {entry.export_command()}"
-        )
-    if revision is not None and spec_rev is not None and revision != spec_rev and entry is None:
-        raise UsageError(f"two revisions given: {spec_rev!r} in {name_or_repo!r} and {revision!r}; pass one")
-    rev = revision or spec_rev
+    entry, repo_id, spec_rev = parse_source(options.source)
+    rev = options.revision or spec_rev
     label = entry.name if entry is not None else (f"{repo_id}@{rev}" if rev else repo_id)
-    cache = str(cache_dir) if cache_dir is not None else default_cache_dir()
-    offline = is_offline()
-
-    weights = _download(repo_id, entry.filename if entry else WEIGHTS_NAME, rev, cache, token, offline, progress, label)
+    cache = str(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
+    if cache is not None:
+        check_cache_dir(Path(cache))
+    fetch = _Fetch(repo_id, rev, cache, options.token, is_offline(), label, options.bounds, progress)
+    weights = _download(fetch, entry.filename if entry else WEIGHTS_NAME)
     digest = verify_cached_file(weights, entry.sha256 if entry and rev == entry.revision else None,
                                 f"{label}/{WEIGHTS_NAME}")
-    config = _download(repo_id, CONFIG_NAME, rev, cache, token, offline, progress, label)
+    config = _download(fetch, CONFIG_NAME)
     verify_cached_file(config, None, f"{label}/{CONFIG_NAME}")
     snapshot = Path(weights).parent
     if Path(config).parent != snapshot:  # the branch moved between the two downloads
-        raise ConnectionError(f"{repo_id} changed while downloading; pull again")
+        raise NetworkError(f"{repo_id} changed while downloading; pull again")
     return PullResult(name=entry.name if entry else repo_id, repo_id=repo_id, revision=snapshot.name,
                       path=str(snapshot), sha256=digest)
+
+
+def zoo_rows(cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The zoo as rows (``sdnet pull-weights --list``): accuracy, pins, size, and whether it is cached."""
+    from .zoo import list_entries
+
+    if cache_dir is not None:
+        check_cache_dir(Path(cache_dir))
+    cache = str(cache_dir) if cache_dir else default_cache_dir()
+    rows = []
+    for e in list_entries():
+        cached = None
+        if e.published:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = isinstance(try_to_load_from_cache(e.repo_id, e.filename, cache_dir=cache, revision=e.revision), str)
+        rows.append({"name": e.name, "architecture": e.architecture, "dataset": e.dataset, "accuracy": e.accuracy,
+                     "repo_id": e.repo_id, "published": e.published, "revision": e.revision, "sha256": e.sha256,
+                     "size": e.size, "size_estimate": e.estimated_size(), "cached": cached,
+                     "export_command": e.export_command()})
+    return rows

@@ -1,17 +1,20 @@
 """Model directories: ``model.safetensors`` (weights incl. ``step_size`` buffers) + ``config.json``.
 
 ``config.json`` = ``{"architecture", "model_args", "num_classes", "stem", "dataset", "mean", "std",
-"metrics"}`` (DESIGN §3). Files are written to a temporary name and renamed, so a crash never leaves a
-half-written model. No pickle anywhere.
+"metrics"}`` (docs/design.md), checked by :mod:`~sdnet_cli.models.schema` when built or read. A model
+directory is written as a whole (:func:`rewrite_dir`: a staging folder beside it, then one atomic switch), so
+its weights and config always belong together, whatever instant a process is killed at. No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 import torch.nn as nn
@@ -19,14 +22,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
-from .. import __version__
-from ..fsio import atomic_write_bytes  # noqa: F401 - re-exported
-from .registry import create_model
+from .._version import __version__
 from ..errors import MissingFileError, UsageError
+from ..fsio import atomic_write_bytes, replace_dir, staging_dir
+from .registry import create_model
+from .schema import check_config_fields, check_config_object, check_weights
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = "1"
+MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME)
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,17 +48,19 @@ class ModelConfig:
     std: list[float] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_config_fields(self.architecture, self.num_classes, self.stem, self.model_args, self.dataset,
+                            self.mean, self.std, self.metrics)
+
     def build(self) -> nn.Module:
         """A freshly initialised model of this architecture."""
         return create_model(self.architecture, num_classes=self.num_classes, stem=self.stem, **self.model_args)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: Any) -> "ModelConfig":
+        """The config of a parsed ``config.json`` object (schema-checked; unknown top-level keys ignored)."""
         known = {f for f in cls.__dataclass_fields__}
-        missing = [k for k in ("architecture", "num_classes") if k not in d]
-        if missing:
-            raise UsageError(f"config.json lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in check_config_object(d).items() if k in known})
 
 
 def file_digest(path: str | Path, algorithm: str, chunk: int = 1 << 20) -> str:
@@ -79,13 +87,75 @@ def state_dict_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def save_model(model: nn.Module, directory: str | Path, config: ModelConfig) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``directory`` (created); returns it."""
-    directory = Path(directory)
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _carry_over(old: Path, staged: Path, owned: Iterable[str]) -> None:
+    """Hard-link (else copy) the entries of ``old`` that the writer does not own into ``staged``.
+
+    Left behind: the ``owned`` names (rewritten or dropped by the writer) and hidden ``*.tmp`` files of
+    killed writers.
+    """
+    owned = set(owned)
+    for entry in old.iterdir():
+        name = entry.name
+        if name in owned or (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), staged / name)
+        elif entry.is_dir():
+            shutil.copytree(entry, staged / name, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(entry), str(staged / name))
+
+
+def rewrite_dir(target: str | Path, write: Callable[[Path], T], owned: Iterable[str]) -> T:
+    """Replace the folder ``target`` as a whole: ``write(staged)`` fills a new folder beside it, then one switch.
+
+    Entries of an existing ``target`` that ``owned`` does not name are carried over, so a rewrite never
+    loses files it did not write. A failure (or a kill) before the switch leaves the old folder as it was;
+    the staging folder of a killed process is removed by the next rewrite (``fsio.clean_stale``).
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} is a file; a model directory is a folder (pass another path)")
+    staged = staging_dir(target)
+    try:
+        if target.is_dir():
+            _carry_over(target, staged, owned)
+        result = write(staged)
+        replace_dir(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return result
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` inside a staging folder (flushed to disk; no rename needed)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_model_files(model: nn.Module, directory: Path, config: ModelConfig) -> list[str]:
+    """Write ``model.safetensors`` (with ``__metadata__``) and ``config.json`` into ``directory``; returns the names."""
     meta = {"format": "sdnet", "format_version": FORMAT_VERSION, "architecture": config.architecture,
             "sdnet_version": __version__}
-    atomic_save_safetensors(state_dict_tensors(model), directory / WEIGHTS_NAME, meta)
-    atomic_write_json(directory / CONFIG_NAME, asdict(config))
+    write_file(directory / WEIGHTS_NAME, save_safetensors(state_dict_tensors(model), metadata=meta))
+    write_file(directory / CONFIG_NAME, (json.dumps(asdict(config), indent=2) + "\n").encode())
+    return list(MODEL_FILES)
+
+
+def save_model(model: nn.Module, directory: str | Path, config: ModelConfig) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` as one switch of the folder ``directory``; returns it."""
+    directory = Path(directory)
+    rewrite_dir(directory, lambda staged: write_model_files(model, staged, config), MODEL_FILES)
     return directory
 
 
@@ -95,13 +165,17 @@ def read_config(directory: str | Path) -> ModelConfig:
     if not path.is_file():
         raise MissingFileError(f"{path} not found: a model directory holds {WEIGHTS_NAME} and {CONFIG_NAME}")
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise UsageError(f"{path} is not a valid sdnet config.json ({e})") from None
+        obj = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path} is not valid JSON ({e}); a model directory's config.json is written by sdnet") from None
+    try:
+        return ModelConfig.from_dict(obj)
+    except UsageError as e:
+        raise UsageError(f"{path} is not a valid sdnet config.json: {e}") from None
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file, turning a damaged file into a ``ValueError`` that names it."""
+    """Load a safetensors file, turning a damaged file into a ``UsageError`` that names it."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path} not found")
@@ -112,7 +186,8 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with one readable error naming the first bad keys and shapes."""
+    """``load_state_dict(strict=True)`` after the checks: keys, shapes, then dtype kind and finiteness
+    (:func:`~sdnet_cli.models.schema.check_weights`); one readable error naming the first bad tensors."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -127,6 +202,7 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
         problems.append(f"wrong shapes ({len(shapes)}): {', '.join(shapes[:3])}")
     if problems:
         raise UsageError(f"{source} does not fit the model: " + "; ".join(problems))
+    check_weights(own, state, source)
     model.load_state_dict(state, strict=True)
 
 

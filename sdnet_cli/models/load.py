@@ -1,20 +1,22 @@
-"""``load_model(src)``: a run dir, a model dir, a zoo name or a Hub repo ``org/repo[@rev]``."""
+"""Local model sources: a model directory, or a run directory (``sdnet train`` output: its ``best/``, else ``last/``).
+
+Names that are not local paths (zoo names, Hub repos) are resolved by :mod:`sdnet_cli.hub.resolve`,
+which builds on this module; nothing here reaches the network.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-
-from .files import CONFIG_NAME, ModelConfig, load_model_dir
 from ..errors import MissingFileError, UsageError
+from .files import CONFIG_NAME
 
 
-def resolve_model_dir(src: str | Path) -> Path:
-    """The local model directory ``src`` names; pulls zoo names and Hub repos through the Hub cache.
+def local_model_dir(src: str | Path) -> Path | None:
+    """The model directory the local path ``src`` names, or ``None`` when nothing exists at ``src``.
 
-    A run directory (``sdnet train`` output) resolves to its ``best/`` model, else ``last/``.
+    A folder with ``config.json`` is a model directory; a run directory resolves to ``best/``, else ``last/``.
+    A folder without a model, or a file, is a ``UsageError`` saying what was expected.
     """
     path = Path(src)
     if path.is_dir():
@@ -26,16 +28,4 @@ def resolve_model_dir(src: str | Path) -> Path:
         raise MissingFileError(f"{path} holds no model: expected {CONFIG_NAME} in it or in best/ or last/")
     if path.exists():
         raise UsageError(f"{path} is a file; pass a model directory (official .pth.tar files go through 'sdnet export')")
-    from ..hub.puller import pull_weights  # local import: hub pulls in huggingface_hub
-
-    return Path(pull_weights(str(src)).path)
-
-
-def load_model_with_config(src: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
-    """Like :func:`load_model`, also returning the model's :class:`ModelConfig`."""
-    return load_model_dir(resolve_model_dir(src), map_location)
-
-
-def load_model(src: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load a model in eval mode from a run dir, model dir, zoo name or ``org/repo[@rev]``."""
-    return load_model_with_config(src, map_location)[0]
+    return None

@@ -25,7 +25,7 @@ from ..devices import resolve_device
 from ..errors import UsageError
 from ..fsio import OutputLock, replace_dir, staging_dir
 from ..models.files import ModelConfig
-from ..models.load import load_model_with_config, resolve_model_dir
+from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
 from .autoattack import is_available
 from .lambda_fit import LambdaFit

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import UsageError
 from ..fsio import check_replaceable, replace_dir, staging_dir
-from ..models.load import load_model_with_config
+from ..hub.resolve import load_model_with_config
 from .data import load_batch
 from .lambdas import DEFAULT_VIEW_LAMBDAS
 from .report import DECODE_MODES, WHAT, VizOptions, parse_what, visualize
