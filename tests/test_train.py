@@ -146,5 +146,18 @@ def test_digits_one_channel_trains_and_evaluates(tmp_path):
     r = invoke(["eval", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["top1"] == cfg["metrics"]["top1"]
-    r = run(["--output", str(tmp_path / "r2"), "--dataset", "cifar10", "--set", "data.in_chans=1", *TINY])
+    r = run(["--output", str(tmp_path / "r2"), "--dataset", "cifar10", "--set", "data.in_chans=1", "--batch-size", "16"])
     assert r.exit_code == 2 and "data.in_chans=1" in r.output
+
+
+@pytest.mark.parametrize("lr, what", [("1e38", "the weights are"), ("1e20", "a CSC step size is")])
+def test_non_finite_weights_or_step_sizes_stop_at_that_step(tmp_path, lr, what):
+    # A finite but absurd SGD lr: at 1e38 the float32 update overflows the weights; at 1e20 they stay finite,
+    # but the atoms' norms overflow in the step-size refresh, whose step size turns inf. The old guard only
+    # saw the loss of the next step (step 2), after a forward through the broken layers.
+    out = tmp_path / "run"
+    r = run(["--output", str(out), "--epochs", "1", "--lr", lr, "--set", "optim.name=sgd", *TINY])
+    assert r.exit_code == 2, r.output
+    assert f"{what} not finite after the optimizer step at step 1 (epoch 1, batch 1)" in r.output
+    assert "last good checkpoint" in r.output and "Traceback" not in r.output
+    assert not (out / "last").exists() and not (out / "state").exists()
