@@ -170,19 +170,25 @@ class _SparseCoding(nn.Module):
 class CSCConv2d(_SparseCoding):
     """Convolutional sparse coding layer, a drop-in replacement for ``nn.Conv2d``.
 
-    ``forward(x)``: ``x`` ``(N, C_in, H, W)`` → sparse code ``z`` ``(N, C_out, H/stride, W/stride)``,
-    the solution of ``min_z λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²`` after ``n_steps`` unrolled FISTA steps with
-    ``Dz = conv_transpose2d(z, W)``. ``decode(z)`` returns ``Dz`` (shape of ``x``). ``expansion`` (the
-    official ``n_dict``) stacks that many copies of ``x`` along channels.
+    ``forward(x)``: ``x`` ``(N, C_in, H, W)`` → sparse code ``z`` ``(N, C_out, H', W')`` (``H'`` as for
+    ``nn.Conv2d`` with the same kernel, stride, padding and dilation), the solution of
+    ``min_z λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²`` after ``n_steps`` unrolled FISTA steps with
+    ``Dz = conv_transpose2d(z, W, groups=g)`` (a grouped dictionary is block-diagonal), plus ``bias``
+    when there is one (``z + b``, the conv's bias kept as an addition after the code). ``decode(y)``
+    returns ``D(y − b)`` for a layer output ``y`` (shape of the ``x`` it came from). ``expansion`` (the
+    official ``n_dict``) stacks that many copies of ``x`` along channels (dense layers only).
+    ``kernel_size``/``stride``/``padding``/``dilation`` are ints when square, else ``(h, w)`` pairs.
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
+        kernel_size: SF.IntPair,
+        stride: SF.IntPair = 1,
+        padding: SF.IntPair = 0,
+        dilation: SF.IntPair = 1,
+        groups: int = 1,
         bias: bool = False,
         *,
         lmbd: float = 0.1,
@@ -193,62 +199,95 @@ class CSCConv2d(_SparseCoding):
         power_iters: int = 1,
     ) -> None:
         super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
-        if bias:
-            raise UsageError("CSCConv2d has no bias (the code is followed by a BatchNorm); pass bias=False")
-        if stride not in (1, 2):
-            raise UsageError(f"CSCConv2d supports stride 1 or 2, got {stride}")
-        if isinstance(kernel_size, (tuple, list)):
-            if len(set(kernel_size)) != 1:
-                raise UsageError(f"CSCConv2d needs a square kernel, got {kernel_size}")
-            kernel_size = kernel_size[0]
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = int(kernel_size)
-        self.stride = int(stride)
-        self.padding = int(padding)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * expansion, kernel_size, kernel_size))
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise UsageError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        if groups > 1 and expansion > 1:
+            raise UsageError("expansion > 1 applies to dense CSC layers only (groups=1)")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = _square_or_pair("kernel_size", kernel_size, 1)
+        self.stride = _square_or_pair("stride", stride, 1)
+        self.padding = _square_or_pair("padding", padding, 0)
+        self.dilation = _square_or_pair("dilation", dilation, 1)
+        kh, kw = SF._pair(self.kernel_size)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * expansion // groups, kh, kw))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._image_hw: tuple[int, int] | None = None  # the input size coded last: fixes the size D maps back to
         self.reset_parameters()
 
+    def _geometry(self) -> dict:
+        return {"groups": self.groups, "dilation": self.dilation}
+
+    def _output_padding(self, image_hw: tuple[int, int] | None) -> tuple[int, int] | None:
+        if image_hw is None:
+            return None
+        return SF.adjoint_output_padding(image_hw, self.kernel_size, self.stride, self.padding, self.dilation)
+
     def _gram(self):
-        return SF.csc_gram(self.weight.float(), self.stride, self.padding)
+        op = self._output_padding(self._image_hw)
+        return SF.csc_gram(self.weight.float(), self.stride, self.padding, output_padding=op, **self._geometry())
 
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:
-        k, s, p = self.kernel_size, self.stride, self.padding
-        h, w = x.shape[-2:]
-        return (1, self.out_channels, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+        """``(1, C_out, H', W')`` for input ``x``; remembers ``x``'s size for the step size's ``DᵀD``."""
+        self._image_hw = (int(x.shape[-2]), int(x.shape[-1]))
+        k, s, p, d = (SF._pair(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation))
+        hw = [(n + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate(self._image_hw)]
+        return (1, self.out_channels, *hw)
 
     def _expand(self, x: Tensor) -> Tensor:
         return x if self.expansion == 1 else x.repeat(1, self.expansion, 1, 1)
 
+    def _code(self, y: Tensor) -> Tensor:
+        return y if self.bias is None else y - self.bias.reshape(1, -1, 1, 1)
+
+    def _dz(self, y: Tensor, image_hw: tuple[int, int] | None) -> Tensor:
+        """``D(y − b)`` onto an image of size ``image_hw`` (default: the largest the code fits)."""
+        op = self._output_padding(image_hw)
+        return SF.dict_apply(self._code(y), self.weight, self.stride, self.padding, output_padding=op, **self._geometry())
+
     def forward(self, x: Tensor) -> Tensor:
         self._train_step_prelude(x)
-        return SF.csc_fista(
+        z = SF.csc_fista(
             self._expand(x), self.weight, self.step_size, self._lmbd_for(x), self.mu,
-            self.n_steps, self.non_negative, self.stride, self.padding,
+            self.n_steps, self.non_negative, self.stride, self.padding, **self._geometry(),
         )
+        return z if self.bias is None else z + self.bias.reshape(1, -1, 1, 1)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """``D z`` (``(N, C_in, H, W)``; the mean over the ``expansion`` copies when > 1)."""
-        x_hat = SF.dict_apply(z, self.weight, self.stride, self.padding)
+    def decode(self, y: Tensor, image_hw: tuple[int, int] | None = None) -> Tensor:
+        """``D(y − b)`` for a layer output ``y`` (``(N, C_in, H, W)``; the mean over the ``expansion`` copies
+        when > 1). ``image_hw`` names the input size when a stride leaves it ambiguous (odd sizes)."""
+        x_hat = self._dz(y, image_hw)
         if self.expansion > 1:
             x_hat = x_hat.unflatten(1, (self.expansion, self.in_channels)).mean(1)
         return x_hat
 
     def reconstruction_error(self, x: Tensor, z: Tensor | None = None) -> Tensor:
-        """Per-sample ``‖x − Dz‖²`` (``(N,)``), coding ``x`` first when ``z`` is not given."""
+        """Per-sample ``‖x − D(y − b)‖²`` (``(N,)``) for the layer output ``y`` (``z``), coding ``x`` first when not given."""
         z = self(x) if z is None else z
-        return (self._expand(x) - SF.dict_apply(z, self.weight, self.stride, self.padding)).pow(2).flatten(1).sum(1)
+        return (self._expand(x) - self._dz(z, tuple(x.shape[-2:]))).pow(2).flatten(1).sum(1)
 
     def objective(self, x: Tensor, z: Tensor) -> Tensor:
-        """Per-sample lasso objective ``λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²`` (``(N,)``)."""
-        x_hat = SF.dict_apply(z, self.weight, self.stride, self.padding)
-        return SF.lasso_objective(self._expand(x), z, x_hat, self._lmbd_for(x), self.mu)
+        """Per-sample lasso objective ``λ‖c‖₁ + μ/2‖c‖² + ½‖x − Dc‖²`` of the code ``c = z − b`` (``(N,)``)."""
+        x_hat = self._dz(z, tuple(x.shape[-2:]))
+        return SF.lasso_objective(self._expand(x), self._code(z), x_hat, self._lmbd_for(x), self.mu)
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}, {self.extra_repr_common()}"
-        )
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}")
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is not None:
+            s += ", bias=True"
+        return f"{s}, {self.extra_repr_common()}"
+
+
+def _square_or_pair(name: str, value: object, least: int) -> int | tuple[int, int]:
+    """An int ≥ ``least`` or an ``(h, w)`` pair of them (an int when both are equal); else a UsageError."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in items):
+        raise UsageError(f"CSCConv2d {name} must be an int >= {least} or a pair of them, got {value!r}")
+    return items[0] if items[0] == items[1] else (int(items[0]), int(items[1]))
 
 
 class SparseCodingLinear(_SparseCoding):
