@@ -9,19 +9,17 @@ whose one line says what the server did ("HTTP 500 from …", "truncated at N of
 N s …") and what to do. An attempt that brings new bytes resets the count, so a slow but moving
 transfer is never cut.
 
-For huggingface_hub, :func:`hf_bounded` installs (for the length of one call, then restores) its timeout
-knobs ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` / ``HF_HUB_ETAG_TIMEOUT`` and a client whose transport goes
-through the :class:`Transfer` (``huggingface_hub.set_client_factory``, the library's own hook).
+Plain HTTP (the CIFAR-C archive) goes through :func:`fetch_to_file` (urllib, resumable); huggingface_hub
+through :func:`sdnet_cli.hub.bounded.hf_bounded`, which puts the library's own client under the same
+:class:`Transfer`.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .errors import NetworkError, UsageError
@@ -124,108 +122,94 @@ class Transfer:
                             f"{_ADVICE[kind]}")
 
 
-# -- huggingface_hub ---------------------------------------------------------------------------------
-def _http_module() -> Any:
-    """The httpx-compatible module huggingface_hub uses (``httpx2`` in 2.x, ``httpx`` in 1.x)."""
+# -- plain HTTP (urllib) -----------------------------------------------------------------------------
+class _Again(Exception):
+    """This attempt failed but the transfer has attempts left."""
+
+
+def _fail(transfer: Transfer, url: str, kind: str, text: str) -> _Again:
+    if transfer.failed("GET", url, kind, text):
+        raise transfer.error() from None
+    return _Again()
+
+
+def _open(url: str, have: int, timeout: float, transfer: Transfer) -> Any:
+    """One GET (with ``Range`` when resuming); ``None`` when the server says nothing is left (416)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        import httpx2 as hx
-    except ImportError:
-        import httpx as hx  # type: ignore[no-redef]
-    return hx
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:
+            return None
+        if e.code in RETRY_STATUS:
+            raise _fail(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
+        raise NetworkError(f"downloading {transfer.what} failed: HTTP {e.code} ({e.reason}) from {origin(url)}; "
+                           "check the address") from None
+    except (socket.timeout, TimeoutError):
+        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        kind = "stall" if isinstance(reason, (socket.timeout, TimeoutError)) else "connect"
+        text = (f"no data for {transfer.bounds.timeout:g} s from {origin(url)}" if kind == "stall"
+                else f"cannot connect to {origin(url)} ({reason})")
+        raise _fail(transfer, url, kind, text) from None
 
 
-def _range_start(headers: Any) -> int:
-    value = headers.get("range") or ""
-    if value.startswith("bytes=") and value[6:].split("-")[0].isdigit():
-        return int(value[6:].split("-")[0])
-    return 0
+def _read_body(response: Any, part: Any, have: int, url: str, transfer: Transfer, chunk: int) -> bool:
+    """Append the body to ``part`` (restarting it when the server ignored ``Range``); ``True`` when complete."""
+    import http.client
+    import socket
+
+    if have and response.status != 206:
+        part.seek(0)
+        part.truncate()
+        have = 0
+    length = response.headers.get("Content-Length")
+    total = have + int(length) if length is not None and length.isdigit() else None
+    done = have
+    try:
+        while block := response.read(chunk):
+            part.write(block)
+            done += len(block)
+            transfer.received("GET", url, done, total)
+    except (socket.timeout, TimeoutError):
+        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)} "
+                    f"after {done} bytes") from None
+    except (http.client.IncompleteRead, ConnectionError, OSError):
+        pass  # judged below by the byte count
+    finally:
+        part.flush()
+    if total is not None and done < total:
+        raise _fail(transfer, url, "truncated", f"truncated at {done} of {total} bytes by {origin(url)}")
+    return True
 
 
-def bounded_transport(inner: Any, transfer: Transfer) -> Any:
-    """An httpx transport that runs every request of ``inner`` under ``transfer`` (timeouts, attempts, progress)."""
-    hx = _http_module()
+def fetch_to_file(url: str, part: "str | Any", transfer: Transfer, chunk: int = 1 << 20) -> None:
+    """Download ``url`` into the file ``part``, resuming what it holds (HTTP ``Range``), under ``transfer``.
 
-    class Body(hx.SyncByteStream):
-        def __init__(self, stream: Any, method: str, url: str, start: int, total: int | None) -> None:
-            self.stream, self.method, self.url, self.start, self.total = stream, method, url, start, total
+    Returns once the server's announced length is reached (or a body of unknown length ended); raises the
+    transfer's :class:`~sdnet_cli.errors.NetworkError` when its bounds are spent. ``part`` keeps the bytes
+    received so far, so a later call resumes.
+    """
+    from pathlib import Path
 
-        def __iter__(self) -> Iterator[bytes]:
-            done = self.start
-            try:
-                for chunk in self.stream:
-                    done += len(chunk)
-                    transfer.received(self.method, self.url, done, self.total)
-                    yield chunk
-            except hx.TimeoutException:
-                text = f"no data for {transfer.bounds.timeout:g} s from {origin(self.url)} after {done} bytes"
-                if transfer.failed(self.method, self.url, "stall", text):
-                    raise transfer.error() from None
-                raise
-            except (hx.RemoteProtocolError, hx.ReadError):
-                of = f" of {self.total}" if self.total is not None else ""
-                text = f"truncated at {done}{of} bytes by {origin(self.url)}"
-                if transfer.failed(self.method, self.url, "truncated", text):
-                    raise transfer.error() from None
-                raise
-
-        def close(self) -> None:
-            self.stream.close()
-
-    class Transport(hx.BaseTransport):
-        def handle_request(self, request: Any) -> Any:
-            method, url = request.method, str(request.url)
-            t = transfer.begin(method, url)
-            request.extensions["timeout"] = {"connect": t, "read": t, "write": t, "pool": t}
-            try:
-                response = inner.handle_request(request)
-            except hx.TimeoutException:
-                if transfer.failed(method, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}"):
-                    raise transfer.error() from None
-                raise
-            except hx.TransportError as e:
-                if transfer.failed(method, url, "connect", f"cannot connect to {origin(url)} ({e})"):
-                    raise transfer.error() from None
-                raise
-            if response.status_code in RETRY_STATUS:
-                if transfer.failed(method, url, "status", f"HTTP {response.status_code} from {origin(url)}"):
-                    response.close()
-                    raise transfer.error()
-                return response
-            start = _range_start(request.headers) if response.status_code == 206 else 0
-            length = response.headers.get("content-length")
-            total = start + int(length) if length and length.isdigit() else None
-            return hx.Response(response.status_code, headers=response.headers, request=request,
-                               stream=Body(response.stream, method, url, start, total), extensions=response.extensions)
-
-        def close(self) -> None:
-            inner.close()
-
-    return Transport()
-
-
-_HF_LOCK = threading.Lock()
-
-
-@contextmanager
-def hf_bounded(transfer: Transfer) -> Iterator[None]:
-    """Run huggingface_hub calls under ``transfer``: its timeout knobs and a bounded client, restored afterwards."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import _http
-
-    hx = _http_module()
-    previous = _http._GLOBAL_CLIENT_FACTORY
-
-    def factory() -> Any:
-        client = previous()
-        client._transport = bounded_transport(getattr(client, "_transport", None) or hx.HTTPTransport(), transfer)
-        return client
-
-    with _HF_LOCK:
-        knobs = constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = constants.HF_HUB_ETAG_TIMEOUT = transfer.bounds.timeout
-        _http.set_client_factory(factory)
+    path = Path(part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    while True:
+        have = path.stat().st_size
+        timeout = transfer.begin("GET", url)
         try:
-            yield
-        finally:
-            _http.set_client_factory(previous)
-            constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT = knobs
+            response = _open(url, have, timeout, transfer)
+            if response is None:
+                return
+            with response, open(path, "r+b") as f:
+                f.seek(have)
+                if _read_body(response, f, have, url, transfer, chunk):
+                    return
+        except _Again:
+            time.sleep(min(1.0, max(transfer.bounds.timeout - transfer.idle(), 0.0)))

@@ -12,6 +12,11 @@ and the *CDN* (another origin: another port) serves LFS blobs.
 
 ``tamper(repo, file, data)`` makes the CDN serve other bytes under the announced sha256 (a corrupted
 download); ``requests`` records ``(method, path)`` of every request to both servers.
+
+Faults (``fail(where, kind)``, ``where`` = ``"hub"`` or ``"cdn"``; ``heal()`` ends them): ``"500"`` answers
+HTTP 500; ``"truncate"`` sends the full ``Content-Length`` but a third of the body, then closes (a ``Range``
+is ignored, as by a proxy); ``"stall"`` accepts the request and sends nothing; ``"stall-body"`` sends the
+headers and a third of the body, then nothing. Stalls end at ``heal()`` (or after 60 s).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class FakeHub:
         self.blobs: dict[str, bytes] = {}  # sha256 → content
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str | None] = []
+        self.faults: dict[str, str] = {}
+        self._healed = threading.Event()
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(cdn=False))
         self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(cdn=True))
@@ -68,6 +75,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.heal()
         for s in (self._hub, self._cdn):
             s.shutdown()
             s.server_close()
@@ -97,6 +105,17 @@ class FakeHub:
         real = repo.commits[repo.refs.get(revision, revision)][filename]
         self.tampered[hashlib.sha256(real).hexdigest()] = data
 
+    def fail(self, where: str, kind: str) -> None:
+        """Make the ``hub`` or the ``cdn`` misbehave: ``500``, ``truncate``, ``stall`` or ``stall-body``."""
+        assert where in ("hub", "cdn") and kind in ("500", "truncate", "stall", "stall-body"), (where, kind)
+        self._healed.clear()
+        self.faults[where] = kind
+
+    def heal(self) -> None:
+        """End every fault (stalled requests are released)."""
+        self.faults.clear()
+        self._healed.set()
+
     def count(self, method: str, contains: str = "") -> int:
         """Number of recorded requests with ``method`` whose path contains ``contains``."""
         return sum(1 for m, p in self.requests if m == method and contains in p)
@@ -118,12 +137,25 @@ class FakeHub:
                 self._serve(body=True)
 
             def _send(self, status: int, headers: dict[str, str], data: bytes, body: bool) -> None:
+                fault = hub.faults.get("cdn" if cdn else "hub")
+                if fault == "500":
+                    status, headers, data = 500, {"Content-Type": "application/json"}, b'{"error": "internal"}'
+                if fault == "stall":
+                    hub._healed.wait(60)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if body and data:
+                if body and data and fault in ("truncate", "stall-body") and status == 200:
+                    self.wfile.write(data[: len(data) // 3])
+                    self.wfile.flush()
+                    if fault == "stall-body":
+                        hub._healed.wait(60)
+                    self.close_connection = True
+                elif body and data:
                     self.wfile.write(data)
 
             def _error(self, code: str, body: bool, commit: str | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The distributed CIFAR-C layout: loading, validation errors, and the resumable, checksummed download."""
+"""The distributed CIFAR-C layout: loading, validation errors, and the bounded, resumable, checksummed download."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import http.server
 import io
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sdnet_cli.data import cifar_c
+from sdnet_cli.errors import NetworkError, UsageError
+from sdnet_cli.netio import NetBounds
 
 
 def write_fake_cifar_c(folder: Path, corruptions: dict[str, np.ndarray], labels: np.ndarray) -> Path:
@@ -71,11 +74,17 @@ def test_missing_truncated_and_mismatched(fake_dir, tmp_path: Path) -> None:
 
 # -- download against a local HTTP server -------------------------------------------------------------
 class _Server:
-    """A 127.0.0.1 server for one file with HTTP Range support; can cut the first reply short."""
+    """A 127.0.0.1 server for one file with HTTP Range support; can cut the first reply short.
+
+    ``fault``: ``"truncate"`` (every reply: full Content-Length, a third of the body, Range ignored),
+    ``"stall"`` (headers, then nothing), ``"500"``; ``None`` serves normally.
+    """
 
     def __init__(self, payload: bytes, cut_first_at: int | None = None, honour_range: bool = True) -> None:
         self.payload, self.cut, self.honour = payload, cut_first_at, honour_range
         self.ranges: list[str | None] = []
+        self.fault: str | None = None
+        self.healed = threading.Event()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,6 +94,21 @@ class _Server:
             def do_GET(self) -> None:  # noqa: N802
                 rng = self.headers.get("Range")
                 outer.ranges.append(rng)
+                if outer.fault == "500":
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if outer.fault in ("truncate", "stall"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(outer.payload)))
+                    self.end_headers()
+                    if outer.fault == "stall":
+                        outer.healed.wait(30)
+                    else:
+                        self.wfile.write(outer.payload[: len(outer.payload) // 3])
+                    self.close_connection = True
+                    return
                 start = int(rng.split("=")[1].split("-")[0]) if (rng and outer.honour) else 0
                 body = outer.payload[start:]
                 self.send_response(206 if start else 200)
@@ -109,6 +133,7 @@ class _Server:
         return self
 
     def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.healed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -128,30 +153,67 @@ def make_tar(folder_name: str = "CIFAR-10-C") -> tuple[bytes, np.ndarray]:
 
 
 def test_download_resumes_checks_and_unpacks(tmp_path: Path) -> None:
+    """A reply cut at a third is resumed in the same call (HTTP Range), checked and unpacked."""
     payload, data = make_tar()
     md5 = hashlib.md5(payload).hexdigest()
     seen: list[tuple[int, int | None]] = []
     with _Server(payload, cut_first_at=len(payload) // 3) as srv:
-        with pytest.raises(ConnectionError, match="resume"):
-            cifar_c.download_cifar_c(tmp_path, "cifar10", url=srv.url, md5=md5)
-        part = tmp_path / "CIFAR-10-C.tar.part"
-        assert 0 < part.stat().st_size < len(payload)
-        have = part.stat().st_size
         folder = cifar_c.download_cifar_c(tmp_path, "cifar10", lambda d, t: seen.append((d, t)), url=srv.url, md5=md5)
-        assert srv.ranges == [None, f"bytes={have}-"]
+        assert srv.ranges == [None, f"bytes={len(payload) // 3}-"]
     assert folder == tmp_path / "CIFAR-10-C"
-    assert seen[0][0] == have and seen[-1] == (len(payload), len(payload))
-    assert not part.exists() and not (tmp_path / "CIFAR-10-C.tar").exists()
+    assert seen[-1] == (len(payload), len(payload))
+    assert not (tmp_path / "CIFAR-10-C.tar.part").exists() and not (tmp_path / "CIFAR-10-C.tar").exists()
     x, y = cifar_c.load_cifar_c(folder, "gaussian_noise", 2)
     np.testing.assert_array_equal(x, data[400:800])
     # a second call finds the unpacked folder and fetches nothing
     assert cifar_c.download_cifar_c(tmp_path, "cifar10", url="http://127.0.0.1:9/none", md5=md5) == folder
 
 
+def test_partial_file_of_an_earlier_run_is_resumed(tmp_path: Path) -> None:
+    payload, _ = make_tar()
+    md5 = hashlib.md5(payload).hexdigest()
+    with _Server(payload, cut_first_at=len(payload) // 3) as srv:
+        with pytest.raises(NetworkError, match=rf"truncated at {len(payload) // 3} of {len(payload)} bytes"):
+            cifar_c.download_cifar_c(tmp_path, "cifar10", url=srv.url, md5=md5, bounds=NetBounds(5, retries=0))
+        part = tmp_path / "CIFAR-10-C.tar.part"
+        assert part.stat().st_size == len(payload) // 3
+        cifar_c.download_cifar_c(tmp_path, "cifar10", url=srv.url, md5=md5)
+        assert srv.ranges == [None, f"bytes={len(payload) // 3}-"]
+    assert (tmp_path / "CIFAR-10-C" / "labels.npy").is_file()
+
+
+@pytest.mark.parametrize("fault, expect", [
+    ("truncate", r"truncated at \d+ of \d+ bytes by http://127\.0\.0\.1:\d+ \([23] requests"),
+    ("stall", r"no data for 2 s from http://127\.0\.0\.1:\d+"),
+    ("500", r"HTTP 500 from http://127\.0\.0\.1:\d+ \([23] requests"),
+])
+def test_bad_server_fails_within_bound(tmp_path: Path, fault: str, expect: str) -> None:
+    payload, data = make_tar()
+    md5 = hashlib.md5(payload).hexdigest()
+    with _Server(payload) as srv:
+        srv.fault = fault
+        start = time.monotonic()
+        with pytest.raises(NetworkError, match=expect) as info:
+            cifar_c.download_cifar_c(tmp_path, "cifar10", url=srv.url, md5=md5, bounds=NetBounds(2.0))
+        assert time.monotonic() - start < 2.0 + 2 + 5  # the bound, the pauses between attempts, a loaded machine
+        assert len(str(info.value).splitlines()) == 1 and "try again later" in str(info.value)
+        assert not (tmp_path / "CIFAR-10-C.tar").exists() and not (tmp_path / "CIFAR-10-C").exists()
+        srv.fault = None
+        srv.healed.set()
+        folder = cifar_c.download_cifar_c(tmp_path, "cifar10", url=srv.url, md5=md5)  # a later good run works
+    np.testing.assert_array_equal(cifar_c.load_cifar_c(folder, "gaussian_noise", 1)[0], data[:400])
+
+
+def test_download_root_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        cifar_c.download_cifar_c(tmp_path / "f", "cifar10", url="http://127.0.0.1:9/none")
+
+
 def test_download_checksum_mismatch_removes_partial(tmp_path: Path) -> None:
     payload, _ = make_tar()
     with _Server(payload) as srv:
-        with pytest.raises(ValueError, match="checksum mismatch"):
+        with pytest.raises(NetworkError, match="checksum mismatch"):
             cifar_c.download_cifar_c(tmp_path, "cifar10", url=srv.url, md5="0" * 32)
     assert not (tmp_path / "CIFAR-10-C.tar.part").exists()
     assert not (tmp_path / "CIFAR-10-C").exists()

@@ -1,4 +1,4 @@
-"""The distributed CIFAR-10-C / CIFAR-100-C files: validate, load, download (resumable, checksummed).
+"""The distributed CIFAR-10-C / CIFAR-100-C files: validate, load, download (bounded, resumable, checksummed).
 
 Layout (Hendrycks & Dietterich 2019, Zenodo records 2535967 and 3555552): a folder ``CIFAR-10-C/``
 with ``<corruption>.npy`` uint8 ``(5·n, H, W, 3)`` (rows ``(s−1)·n … s·n−1`` are severity ``s``, each
@@ -8,20 +8,18 @@ Arrays are opened memory-mapped, so only the severity asked for is read.
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..errors import MissingFileError, NetworkError, UsageError
 from ..models.files import file_digest
-from ..errors import MissingFileError, UsageError
+from ..netio import NetBounds, Transfer, fetch_to_file
 
 NUM_SEVERITIES = 5
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
@@ -138,51 +136,24 @@ def validate_cifar_c_dir(directory: str | Path, corruptions: list[str], dataset:
 
 
 def download_file(url: str, dest: str | Path, md5: str | None = None, progress: Progress | None = None,
-                  timeout: float = 60.0, chunk: int = 1 << 20) -> Path:
-    """Download ``url`` to ``dest``, resuming a previous ``dest.part`` with an HTTP Range request.
+                  bounds: NetBounds | None = None) -> Path:
+    """Download ``url`` to ``dest`` through ``dest.part``, resuming it with HTTP ``Range``, bounded by ``bounds``.
 
-    The file stays ``dest.part`` until it is complete and its MD5 equals ``md5`` (when given); a wrong
-    checksum deletes the partial file and raises ``ValueError``. A server that ignores Range (200
-    instead of 206) restarts the download from byte 0.
+    At most ``bounds.timeout`` seconds without a new byte and ``bounds.retries`` more attempts of a failed
+    request (resuming each time), then a :class:`~sdnet_cli.errors.NetworkError` naming what the server did;
+    the partial file stays for a later call to resume. The file becomes ``dest`` only when complete and its
+    MD5 equals ``md5`` (when given); a wrong checksum deletes the partial file.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code != 416:  # 416: nothing left to fetch, the partial file may be complete
-            raise
-        response = None
-    if response is not None:
-        with response:
-            if have and response.status != 206:
-                have = 0
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length is not None else None
-            with open(part, "ab" if have else "wb") as f:
-                done = have
-                if progress:
-                    progress(done, total)
-                try:
-                    while block := response.read(chunk):
-                        f.write(block)
-                        done += len(block)
-                        if progress:
-                            progress(done, total)
-                except (http.client.IncompleteRead, ConnectionError, TimeoutError) as e:
-                    raise ConnectionError(f"download of {url} stopped at {done} bytes ({type(e).__name__}); "
-                                          "run again to resume") from None
-            if total is not None and done < total:
-                raise ConnectionError(f"download of {url} stopped at {done}/{total} bytes; run again to resume")
+    report = (lambda _what, done, total: progress(done, total)) if progress else None
+    fetch_to_file(url, part, Transfer(bounds or NetBounds(), dest.name, report))
     if md5 is not None:
         got = file_digest(part, "md5")
         if got != md5.lower():
             part.unlink(missing_ok=True)
-            raise UsageError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the partial file was "
-                             "removed, run again to download afresh")
+            raise NetworkError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the partial file was "
+                               "removed, run again to download afresh")
     os.replace(part, dest)
     return dest
 
@@ -216,22 +187,26 @@ def unpack_tar(archive: str | Path, root: str | Path) -> None:
 
 
 def download_cifar_c(root: str | Path, dataset: str = "cifar10", progress: Progress | None = None,
-                     url: str | None = None, md5: str | None = None, keep_archive: bool = False) -> Path:
+                     url: str | None = None, md5: str | None = None, keep_archive: bool = False,
+                     bounds: NetBounds | None = None) -> Path:
     """Fetch, check and unpack the official CIFAR-10-C (or ``cifar100``: CIFAR-100-C) archive under ``root``.
 
     Returns the unpacked folder (``root/CIFAR-10-C``). Skips everything when it already holds
-    ``labels.npy``. ``url``/``md5`` override the official ones (tests use a local server).
+    ``labels.npy``. ``url``/``md5`` override the official ones (tests use a local server); ``bounds``: the
+    network bounds (default: 60 s without progress, 2 retries).
     """
     if dataset not in ARCHIVES:
         raise UsageError(f"--download knows {', '.join(ARCHIVES)} (CIFAR-10-C, CIFAR-100-C), not {dataset!r}")
     spec = ARCHIVES[dataset]
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} is a file; pass a folder to download CIFAR-C into (created if missing)")
     folder = root / spec.folder
     if (folder / "labels.npy").is_file():
         return folder
     archive = root / f"{spec.folder}.tar"
     if not archive.is_file():
-        download_file(url or spec.url, archive, md5 or spec.md5, progress)
+        download_file(url or spec.url, archive, md5 or spec.md5, progress, bounds)
     unpack_tar(archive, root)
     if not keep_archive:
         archive.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ Downloads go through the real ``huggingface_hub`` client (``hf_hub_download``: i
 environment at *call* time and passed explicitly (``endpoint=``, ``local_files_only=``, ``cache_dir=``),
 because ``huggingface_hub`` freezes them into ``huggingface_hub.constants`` when it is first imported.
 
-Every file is fetched under :func:`sdnet_cli.netio.hf_bounded`: at most ``timeout`` seconds without a new
+Every file is fetched under :func:`sdnet_cli.hub.bounded.hf_bounded`: at most ``timeout`` seconds without a new
 byte and ``retries`` more attempts of a failed request, then one line naming what the server did
 (``NetworkError``, exit 1). Integrity: :mod:`~sdnet_cli.hub.verify` (pinned or announced hash; a mismatch
 leaves nothing usable in the cache).
@@ -22,7 +22,8 @@ from typing import Any
 from .._version import __version__
 from ..errors import MissingFileError, NetworkError, UsageError
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME
-from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NetBounds, Progress, Transfer, hf_bounded
+from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NetBounds, Progress, Transfer, origin
+from .bounded import hf_bounded
 from .verify import verify_cached_file
 from .zoo import ZooEntry, get_entry
 
@@ -102,7 +103,7 @@ class PullResult:
 def check_cache_dir(path: Path) -> None:
     """A Hub cache folder may be missing (it is created) but must not be a file."""
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--cache-dir {path} is a file; pass a folder for the Hub cache (created if missing)")
+        raise UsageError(f"Hub cache {path} is a file; pass a folder for the Hub cache (--cache-dir or HF_HUB_CACHE; created if missing)")
 
 
 def _endpoint() -> str:
@@ -176,7 +177,7 @@ def _unreachable(e: Exception, transfer: Transfer, endpoint: str) -> NetworkErro
 
 
 def _download(f: _Fetch, filename: str) -> str:
-    """``hf_hub_download`` of one file, bounded (:func:`~sdnet_cli.netio.hf_bounded`), errors as one sentence each."""
+    """``hf_hub_download`` of one file, bounded (:func:`~sdnet_cli.hub.bounded.hf_bounded`), errors as one sentence each."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
@@ -210,8 +211,11 @@ def _download(f: _Fetch, filename: str) -> str:
                 "or point --cache-dir / HF_HUB_CACHE at a cache that holds it") from None
         raise _unreachable(e, transfer, endpoint) from None
     except HfHubHTTPError as e:
+        if transfer.problem is not None:
+            raise transfer.error() from None
         status = e.response.status_code if e.response is not None else "error"
-        raise NetworkError(f"downloading {transfer.what} failed: HTTP {status} from {endpoint} "
+        where = origin(str(e.response.url)) if e.response is not None else endpoint
+        raise NetworkError(f"downloading {transfer.what} failed: HTTP {status} from {where} "
                            f"({str(e).splitlines()[0][:120]}); try again later") from None
     except OSError as e:  # huggingface_hub's size consistency check, a full disk, …
         if transfer.problem is not None:
