@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from ..config import resolve_config
+from ..config import Config, resolve_config
 from ..engine.train import NonFiniteLossError, TrainingInterrupted, resume_config, train
 from ..errors import UsageError
 from .common import EXIT_BAD_INPUT, console, error_line, print_json
@@ -27,7 +27,7 @@ def train_command(
     lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run directory (default runs/<dataset>-<model>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --output (default: newest under runs/)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite the run files of an existing --output."),
+    force: bool = typer.Option(False, "--force", help="Replace the run in an existing --output (kept intact until the new run's first checkpoint)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision autocast on CUDA (train.amp_dtype bfloat16|float16)."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="channels_last memory format."),
@@ -65,6 +65,11 @@ def train_command(
         cfg = resume_config(output, flags, set_ or [])
     else:
         cfg = resolve_config(config, {**flags, "train.output": output}, set_ or [])
+    _run(cfg, resume, force, json_out)
+
+
+def _run(cfg: Config, resume: bool, force: bool, json_out: bool) -> None:
+    """Call :func:`train` with rich progress (rank 0) and print the result, or the interruption / NaN line."""
     is_main = int(os.environ.get("RANK", "0")) == 0
     progress = RichProgress(quiet=not is_main)
     try:

@@ -1,7 +1,9 @@
 """Training and evaluation engine.
 
-- ``train.train(config) -> TrainResult``: the training loop (``sdnet train``), with ``state`` (exact resume),
-  ``rundir`` (output layout, logs), ``distributed`` (torchrun, sharded batches, CPU SyncBatchNorm),
-  ``schedule`` (learning rates), ``setup`` (device, model, optimizer, AMP), ``callbacks`` (progress hooks).
-- ``evaluate.evaluate`` (metrics over a loader) and ``eval_model.eval_model(src)`` (``sdnet eval``).
+- ``train.train(config) -> TrainResult``: validation, lock and set-up of a run, then ``trainer.Trainer`` (the loop
+  in named phases), with ``data`` (training/validation/test loaders), ``precision`` (AMP), ``state`` (exact
+  resume), ``rundir`` (output layout, finding runs), ``workdir`` (lock, staging for ``--force``), ``logs``
+  (steps.jsonl, TensorBoard), ``distributed`` (torchrun, sharded batches, CPU SyncBatchNorm), ``schedule``
+  (learning rates), ``setup`` (CPU settings, model, optimizer), ``callbacks`` (progress hooks).
+- ``evaluate.evaluate`` (metrics over a loader) and ``eval_model`` (``sdnet eval``).
 """

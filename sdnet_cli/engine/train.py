@@ -73,7 +73,7 @@ def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, fo
     t = cfg.train
     device = resolve_device(t.device, dinfo.local_rank)
     target = _target(cfg, info, dinfo)
-    lock = RunDirectory.lock(target) if dinfo.is_main else None
+    lock = RunDirectory.acquire_lock(target) if dinfo.is_main else None
     try:
         if lock is not None:
             check_output(target, resume, force)

@@ -47,7 +47,7 @@ class RunDirectory:
         self.target, self.lock, self.path = target, lock, path
 
     @classmethod
-    def lock(cls, target: Path) -> OutputLock:
+    def acquire_lock(cls, target: Path) -> OutputLock:
         """Take the run's lock (:class:`~sdnet_cli.fsio.OutputLocked` names the holder when another has it)."""
         return OutputLock(target).acquire()
 
