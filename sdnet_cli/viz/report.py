@@ -122,51 +122,20 @@ def visualize(model: nn.Module, config: ModelConfig, batch: VizBatch, output: st
     with torch.no_grad():
         say("coding the batch")
         records = csc_io(model, batch.x)
-        first = records[0]
+        views_of = {
+            "dictionary": lambda: _dictionary(records[0], batch, out, fig, data),
+            "features": lambda: _features(model, batch, decode, opts, out, fig, data),
+            "sparsity": lambda: _sparsity(records, out, fig, data),
+            "convergence": lambda: _convergence(records, batch, opts, out, fig, data),
+            "lambda": lambda: _lambda(records[0], batch, opts, out, fig, data),
+        }
+        for what in opts.what:
+            say(_PROGRESS[what].format(decode=decode))
+            result = views_of[what]()
+            if result is not None:
+                summary[what] = result
 
-        if "dictionary" in opts.what:
-            say("dictionary")
-            grid, order, usage = dictionary_grid(first.layer, first.code)
-            k = first.layer.kernel_size
-            plots.plot_dictionary(grid, usage[order], f"{first.name}: {len(order)} atoms {k}×{k}, most used first",
-                                  out / "dictionary.png")
-            fig("dictionary", "dictionary.png",
-                f"Atoms of the first CSC layer ({first.name}), each rescaled to [0, 1] on its own, sorted by usage = "
-                f"fraction of code positions where the atom is active on {batch.x.shape[0]} {batch.dataset} test images "
-                f"(most used top-left; unused atoms: {int((usage == 0).sum())} of {len(usage)}).")
-            data("dictionary.json", {"layer": first.name, "order": order.tolist(), "usage": usage.tolist()})
-
-        if "features" in opts.what:
-            say(f"features ({decode} decoding)")
-            summary["features"] = _features(model, batch, decode, opts, out, fig, data)
-
-        if "sparsity" in opts.what:
-            say("sparsity")
-            rows = sparsity_stats(records)
-            data("sparsity.json", rows)
-            plots.plot_sparsity(rows, out / "sparsity.png")
-            plots.plot_code_histograms(rows, out / "sparsity_hist.png")
-            fig("sparsity", "sparsity.png", "Fraction of non-zero code entries of every CSC layer on the batch "
-                "(bars: mean; whiskers: range over images).")
-            fig("sparsity", "sparsity_hist.png", "Histogram of the non-zero code values of every CSC layer (height: log10(count + 1)); the title gives the fraction of non-zero entries.")
-            summary["sparsity"] = {r["layer"]: r["nonzero_fraction"] for r in rows}
-
-        if "convergence" in opts.what:
-            say("convergence (FISTA to the optimum, every CSC layer)")
-            rows = convergence_stats(records, opts.max_steps, opts.opt_steps, opts.convergence_images)
-            data("convergence.json", rows)
-            plots.plot_convergence(rows, out / "convergence.png")
-            fig("convergence", "convergence.png",
-                f"Lasso objective F(z_k) = λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖² of each CSC layer on its own input "
-                f"({min(opts.convergence_images, batch.x.shape[0])} images) after k = 1…{opts.max_steps} FISTA iterations, "
-                f"as the gap to F* = best objective within {opts.opt_steps} iterations; dashed: the n_steps the model "
-                "runs with.")
-            summary["convergence"] = {r["layer"]: r["gap_at_trained"] for r in rows}
-
-        if "lambda" in opts.what:
-            say("lambda sweep (first CSC layer)")
-            summary["lambda"] = _lambda(first, batch, opts, out, fig, data)
-
+    first = records[0]
     facts = {"model": config.architecture, "stem": config.stem, "model args": json.dumps(config.model_args),
              "dataset": batch.dataset, "images": int(batch.x.shape[0]),
              "CSC layers": len(records), "first layer λ / n_steps": f"{first.layer.lmbd} / {first.layer.n_steps}"}
@@ -176,6 +145,46 @@ def visualize(model: nn.Module, config: ModelConfig, batch: VizBatch, output: st
     summary["index"] = str(out / "index.html")
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return summary
+
+
+_PROGRESS = {"dictionary": "dictionary", "features": "features ({decode} decoding)", "sparsity": "sparsity",
+             "convergence": "convergence (FISTA to the optimum, every CSC layer)",
+             "lambda": "lambda sweep (first CSC layer)"}
+
+
+def _dictionary(first, batch, out, fig, data) -> None:
+    grid, order, usage = dictionary_grid(first.layer, first.code)
+    k = first.layer.kernel_size
+    plots.plot_dictionary(grid, usage[order], f"{first.name}: {len(order)} atoms {k}×{k}, most used first",
+                          out / "dictionary.png")
+    fig("dictionary", "dictionary.png",
+        f"Atoms of the first CSC layer ({first.name}), each rescaled to [0, 1] on its own, sorted by usage = "
+        f"fraction of code positions where the atom is active on {batch.x.shape[0]} {batch.dataset} test images "
+        f"(most used top-left; unused atoms: {int((usage == 0).sum())} of {len(usage)}).")
+    data("dictionary.json", {"layer": first.name, "order": order.tolist(), "usage": usage.tolist()})
+
+
+def _sparsity(records, out, fig, data) -> dict[str, float]:
+    rows = sparsity_stats(records)
+    data("sparsity.json", rows)
+    plots.plot_sparsity(rows, out / "sparsity.png")
+    plots.plot_code_histograms(rows, out / "sparsity_hist.png")
+    fig("sparsity", "sparsity.png", "Fraction of non-zero code entries of every CSC layer on the batch "
+        "(bars: mean; whiskers: range over images).")
+    fig("sparsity", "sparsity_hist.png", "Histogram of the non-zero code values of every CSC layer (height: log10(count + 1)); the title gives the fraction of non-zero entries.")
+    return {r["layer"]: r["nonzero_fraction"] for r in rows}
+
+
+def _convergence(records, batch, opts, out, fig, data) -> dict[str, float]:
+    rows = convergence_stats(records, opts.max_steps, opts.opt_steps, opts.convergence_images)
+    data("convergence.json", rows)
+    plots.plot_convergence(rows, out / "convergence.png")
+    fig("convergence", "convergence.png",
+        f"Lasso objective F(z_k) = λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖² of each CSC layer on its own input "
+        f"({min(opts.convergence_images, batch.x.shape[0])} images) after k = 1…{opts.max_steps} FISTA iterations, "
+        f"as the gap to F* = best objective within {opts.opt_steps} iterations; dashed: the n_steps the model "
+        "runs with.")
+    return {r["layer"]: r["gap_at_trained"] for r in rows}
 
 
 def _features(model, batch, decode, opts, out, fig, data) -> dict[str, float]:
