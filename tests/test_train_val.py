@@ -51,3 +51,18 @@ def test_val_split_zero_selects_on_test_and_says_so(tmp_path):
     metrics = json.loads((out / "best" / "config.json").read_text())["metrics"]
     assert metrics["selected_on"] == "test" and metrics["val_split"] == 0.0 and "val_top1" not in metrics
     assert metrics["epoch"] == max(rows, key=lambda r: r["test_top1"])["epoch"]
+
+
+@pytest.mark.slow
+def test_cli_and_library_call_train_the_same_model(tmp_path):
+    from safetensors.torch import load_file
+    from train_helpers import invoke
+
+    lib, cli = tmp_path / "lib", tmp_path / "cli"
+    result = train(resolve_config(None, {"train.output": str(lib)}, TINY))
+    r = invoke(["train", "--output", str(cli), "--json", *[a for kv in TINY for a in ("--set", kv)]])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout.strip().splitlines()[-1])
+    assert printed["top1"] == result.top1 and printed["best_epoch"] == result.best_epoch
+    wa, wb = load_file(str(lib / "last" / "model.safetensors")), load_file(str(cli / "last" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
