@@ -26,7 +26,7 @@ def check_labels(labels: object, num_classes: int, source: str) -> np.ndarray:
         raise UsageError(f"{source}: labels must be a 1-D list of class indices, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise UsageError(f"{source}: labels must be integer class indices, got {arr.dtype} values "
-                         f"(e.g. {arr.flat[0]!r}); store them as integers 0 … {num_classes - 1}")
+                         f"(e.g. {arr.flat[0].item()!r}); store them as integers 0 … {num_classes - 1}")
     bad = np.flatnonzero((arr < 0) | (arr >= num_classes)) if arr.size else np.empty(0, np.int64)
     if len(bad):
         raise UsageError(f"{source}: label {int(arr[bad[0]])} (sample {int(bad[0])}) is outside 0 … "
