@@ -202,3 +202,75 @@ def test_official_needs_arch_and_unknown_zoo_name(tmp_path, capsys) -> None:
     torch.save({"w": torch.zeros(2)}, tmp_path / "m.pth.tar")
     _one_line_exit_2(*run_cli(capsys, "export", tmp_path / "m.pth.tar", "--output", tmp_path / "o"), "needs --arch")
     _one_line_exit_2(*run_cli(capsys, "export", "sdnet18-cifar1O", "--output", tmp_path / "o"), "did you mean 'sdnet18-cifar10'")
+
+
+def test_library_call_equals_cli(run_dir, tmp_path, capsys) -> None:
+    """``hub.export(ExportOptions)`` (no Typer) writes the same files as ``sdnet export``, byte for byte."""
+    from sdnet_cli.hub import ExportOptions, export
+
+    root, _, _ = run_dir
+    stages: list[str] = []
+    res = export(ExportOptions(str(root), tmp_path / "lib" / "exp"), on_stage=stages.append)
+    code, out, err = run_cli(capsys, "export", root, "--output", tmp_path / "cli" / "exp", "--json")
+    assert code == 0, err
+    cli = json.loads(out)
+    assert cli["files"] == res.files and cli["architecture"] == res.config.architecture == "sdnet18"
+    assert stages and stages[0].startswith("exporting")
+    lib, cli_dir = tmp_path / "lib" / "exp", tmp_path / "cli" / "exp"
+    for name in res.files:
+        if name == "model.safetensors":  # its header's metadata order is not fixed: compare the content
+            a, b = load_file(lib / name), load_file(cli_dir / name)
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+            with safe_open(lib / name, "pt") as fa, safe_open(cli_dir / name, "pt") as fb:
+                assert fa.metadata() == fb.metadata()
+        else:
+            assert (lib / name).read_bytes() == (cli_dir / name).read_bytes(), name
+
+
+def test_reexport_replaces_the_export_and_keeps_foreign_files(run_dir, tmp_path, capsys) -> None:
+    """Owned files are rewritten or removed (a stale model.onnx), others carried over; temporaries cleaned."""
+    root, x, logits = run_dir
+    out = tmp_path / "exp"
+    other, _, other_logits = make_model_dir(tmp_path / "other", arch="sdnet18_all", seed=3, shortcut=False)
+    assert run_cli(capsys, "export", other, "--output", out)[0] == 0
+    (out / "model.onnx").write_bytes(b"stale onnx of the previous export")
+    (out / "notes.txt").write_text("kept")
+    (out / ".git").mkdir()
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / ".config.json.ab12.tmp").write_text("left by a killed writer")
+    dead = tmp_path / f".exp.tmp-{2**22 + 7}-deadbeef"  # a killed export's staging folder (no such pid)
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"half")
+    code, _, err = run_cli(capsys, "export", root, "--output", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [".git", "README.md", "config.json", "model.safetensors",
+                                                      "notes.txt", "robustness.json"]
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n" and (out / "notes.txt").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "other"]  # the dead staging folder is gone
+    with torch.no_grad():
+        assert torch.equal(load_model(out)(x), logits) and not torch.equal(logits, other_logits)
+
+
+def test_output_that_is_a_file_exits_2(run_dir, tmp_path, capsys) -> None:
+    root, _, _ = run_dir
+    (tmp_path / "f").write_text("x")
+    _one_line_exit_2(*run_cli(capsys, "export", root, "--output", tmp_path / "f"), "is a file")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--num-classes", "0"], "--num-classes must be an integer >= 1"),
+    (["--num-classes", "-3"], "--num-classes must be an integer >= 1"),
+    (["--stem", "mnist"], "--stem must be one of cifar, imagenet"),
+    (["--arch", "sdnet19"], "unknown model 'sdnet19'"),
+    (["--no-shortcut"], "--no-shortcut applies to the *_all models"),
+    (["--image-size", "0"], "--image-size must be an integer >= 1"),
+])
+def test_bad_official_flags_exit_2(tmp_path, capsys, args, expect) -> None:
+    torch.save({"w": torch.zeros(2)}, tmp_path / "m.pth.tar")
+    base = {"--arch": "sdnet18", "--num-classes": "10"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    flags = [a for kv in base.items() for a in kv] + [a for a in args if a == "--no-shortcut"]
+    _one_line_exit_2(*run_cli(capsys, "export", tmp_path / "m.pth.tar", "--output", tmp_path / "o", *flags), expect)
+    assert not (tmp_path / "o").exists()

@@ -186,3 +186,11 @@ def test_export_from_hub_repo(hub, exported, env, tmp_path, capsys) -> None:
     assert code == 0, err
     assert json.loads(out)["files"] == ["model.safetensors", "config.json", "README.md"]
     assert torch.equal(_logits(tmp_path / "re-export", x), y2)
+
+
+def test_library_call_equals_cli(hub, env, capsys) -> None:
+    """``hub.pull(PullOptions)`` (no Typer) gives what ``sdnet pull-weights --json`` prints."""
+    res = pull(PullOptions(REPO))
+    code, out, err = run_cli(capsys, "pull-weights", REPO, "--json")
+    assert code == 0, err
+    assert json.loads(out) == res.to_dict() and res.revision == hub.v2
