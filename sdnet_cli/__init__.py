@@ -9,16 +9,20 @@ from ._version import __version__  # noqa: E402
 from .layers import CSCConv2d, SparseCodingLinear, csc_layers, set_lmbd, update_step_sizes  # noqa: E402
 from .models import ModelConfig, create_model, list_models, save_model  # noqa: E402
 from .hub.resolve import load_model  # noqa: E402
+from .conversion import ConversionReport, convert, plan_conversion  # noqa: E402
 
 __all__ = [
     "__version__",
     "CSCConv2d",
+    "ConversionReport",
     "SparseCodingLinear",
     "ModelConfig",
     "create_model",
     "csc_layers",
+    "convert",
     "list_models",
     "load_model",
+    "plan_conversion",
     "save_model",
     "set_lmbd",
     "update_step_sizes",

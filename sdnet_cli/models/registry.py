@@ -1,4 +1,9 @@
-"""Model registry: names → one-line builders over :class:`~sdnet_cli.models.resnet.ResNet`."""
+"""Model registry: names → one-line builders over :class:`~sdnet_cli.models.resnet.ResNet`.
+
+Names with a source prefix, ``torchvision:NAME`` and ``timm:NAME`` (optionally ``+stem`` / ``+all``), go to
+:mod:`.ecosystem` everywhere a name is accepted (:func:`check_model_name`, :func:`model_arg_names`,
+:func:`create_model`); :func:`list_models` lists the registry's own models.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from ..layers.csc import CSCConv2d
+from .ecosystem import ECOSYSTEM_ARGS, check_ecosystem_name, create_ecosystem_model, is_ecosystem_name
 from .resnet import ResNet
 from ..errors import UsageError
 
@@ -51,19 +57,24 @@ def describe_models() -> list[dict[str, Any]]:
 
 
 def check_model_name(name: str) -> None:
-    """Raise ``ValueError`` naming the valid models (and the closest one) when ``name`` is unknown."""
+    """Raise ``UsageError`` naming the valid models (and the closest one) when ``name`` is unknown."""
+    if is_ecosystem_name(name):
+        return check_ecosystem_name(name)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list_models(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UsageError(f"unknown model {name!r}{hint}; valid: {', '.join(list_models())}")
+        raise UsageError(f"unknown model {name!r}{hint}; valid: {', '.join(list_models())}, "
+                         "or torchvision:NAME / timm:NAME")
 
 
 _BASE_ARGS = frozenset({"num_classes", "stem", "in_chans"})
 
 
 def model_arg_names(name: str) -> frozenset[str]:
-    """The keyword arguments the builder of registry model ``name`` accepts (for config.json checks)."""
+    """The keyword arguments the builder of model ``name`` accepts (for config.json checks)."""
     check_model_name(name)
+    if is_ecosystem_name(name):
+        return ECOSYSTEM_ARGS
     if name.startswith("resnet"):
         return _BASE_ARGS
     extra = {"shortcut"} | set(CSC_KEYS)
@@ -75,7 +86,10 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     Keyword arguments: ``num_classes``, ``stem`` (``cifar`` | ``imagenet``), ``in_chans``, ``shortcut``
     (the ``_all`` models) and the CSC options ``lmbd``, ``n_steps``, ``mu``, ``non_negative``, ``expansion``.
+    ``torchvision:NAME`` / ``timm:NAME`` also take ``convert`` and ``init`` (see :mod:`.ecosystem`).
     """
+    if is_ecosystem_name(name):
+        return create_ecosystem_model(name, **kwargs)
     check_model_name(name)
     return _REGISTRY[name](**kwargs)
 
