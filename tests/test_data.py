@@ -122,3 +122,94 @@ def test_resized_crop_box_in_bounds():
         for _ in range(50):
             left, top, cw, ch = T.resized_crop_box(w, h, g)
             assert 0 <= left and 0 <= top and left + cw <= w and top + ch <= h and cw > 0 and ch > 0
+
+
+# -- labels, statistics and roots read from a user's files (sdnet_cli.data.checks) --------------------
+def test_check_labels_accepts_integers_and_refuses_the_rest():
+    from sdnet_cli.data.checks import check_labels
+    from sdnet_cli.errors import UsageError
+
+    out = check_labels(np.array([0, 3, 9], dtype=np.int32), 10, "src")
+    assert out.dtype == np.int64 and out.tolist() == [0, 3, 9]
+    assert check_labels([], 10, "src").dtype == np.int64
+    for labels, words in [([0, 10, 2], ["src", "label 10", "sample 1", "0 … 9"]), ([1, -1], ["label -1", "sample 1"]),
+                          ([0.0, 1.0, 2.0], ["float64", "integer"]), ([0.5, 1], ["float64"]),
+                          ([True, False], ["bool"]), ([[0, 1], [1, 0]], ["1-D", "(2, 2)"])]:
+        with pytest.raises(UsageError) as e:
+            check_labels(labels, 10, "src")
+        assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def _rewrite_cifar_labels(root, new_labels):
+    import pickle
+
+    for f in sorted((root / "cifar-10-batches-py").glob("*_batch*")):
+        batch = pickle.loads(f.read_bytes())
+        batch["labels"] = new_labels(batch["labels"])
+        f.write_bytes(pickle.dumps(batch))
+
+
+@pytest.mark.parametrize("rewrite, words", [
+    (lambda ls: ls[:-1] + [10], ["label 10", "0 … 9"]),
+    (lambda ls: [float(x) for x in ls], ["float64", "integer"]),
+])
+def test_cifar_labels_are_checked_when_loaded(tmp_path, rewrite, words):
+    """Bad labels in a user's CIFAR copy fail when the dataset is built, naming the folder, not deep in the loss."""
+    from sdnet_cli.errors import UsageError
+
+    write_fake_cifar(tmp_path, "cifar10", n_train=20, n_test=10)
+    _rewrite_cifar_labels(tmp_path, rewrite)
+    for split in ("train", "test"):
+        with pytest.raises(UsageError) as e:
+            build_dataset("cifar10", split, root=tmp_path, download=False)
+        assert "cifar-10-batches-py" in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+    with pytest.raises(UsageError):
+        load_raw_images("cifar10", "test", root=tmp_path, download=False)
+
+
+def test_array_dataset_refuses_float_labels_instead_of_truncating():
+    from sdnet_cli.data.datasets import ArrayDataset
+    from sdnet_cli.errors import UsageError
+
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    tf = T.array_transform((0.5,) * 3, (0.5,) * 3, False, 8, 0, False)
+    assert ArrayDataset(images, np.array([0, 1, 2]), tf, False, 10).targets.tolist() == [0, 1, 2]
+    with pytest.raises(UsageError, match="integer class indices, got float64"):
+        ArrayDataset(images, np.array([0.9, 1.2, 2.7]), tf, False, 10)
+    with pytest.raises(UsageError, match="3 images but 2 labels"):
+        ArrayDataset(images, np.array([0, 1]), tf, False, 10)
+
+
+@pytest.mark.parametrize("mean, std, words", [
+    ((0.5,) * 3, (0.0, 0.0, 0.0), ["std must be > 0", "[0.0, 0.0, 0.0]"]),
+    ((0.5,) * 3, (0.2, -0.2, 0.2), ["std must be > 0"]),
+    ((float("nan"),) * 3, (0.2,) * 3, ["finite"]),
+    ((0.5,) * 3, (0.2, float("inf"), 0.2), ["finite"]),
+    ((0.5,) * 3, (0.2, 0.2), ["one value per channel"]),
+    ((), (), ["one value per channel"]),
+])
+def test_normalisation_statistics_are_checked_once_at_construction(mean, std, words):
+    from sdnet_cli.errors import UsageError
+
+    for make in (lambda: T.array_transform(mean, std, False, 8, 0, False), lambda: T.pil_transform(mean, std, False, 8)):
+        with pytest.raises(UsageError) as e:
+            make()
+        assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_a_data_root_that_is_a_file_says_so(tmp_path):
+    from sdnet_cli.errors import UsageError
+
+    f = tmp_path / "root.txt"
+    f.write_text("x")
+    for name in ("cifar10", "cifar100", "imagenet"):
+        with pytest.raises(UsageError, match=r"data root .*root.txt is a file; --data-root expects the folder"):
+            build_dataset(name, "test", root=f, download=False)
+
+
+@pytest.mark.parametrize("size", [0, -3, 2.5, True])
+def test_digits_image_size_must_be_a_positive_integer(size):
+    from sdnet_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="digits image size must be an integer >= 1"):
+        load_digits("test", size)
