@@ -31,7 +31,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sdnet_cli.data.datasets import DIGITS_MEAN, DIGITS_STD
+import numpy as np
+
+from sdnet_cli.data.datasets import CIFAR_MEAN, CIFAR_STD, DIGITS_MEAN, DIGITS_STD
 from sdnet_cli.models.files import ModelConfig, save_model
 
 Make = Callable[[Path, Path], list[str]]
@@ -48,12 +50,16 @@ class Row:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An (untrained) sdnet18 digits 8×8 model directory written by sdnet's own ``save_model``."""
+    """An (untrained) sdnet18 digits 8×8 model directory written by sdnet's own ``save_model``; beside it,
+    ``model_cifar10`` (the same for CIFAR-10 at 32×32, for the CIFAR-10-C rows)."""
     args = {"in_chans": 3, "lmbd": 0.1, "n_steps": 2, "mu": 0.0, "non_negative": True, "expansion": 1}
+    root = tmp_path_factory.mktemp("bad_inputs")
+    cifar = ModelConfig("sdnet18", 10, "cifar", args, "cifar10", list(CIFAR_MEAN), list(CIFAR_STD), {"image_size": 32})
+    torch.manual_seed(0)
+    save_model(cifar.build().eval(), root / "model_cifar10", cifar)
     cfg = ModelConfig("sdnet18", 10, "cifar", args, "digits", list(DIGITS_MEAN), list(DIGITS_STD),
                       {"image_size": 8, "top1": 10.0})
-    torch.manual_seed(0)
-    return save_model(cfg.build().eval(), tmp_path_factory.mktemp("bad_inputs") / "model", cfg)
+    return save_model(cfg.build().eval(), root / "model", cfg)
 
 
 # -- builders of bad inputs -------------------------------------------------------------------------
@@ -142,6 +148,25 @@ def _fake_cifar(tmp: Path, labels: Callable[[list], list] | None = None, name: s
     return root
 
 
+def _cifar_c(labels: object, images: object = None, name: str = "cc") -> Callable[[Path, Path], list[str]]:
+    """``sdnet robust`` of the CIFAR-10 model on a fake CIFAR-10 (10 test images) and a CIFAR-10-C folder whose
+    ``labels.npy`` / ``gaussian_noise.npy`` are the given arrays (``bytes``: raw garbage)."""
+
+    def make(tmp: Path, model: Path) -> list[str]:
+        folder = tmp / name
+        folder.mkdir()
+        noise = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8) if images is None else images
+        for file, value in (("labels.npy", labels), ("gaussian_noise.npy", noise)):
+            if isinstance(value, bytes):
+                (folder / file).write_bytes(value)
+            else:
+                np.save(folder / file, value)
+        return ["robust", str(model.parent / "model_cifar10"), "--data-root", str(_fake_cifar(tmp)), "--cifar-c-dir",
+                str(folder), "--corruptions", "gaussian_noise", "--severities", "1", "--lambdas", "none", "--no-plots"]
+
+    return make
+
+
 def _file(tmp: Path, name: str = "afile.txt", data: bytes = b"not a folder\n") -> Path:
     (tmp / name).write_bytes(data)
     return tmp / name
@@ -150,6 +175,31 @@ def _file(tmp: Path, name: str = "afile.txt", data: bytes = b"not a folder\n") -
 def _dir(tmp: Path, name: str = "adir") -> Path:
     (tmp / name).mkdir()
     return tmp / name
+
+
+def _no_weights(tmp: Path, model: Path, folder: bool = False) -> Path:
+    dst = tmp / "m"
+    dst.mkdir()
+    shutil.copy2(model / "config.json", dst / "config.json")
+    if folder:
+        (dst / "model.safetensors").mkdir()
+    return dst
+
+
+def _config_folder(tmp: Path, model: Path) -> Path:
+    dst = tmp / "m"
+    dst.mkdir()
+    os.link(model / "model.safetensors", dst / "model.safetensors")
+    (dst / "config.json").mkdir()
+    (dst / "config.json" / "x").write_text("{}")
+    return dst
+
+
+def _bad_run(tmp: Path) -> Path:
+    run = tmp / "oldrun"
+    (run / "state").mkdir(parents=True)
+    (run / "config.yaml").write_bytes(b"model: [unclosed\n\x00\xff")
+    return run
 
 
 def train(*args: str) -> Make:
@@ -303,6 +353,16 @@ MODEL_ARG = [
     Row("eval model missing", lambda t, m: ["eval", str(t / "nothing_here")], ("nothing_here",)),
     Row("eval model is a file", lambda t, m: ["eval", str(_file(t, "model.bin"))], ("model.bin",)),
     Row("eval model folder without model", lambda t, m: ["eval", str(_dir(t, "emptydir"))], ("emptydir",)),
+    Row("eval model.safetensors missing", lambda t, m: ["eval", str(_no_weights(t, m))], ("model.safetensors",)),
+    Row("eval model.safetensors is a folder", lambda t, m: ["eval", str(_no_weights(t, m, folder=True))],
+        ("model.safetensors",)),
+    Row("eval config.json is a folder", lambda t, m: ["eval", str(_config_folder(t, m))], ("config.json",)),
+    Row("eval --data-root missing, no download", lambda t, m: ["eval", str(m), "--dataset", "cifar10", "--no-download",
+                                                               "--data-root", str(t / "nodata")], ("nodata",)),
+    Row("export .pth.tar is a folder", lambda t, m: ["export", str(_dir(t, "ck.pth.tar")), "--arch", "sdnet18",
+                                                     "--num-classes", "10", "--output", str(t / "x")], ("ck.pth.tar",)),
+    Row("train --resume garbage config.yaml", lambda t, m: ["train", "--resume", "--output", str(_bad_run(t))],
+        ("config.yaml",)),
     Row("export model missing", lambda t, m: ["export", str(t / "nothing_here"), "--output", str(t / "x")],
         ("nothing_here",)),
     Row("export garbage .pth.tar", lambda t, m: ["export", str(_file(t, "model_best.pth.tar", b"garbage")),
@@ -385,6 +445,17 @@ ROBUST_FLAGS = [
     Row("robust --lambda-fit a folder", lambda t, m: ["robust", str(m), "--lambda-fit", str(_dir(t, "fitdir"))],
         ("fitdir",)),
     Row("robust --output is a file", lambda t, m: ["robust", str(m), "--output", str(_file(t))], ("afile.txt",)),
+    Row("robust --eps 8/0", on_model("robust", "--attack", "pgd-linf", "--eps", "8/0"), ("eps",)),
+    Row("robust --lambda-fit NaN slope", lambda t, m: ["robust", str(m), "--lambda-fit", str(_file(
+        t, "fit.json", b'{"slope": NaN, "intercept": 0.1, "probe_lmbd": 0.1, "lmbd_min": 0, "lmbd_max": 2}'))],
+        ("fit.json",)),
+    Row("robust CIFAR-C float labels", _cifar_c(np.tile(np.arange(10), 5) + 0.5), ("labels.npy", "float")),
+    Row("robust CIFAR-C labels >= num_classes", _cifar_c(np.tile(np.arange(10), 5) + 10), ("labels.npy", "label 10")),
+    Row("robust CIFAR-C garbage labels.npy", _cifar_c(b"garbage"), ("labels.npy",)),
+    Row("robust CIFAR-C float32 images", _cifar_c(np.tile(np.arange(10), 5), np.zeros((50, 32, 32, 3), np.float32)),
+        ("gaussian_noise.npy",)),
+    Row("robust CIFAR-C 40 images for 50 labels", _cifar_c(np.tile(np.arange(10), 5),
+                                                           np.zeros((40, 32, 32, 3), np.uint8)), ("gaussian_noise.npy",)),
 ]
 
 EXPORT_FLAGS = [
@@ -472,7 +543,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(row, model_dir, tmp_
     argv = row.make(work, model_dir)
     monkeypatch.chdir(work)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    before = _tree(work, model_dir)
+    before = _tree(work, model_dir.parent)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -483,4 +554,4 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(row, model_dir, tmp_
     assert len(lines) == 1 and lines[0].startswith("error:"), report
     for w in row.words:
         assert w.lower() in lines[0].lower(), f"the error line should name {w!r}\n{report}"
-    assert _tree(work, model_dir) == before, f"something was written or removed\n{report}"
+    assert _tree(work, model_dir.parent) == before, f"something was written or removed\n{report}"
