@@ -87,7 +87,9 @@ def probe_error(model: nn.Module, x: Tensor, layer: CSCConv2d, probe_lmbd: float
 
 
 class AttackedModel(nn.Module):
-    """``u ↦ logits`` of ``model`` under ``defence`` (see the module doc); eval mode, parameters frozen."""
+    """``u ↦ logits`` of ``model`` under ``defence`` (see the module doc). Always in eval mode: ``train()``
+    is refused silently, so an attack that restores a "training" flag never switches BatchNorm to batch
+    statistics or lets the CSC layers renormalise their atoms."""
 
     def __init__(self, model: nn.Module, mean: list[float], std: list[float], defence: Defence) -> None:
         super().__init__()
@@ -98,6 +100,10 @@ class AttackedModel(nn.Module):
         self.layer = first_csc(model)
         if not isinstance(defence, FixedLambda) and self.layer is None:
             raise ValueError("a per-sample λ defence needs a model with a CSC layer")
+        self.eval()
+
+    def train(self, mode: bool = True) -> "AttackedModel":
+        return super().train(False)
 
     def lmbd_for(self, u: Tensor, x: Tensor) -> float | Tensor | None:
         """The λ the defence uses for pixels ``u`` (normalised ``x``): float, ``(N, 1, 1, 1)`` or None."""
