@@ -106,8 +106,7 @@ def test_sigkill_during_force_leaves_the_old_or_the_new_run(tmp_path):
 @pytest.mark.slow
 def test_sigkill_with_a_state_every_step_always_leaves_a_loadable_run(tmp_path):
     args = ["--epochs", "3", "--set", "train.checkpoint_every=1"]
-    ref = tmp_path / "ref"
-    duration = timed_run(cmd(ref, *args))
+    duration = timed_run(cmd(tmp_path / "probe", *args))
     runs = []
     for k in range(1, KILLS + 1):
         run = tmp_path / f"run{k}"
@@ -125,6 +124,8 @@ def test_sigkill_with_a_state_every_step_always_leaves_a_loadable_run(tmp_path):
     assert any((r / "best").exists() for r in runs) and any(not (r / "best").exists() for r in runs)
     last = next(r for r in reversed(runs) if find_state(r / "state") is not None)
     timed_run([sys.executable, "-m", "sdnet_cli", "train", "--output", str(last), "--resume"])
+    ref = tmp_path / "ref"  # the uninterrupted run (made last: same code as the resumed one while others edit it)
+    timed_run(cmd(ref, *args))
     wa, wb = load_file(str(ref / "last" / "model.safetensors")), load_file(str(last / "last" / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # resumed = uninterrupted
     steps = [json.loads(x)["step"] for x in (last / "steps.jsonl").read_text().splitlines()]
