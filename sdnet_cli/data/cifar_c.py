@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MissingFileError, NetworkError, UsageError
+from .checks import check_labels
 from ..models.files import file_digest
 from ..netio import NetBounds, Transfer, fetch_to_file
 
@@ -88,13 +89,15 @@ def resolve_cifar_c_dir(directory: str | Path, dataset: str | None = None) -> Pa
                             "point --cifar-c-dir at the unpacked CIFAR-10-C folder or pass --download")
 
 
-def load_labels(directory: str | Path) -> np.ndarray:
-    """``labels.npy`` as int64 ``(5·n,)``, checked to be 1-D and a multiple of 5 long."""
-    labels = open_npy(Path(directory) / "labels.npy")
+def load_labels(directory: str | Path, num_classes: int | None = None) -> np.ndarray:
+    """``labels.npy`` as int64 ``(5·n,)``, checked to be 1-D, a multiple of 5 long, integers (float labels are
+    refused, not truncated) and in ``0 … num_classes − 1`` (``None``: only ``≥ 0``)."""
+    path = Path(directory) / "labels.npy"
+    labels = open_npy(path)
     if labels.ndim != 1 or len(labels) == 0 or len(labels) % NUM_SEVERITIES:
-        raise UsageError(f"{Path(directory) / 'labels.npy'} has shape {labels.shape}; expected (5·n,) "
+        raise UsageError(f"{path} has shape {labels.shape}; expected (5·n,) "
                          "labels, the test labels repeated for severities 1-5")
-    return np.asarray(labels, dtype=np.int64)
+    return check_labels(np.asarray(labels), num_classes or np.iinfo(np.int64).max, str(path))
 
 
 def check_corruption_file(directory: str | Path, corruption: str, num_labels: int) -> np.ndarray:
@@ -126,7 +129,7 @@ def load_cifar_c(directory: str | Path, corruption: str, severity: int) -> tuple
 def validate_cifar_c_dir(directory: str | Path, corruptions: list[str], dataset: str | None = None) -> Path:
     """Resolve the folder and check ``labels.npy`` and every ``<corruption>.npy`` before a run starts."""
     folder = resolve_cifar_c_dir(directory, dataset)
-    labels = load_labels(folder)
+    labels = load_labels(folder, {"cifar10": 10, "cifar100": 100}.get(dataset or ""))
     for name in corruptions:
         check_corruption_file(folder, name, len(labels))
     return folder
