@@ -202,6 +202,23 @@ def _bad_run(tmp: Path) -> Path:
     return run
 
 
+def _finished_run(tmp: Path, model: Path) -> Path:
+    """A run directory as ``sdnet train`` leaves it (config.yaml, best/, last/, state/, metrics): the files a
+    failed ``--force`` or ``--resume`` must leave untouched."""
+    from sdnet_cli.config import resolve_config
+
+    run = tmp / "done"
+    run.mkdir()
+    for sub in ("best", "last"):
+        _copy_model(tmp, model, f"done/{sub}")
+    (run / "state").mkdir()
+    (run / "state" / "state-00000001.json").write_text("{}")
+    cfg = resolve_config(None, {"train.output": str(run)}, ["train.epochs=1"])
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val_top1": 10.0}\n')
+    return run
+
+
 def train(*args: str) -> Make:
     """``sdnet train`` on digits (1 epoch, 1 batch, 1 thread) into ``tmp/run`` plus ``args``."""
     return lambda tmp, model: ["train", "--output", str(tmp / "run"), "--set", "train.threads=1",
@@ -361,6 +378,16 @@ MODEL_ARG = [
                                                                "--data-root", str(t / "nodata")], ("nodata",)),
     Row("export .pth.tar is a folder", lambda t, m: ["export", str(_dir(t, "ck.pth.tar")), "--arch", "sdnet18",
                                                      "--num-classes", "10", "--output", str(t / "x")], ("ck.pth.tar",)),
+    Row("train --force bad n_steps keeps the old run", lambda t, m: [
+        "train", "--force", "--output", str(_finished_run(t, m)), "--set", "model.n_steps=0"], ("model.n_steps",)),
+    Row("train --force missing dataset keeps the old run", lambda t, m: [
+        "train", "--force", "--output", str(_finished_run(t, m)), "--dataset", "cifar10", "--no-download",
+        "--data-root", str(_dir(t, "empty"))], ("cifar10",)),
+    Row("train --force bad labels keeps the old run", lambda t, m: [
+        "train", "--force", "--output", str(_finished_run(t, m)), "--dataset", "cifar10", "--no-download",
+        "--data-root", str(_fake_cifar(t, lambda ls: [10] * len(ls)))], ("label 10",)),
+    Row("train --resume --lr nan", lambda t, m: ["train", "--resume", "--output", str(_finished_run(t, m)), "--lr",
+                                                 "nan"], ("optim.lr",)),
     Row("train --resume garbage config.yaml", lambda t, m: ["train", "--resume", "--output", str(_bad_run(t))],
         ("config.yaml",)),
     Row("export model missing", lambda t, m: ["export", str(t / "nothing_here"), "--output", str(t / "x")],
