@@ -42,3 +42,33 @@ def test_user_error_is_one_line_exit_2() -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:")
+
+
+def test_error_line_is_literal_and_single(tmp_path, capsys, monkeypatch) -> None:
+    """A path with rich markup characters is printed as typed (escaped), and the error stays one line."""
+    from sdnet_cli.cli.app import main
+
+    monkeypatch.delenv("SDNET_DEBUG", raising=False)
+    odd = tmp_path / "[red]odd[/red] name"
+    capsys.readouterr()
+    try:
+        main(["eval", str(odd)])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "[red]odd[/red] name" in lines[0], err
+
+
+def test_help_through_main_exits_0(capsys) -> None:
+    from sdnet_cli.cli.app import main
+
+    for argv in (["--help"], ["train", "--help"], ["eval", "-h"]):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        assert code == 0, argv
+        assert "Usage" in capsys.readouterr().out
