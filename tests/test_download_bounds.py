@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import FakeHub, make_model_dir, run_cli
+from hub_server import FakeHub, run_cli
 from sdnet_cli.hub import PullOptions, pull
 
 REPO = "org/bounds"
@@ -27,7 +27,15 @@ BOUND = TIMEOUT + 3 + 6
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("bounds") / "m")[0]
+    """A small repo with the two files a pull fetches (a pull verifies them; it does not build the model)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("bounds") / "m"
+    folder.mkdir()
+    save_file({"w": torch.randn(384, 384, generator=torch.Generator().manual_seed(0))}, folder / "model.safetensors")
+    (folder / "config.json").write_text('{"architecture": "sdnet18", "num_classes": 10}\n' + " " * 600)
+    return folder
 
 
 @pytest.fixture(scope="module")

@@ -35,35 +35,38 @@ def _range_start(headers: Any) -> int:
     return 0
 
 
-def bounded_transport(inner: Any, transfer: Transfer) -> Any:
-    """An httpx transport that runs every request of ``inner`` under ``transfer`` (timeouts, attempts, progress)."""
+def _watched_body(stream: Any, method: str, url: str, start: int, total: int | None, transfer: Transfer) -> Any:
+    """The response body ``stream`` as an httpx byte stream that reports progress, stalls and cuts to ``transfer``."""
     hx = _http_module()
 
     class Body(hx.SyncByteStream):
-        def __init__(self, stream: Any, method: str, url: str, start: int, total: int | None) -> None:
-            self.stream, self.method, self.url, self.start, self.total = stream, method, url, start, total
-
         def __iter__(self) -> Iterator[bytes]:
-            done = self.start
+            done = start
             try:
-                for chunk in self.stream:
+                for chunk in stream:
                     done += len(chunk)
-                    transfer.received(self.method, self.url, done, self.total)
+                    transfer.received(method, url, done, total)
                     yield chunk
             except hx.TimeoutException:
-                text = f"no data for {transfer.bounds.timeout:g} s from {origin(self.url)} after {done} bytes"
-                if transfer.failed(self.method, self.url, "stall", text):
+                text = f"no data for {transfer.bounds.timeout:g} s from {origin(url)} after {done} bytes"
+                if transfer.failed(method, url, "stall", text):
                     raise transfer.error() from None
                 raise
             except (hx.RemoteProtocolError, hx.ReadError):
-                of = f" of {self.total}" if self.total is not None else ""
-                text = f"truncated at {done}{of} bytes by {origin(self.url)}"
-                if transfer.failed(self.method, self.url, "truncated", text):
+                of = f" of {total}" if total is not None else ""
+                if transfer.failed(method, url, "truncated", f"truncated at {done}{of} bytes by {origin(url)}"):
                     raise transfer.error() from None
                 raise
 
         def close(self) -> None:
-            self.stream.close()
+            stream.close()
+
+    return Body()
+
+
+def bounded_transport(inner: Any, transfer: Transfer) -> Any:
+    """An httpx transport that runs every request of ``inner`` under ``transfer`` (timeouts, attempts, progress)."""
+    hx = _http_module()
 
     class Transport(hx.BaseTransport):
         def handle_request(self, request: Any) -> Any:
@@ -88,8 +91,9 @@ def bounded_transport(inner: Any, transfer: Transfer) -> Any:
             start = _range_start(request.headers) if response.status_code == 206 else 0
             length = response.headers.get("content-length")
             total = start + int(length) if length and length.isdigit() else None
-            return hx.Response(response.status_code, headers=response.headers, request=request,
-                               stream=Body(response.stream, method, url, start, total), extensions=response.extensions)
+            body = _watched_body(response.stream, method, url, start, total, transfer)
+            return hx.Response(response.status_code, headers=response.headers, request=request, stream=body,
+                               extensions=response.extensions)
 
         def close(self) -> None:
             inner.close()
