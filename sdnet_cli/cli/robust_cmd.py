@@ -46,19 +46,14 @@ def robust_command(
 ) -> None:
     """Accuracy of MODEL(s) on corrupted data and under attack, against the test-time λ of the CSC layers.
 
-    Corrupted data: the distributed CIFAR-10-C/100-C files (--cifar-c-dir, --download), the 19 CIFAR-C
-    corruptions generated on the fly from the clean test set (any dataset, e.g. the bundled digits), or
-    the SDNet paper's noise protocol (--protocol sdnet-noise). For each corruption and severity the table
-    gives the accuracy at the training λ, at the best λ of the sweep (an oracle chosen on the test images)
-    and, with --auto-lambda, at a per-sample λ predicted from the first layer's reconstruction error.
-    Attacks report clean and robust accuracy per ε, the per-sample λ attacked non-adaptively and
-    adaptively, and gradient-masking checks.
+    Corruptions: CIFAR-10-C/100-C files (--cifar-c-dir, --download), generated on the fly (any dataset), or
+    the SDNet paper's noise (--protocol sdnet-noise). Per condition: accuracy at the training λ, the best λ
+    of the sweep (an oracle) and the per-sample λ (--auto-lambda). Attacks: robust accuracy per ε, the
+    per-sample λ attacked non-adaptively and adaptively, and gradient-masking checks.
 
     Examples:
 
       sdnet robust runs/digits --corruptions noise --auto-lambda --recalibrate-bn 128
-
-      sdnet robust runs/resnet18 runs/sdnet18 --corruptions all --severities 3,5 --lambdas 0.1,0.5,1.0
 
       sdnet robust runs/cifar_sdnet18 --cifar-c-dir data --download --corruptions noise
 

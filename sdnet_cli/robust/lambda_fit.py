@@ -105,7 +105,7 @@ def fit_quality(recon: Sequence[float], best: Sequence[float], slope: float, int
     r, b = np.asarray(recon, dtype=np.float64), np.asarray(best, dtype=np.float64)
     resid = b - (slope * r + intercept)
     total = float(((b - b.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / total if total > 0 else 0.0
+    r2 = 1.0 - float((resid ** 2).sum()) / total if len(b) and np.ptp(b) > 1e-9 else 0.0  # constant λ*: nothing explained
     return {"r2": r2, "rms_residual": float(np.sqrt((resid ** 2).mean())) if len(b) else 0.0,
             "residuals": [float(v) for v in resid], "points": int(len(b))}
 
