@@ -26,9 +26,13 @@ from .errors import MissingFileError, UsageError
 
 @dataclass
 class ModelSection:
-    """The network: a registry name and its SDNet options."""
+    """The network: a registry name (or ``torchvision:NAME`` / ``timm:NAME``) and its SDNet options.
+
+    ``convert`` (``stem`` | ``all``) turns the convolutions of a ``torchvision:``/``timm:`` model into CSC layers.
+    """
 
     name: str = "sdnet18"
+    convert: str | None = None
     lmbd: float = 0.1
     n_steps: int = 2
     mu: float = 0.0

@@ -27,6 +27,7 @@ from ..errors import MissingFileError, UsageError
 from ..fsio import atomic_write_bytes, replace_dir, staging_dir
 from .registry import create_model
 from .schema import check_config_fields, check_config_object, check_weights
+from .timm_cfg import timm_config_fields
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -148,7 +149,8 @@ def write_model_files(model: nn.Module, directory: Path, config: ModelConfig) ->
     meta = {"format": "sdnet", "format_version": FORMAT_VERSION, "architecture": config.architecture,
             "sdnet_version": __version__}
     write_file(directory / WEIGHTS_NAME, save_safetensors(state_dict_tensors(model), metadata=meta))
-    write_file(directory / CONFIG_NAME, (json.dumps(asdict(config), indent=2) + "\n").encode())
+    obj = {**asdict(config), **timm_config_fields(config)}  # + timm's pretrained_cfg (ignored by our reader)
+    write_file(directory / CONFIG_NAME, (json.dumps(obj, indent=2) + "\n").encode())
     return list(MODEL_FILES)
 
 

@@ -1,0 +1,48 @@
+"""The ``pretrained_cfg`` timm reads from a model directory's ``config.json`` (pure: no timm import).
+
+``timm.create_model("hf-hub:ORG/REPO")`` downloads ``config.json`` and, when it has a ``pretrained_cfg``
+object, builds ``architecture`` (registered with timm by ``import sdnet_cli.timm``) with the top-level
+``model_args`` and ``num_classes``, then loads ``pretrained_cfg["hf_hub_filename"]`` (our
+``model.safetensors``) strictly. Every key here is a field of ``timm.models.PretrainedCfg`` (timm refuses
+others). Our own reader ignores ``pretrained_cfg``; the stem, top-level in our format, is read back from
+the same ``config.json`` by the timm entrypoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sizes import MIN_IMAGE_SIZE
+
+TIMM_PREFIX = "sdnet"  # the architectures sdnet_cli.timm registers with timm
+PAPER = "Revisiting Sparse Convolutional Model for Visual Recognition"
+PAPER_ID = "arXiv:2210.12945"
+
+
+def default_pretrained_cfg(stem: str = "cifar", in_chans: int = 3, size: int | None = None,
+                           mean: list[float] | None = None, std: list[float] | None = None,
+                           num_classes: int = 1000) -> dict[str, Any]:
+    """timm's data/head description of an sdnet model (``input_size`` ``(C, S, S)``, normalisation, layer names)."""
+    side = size or (224 if stem == "imagenet" else 32)
+    least = MIN_IMAGE_SIZE.get(stem, 8)
+    cfg: dict[str, Any] = {
+        "input_size": (in_chans, side, side), "min_input_size": (in_chans, least, least),
+        "interpolation": "bilinear", "crop_pct": 1.0 if stem == "cifar" else 0.875,
+        "num_classes": num_classes, "first_conv": "layer0.0", "classifier": "linear",
+        "license": "mit", "paper_name": PAPER, "paper_ids": PAPER_ID, "hf_hub_filename": "model.safetensors",
+    }
+    if mean is not None and std is not None:
+        cfg.update(mean=list(mean), std=list(std))
+    return cfg
+
+
+def timm_config_fields(config: Any) -> dict[str, Any]:
+    """``{"pretrained_cfg": …}`` to add to the ``config.json`` of a :class:`ModelConfig` timm can load
+    (an ``sdnet*`` architecture), else ``{}``."""
+    if not str(config.architecture).startswith(TIMM_PREFIX):
+        return {}
+    trained = config.metrics.get("image_size") if isinstance(config.metrics, dict) else None
+    size = trained if isinstance(trained, int) and not isinstance(trained, bool) else None
+    in_chans = config.model_args.get("in_chans", 3) if isinstance(config.model_args, dict) else 3
+    return {"pretrained_cfg": default_pretrained_cfg(config.stem, int(in_chans), size, config.mean, config.std,
+                                                     config.num_classes)}

@@ -1,0 +1,102 @@
+"""sdnet models inside timm: the registry, equality with ``sdnet_cli.create_model``, ``hf-hub:`` loading.
+
+The ``hf-hub:`` test runs timm in a child process with ``HF_ENDPOINT`` pointing at the local stand-in Hub
+(tests/hub_server.py), as a user would run it: huggingface_hub reads the endpoint when it is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+import sdnet_cli as sd
+import sdnet_cli.timm  # noqa: F401 - registers the sdnet models with timm
+from hub_server import FakeHub, run_cli
+from sdnet_cli.layers import csc_layers
+from sdnet_cli.models.files import ModelConfig, save_model
+
+REPO = "org/sdnet18-imagenet-stem"
+
+
+def test_registered_names() -> None:
+    assert timm.list_models("sdnet*") == ["sdnet18", "sdnet18_all", "sdnet34", "sdnet34_all"]
+    assert "resnet18" in timm.list_models("resnet18")  # timm's own resnet18 is untouched
+    assert type(timm.create_model("resnet18")).__module__.startswith("timm.")
+
+
+@pytest.mark.parametrize("name,kwargs", [("sdnet18", {}), ("sdnet18_all", {"shortcut": False, "lmbd": 0.2})])
+def test_timm_model_equals_ours(name: str, kwargs: dict) -> None:
+    ours = sd.create_model(name, num_classes=10, **kwargs).eval()
+    theirs = timm.create_model(name, num_classes=10, **kwargs).eval()
+    assert theirs.num_classes == 10 and theirs.pretrained_cfg["first_conv"] == "layer0.0"
+    own, other = ours.state_dict(), theirs.state_dict()
+    assert list(own) == list(other) and all(own[k].shape == other[k].shape for k in own)
+    assert [type(m) for m in ours.modules()] == [type(m) for m in theirs.modules()]
+    with torch.no_grad():
+        for layer in csc_layers(ours):
+            layer.step_size.fill_(0.1)
+    ours.load_state_dict(ours.state_dict())  # stored step sizes (eval uses them as stored)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+CHILD = """
+import json, sys, torch, timm
+import sdnet_cli.timm
+model = timm.create_model("hf-hub:%s", pretrained=True).eval()
+x = torch.load(sys.argv[1])
+with torch.no_grad():
+    state = {k: v.tolist() for k, v in model.state_dict().items()}
+    print(json.dumps({"logits": model(x).tolist(), "num_classes": model.num_classes, "state": state,
+                      "input_size": list(model.pretrained_cfg["input_size"]),
+                      "stem_kernel": list(model.layer0[0].kernel_size) if isinstance(model.layer0[0].kernel_size, tuple)
+                      else model.layer0[0].kernel_size}))
+"""
+
+
+def test_timm_loads_an_exported_model_from_the_hub(tmp_path: Path, capsys) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig("sdnet18", 7, "imagenet", {"lmbd": 0.2}, "digits", [0.3] * 3, [0.3] * 3, {"image_size": 64})
+    model = config.build().eval()
+    with torch.no_grad():
+        for i, layer in enumerate(csc_layers(model)):
+            layer.step_size.fill_(0.05 + 0.01 * i)
+    model.load_state_dict(model.state_dict())  # stored step sizes, as in a checkpoint
+    save_model(model, tmp_path / "model", config)
+    code, _, err = run_cli(capsys, "export", tmp_path / "model", "--output", tmp_path / "export")
+    assert code == 0, err
+    exported = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert exported["pretrained_cfg"]["input_size"] == [3, 64, 64] and exported["stem"] == "imagenet"
+    assert sd.load_model(tmp_path / "export") is not None  # our reader ignores timm's key
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        want = model(x)
+    hub = FakeHub().start()
+    try:
+        hub.add_folder(REPO, tmp_path / "export")
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "cache"),
+               "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env.pop("HF_HUB_OFFLINE", None)
+        proc = subprocess.run([sys.executable, "-c", CHILD % REPO, str(tmp_path / "x.pt")], env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        hub.stop()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["num_classes"] == 7 and out["input_size"] == [3, 64, 64] and out["stem_kernel"] == 7  # ImageNet stem
+    own = model.state_dict()
+    assert set(out["state"]) == set(own)
+    assert all(torch.equal(torch.tensor(v, dtype=own[k].dtype).reshape(own[k].shape), own[k]) for k, v in out["state"].items())
+    torch.testing.assert_close(torch.tensor(out["logits"]), want, rtol=1e-5, atol=1e-5)  # the child's thread count may differ
+    assert hub.count("GET", "/lfs/") == 1  # the weights came through the Hub's CDN redirect
