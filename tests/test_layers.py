@@ -261,8 +261,8 @@ def test_set_lmbd_first_and_all() -> None:
 
 
 def test_bad_arguments_are_clear() -> None:
-    with pytest.raises(ValueError, match="stride 1 or 2"):
-        CSCConv2d(3, 8, 3, stride=3)
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        CSCConv2d(3, 8, 3, stride=0)
     with pytest.raises(ValueError, match="n_steps"):
         CSCConv2d(3, 8, 3, n_steps=0)
     with pytest.raises(ValueError, match="bias"):

@@ -1,35 +1,40 @@
-"""Keep every CSC layer's step size at its converged value ``0.9 / L`` while the dictionaries train.
+"""Keep every CSC layer's step size at ``0.9 / L`` while the dictionaries train (the engine's part of the
+step-size lifecycle described in :mod:`sdnet_cli.layers.csc`).
 
-Each training forward refreshes a layer's step size by one warm-started power iteration (cheap and
-traceable). That tracks a slowly changing dictionary closely, but on the near-flat top of a
-convolution's spectrum it falls behind when the atoms move fast (AdamW, large learning rates, early
-steps) and it cannot see a new top eigenvector overtaking the tracked one. So every ``every``
-optimizer steps (and before each evaluation) the engine re-converges each layer by warm-started
-Lanczos, eagerly, outside any compiled graph (:meth:`CSCConv2d.refresh_step_size`). The refresh
-depends only on the weights, the step count and the layer buffers that training state saves, so a
-resumed run computes exactly what an uninterrupted one does.
+Each training forward tracks a layer's step size by one warm power iteration. That follows a slowly
+changing dictionary closely, but on the near-flat top of a convolution's spectrum it falls behind when
+the atoms move fast (AdamW, large learning rates, early steps) and it cannot see a new top eigenvector
+overtaking the tracked one. So after every ``every``-th optimizer step the keeper **tracks** every layer
+by ``iters`` warm Lanczos iterations with a little fixed jitter (:func:`track_step_sizes`: a fixed count,
+no host read, so a GPU step never waits on it), and before each evaluation it **converges** them
+(:func:`converge_step_sizes`). Both depend only on the weights, the step count and the layer buffers
+that training state saves, so a resumed run computes exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import torch.nn as nn
 
-from ..layers.csc import update_step_sizes
+from ..layers.csc import TRACK_ITERS, converge_step_sizes, track_step_sizes
 
 
 class StepSizeKeeper:
-    """Call :meth:`after_step` after every optimizer step and :meth:`refresh_all` before evaluating."""
+    """Call :meth:`after_step` after every optimizer step and :meth:`refresh_all` before evaluating.
 
-    def __init__(self, model: nn.Module, every: int) -> None:
+    ``every`` = 0 turns both off (the per-forward power iteration alone then tracks the step size).
+    """
+
+    def __init__(self, model: nn.Module, every: int, iters: int = TRACK_ITERS) -> None:
         self.model = model
         self.every = int(every)
+        self.iters = int(iters)
 
     def after_step(self, step: int) -> None:
-        """Re-converge every layer when global step ``step`` is a multiple of ``every``."""
+        """Track every layer when global step ``step`` is a multiple of ``every`` (no host read)."""
         if self.every > 0 and step % self.every == 0:
-            self.refresh_all()
+            track_step_sizes(self.model, self.iters)
 
     def refresh_all(self) -> None:
-        """Re-converge every layer that has seen an input (atoms renormalised first); off when ``every`` is 0."""
+        """Converge every layer that has seen an input (atoms renormalised first); off when ``every`` is 0."""
         if self.every > 0:
-            update_step_sizes(self.model, converge=False)
+            converge_step_sizes(self.model)

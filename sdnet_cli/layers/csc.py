@@ -1,12 +1,32 @@
 """Sparse coding modules: ``CSCConv2d`` (drop-in for ``nn.Conv2d``) and ``SparseCodingLinear``.
 
-Both hold a dictionary ``weight`` with unit-norm atoms and a ``step_size`` buffer ``0.9 / L``
-(``L`` = largest eigenvalue of ``DᵀD`` at the size the layer sees). The step size is set on the first
-forward (Lanczos), refreshed by a warm-started power iteration (``power_iters`` iterations) on each
-training forward, used as stored in eval mode (a loaded checkpoint's value wins), re-converged between
-training steps by :meth:`refresh_step_size` (20 warm Lanczos iterations; the engine calls it) and to
-convergence by :meth:`update_step_size`. Lanczos runs eagerly (``torch.compiler.disable``); the
-per-forward refresh and FISTA trace into one graph under ``torch.compile``.
+Both hold a dictionary ``weight`` and a ``step_size`` buffer ``s = 0.9 / L`` (``L`` = largest eigenvalue of
+``DᵀD`` at the input size the layer sees; FISTA converges for ``s < 1/L``).
+
+**Atoms.** Each atom (output filter) is kept at unit L2 norm (the official ``w_norm``): at construction,
+at the start of every training forward and before a step size is tracked or converged in training mode
+(:meth:`normalize_atoms_`). An optimizer step breaks unit norm, and ``L`` scales with the squared atom
+norm, so the dictionary a forward codes with and the one its step size was computed for must both be the
+renormalised one. Eval mode never touches the weights.
+
+**Step-size lifecycle** (three words; the only public ones):
+
+* **set** — the first forward at a new input size runs Lanczos to a ~1e-4 residual (eagerly, also under
+  ``torch.compile``: it has a data-dependent stop). In eval mode a stored positive ``step_size`` (a loaded
+  checkpoint's, the value the model was trained with) is used as is and nothing is set.
+* **track** — each training forward runs ``power_iters`` warm-started power iterations (default 1), and
+  :meth:`track_step_size` runs a fixed number of warm Lanczos iterations (plus 1 % of a fixed random
+  direction, so an eigenvector overtaking the tracked one is found); the engine calls
+  :func:`track_step_sizes` after each optimizer step. Fixed counts on the device: no host read, no
+  synchronisation, and both trace into one graph under ``torch.compile(fullgraph=True)``.
+* **converge** — :meth:`converge_step_size` / :func:`converge_step_sizes`: Lanczos to a 1e-6 residual, on
+  demand (the engine: before each evaluation). ``update_step_size`` / ``update_step_sizes`` are the same
+  calls under their earlier names.
+
+The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a non-persistent buffer;
+training state saves it so a resumed run continues exactly. ``_step_size_ready`` records that the buffer
+holds a usable value (set here, or loaded: :meth:`_load_from_state_dict`), so eval forwards read nothing
+back from the device to decide.
 """
 
 from __future__ import annotations
@@ -18,19 +38,18 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import functional as SF
+from .fista_autograd import csc_fista_lean, lean_applies
 from ..errors import UsageError
 
-# Lanczos set-ups (residual tolerance relative to L; the eigenvalue error is far smaller, ~ residual²/gap).
-_CONVERGE_ITERS = 300  # update_step_size(): to convergence
-_CONVERGE_TOL = 1e-6
-_FIRST_ITERS = 150  # the first forward at a new input size (the official code: ≤ 50 power iterations)
-_FIRST_TOL = 1e-4
-_REFRESH_ITERS = 20  # refresh_step_size(): the engine's per-step refresh, a fixed count (no data-dependent stop)
-_JITTER = 1e-2  # share of a fixed random direction mixed into the warm start (finds eigenvalue crossings)
+# Lanczos (residual tolerance relative to L; the eigenvalue error is far smaller, ~ residual²/gap).
+CONVERGE_ITERS, CONVERGE_TOL = 300, 1e-6  # converge_step_size()
+SET_ITERS, SET_TOL = 150, 1e-4  # the first forward at a new input size (the official code: ≤ 50 power iterations)
+TRACK_ITERS = 20  # track_step_size(): warm Lanczos iterations, a fixed count (fewer lag: docs/benchmarks.md)
+JITTER = 1e-2  # share of a fixed random direction mixed into a tracked start (finds eigenvalue crossings)
 
 
 class _SparseCoding(nn.Module):
-    """Shared state of the sparse coding modules: λ, μ, steps, atoms, step size and its refresh."""
+    """Shared state of the sparse coding modules: λ, μ, steps, atoms, and the step-size lifecycle."""
 
     step_size: Tensor
 
@@ -54,8 +73,10 @@ class _SparseCoding(nn.Module):
         self.non_negative = bool(non_negative)
         self.expansion = int(expansion)
         self.power_iters = int(power_iters)
+        self.recompute = False  # memory: save less for backward, recompute it (CSCConv2d; docs/benchmarks.md)
         self.register_buffer("step_size", torch.zeros(()))
-        self.register_buffer("_v", torch.zeros(0), persistent=False)
+        self.register_buffer("_v", torch.zeros(0), persistent=False)  # tracked top eigenvector (one code)
+        self.register_buffer("_r", torch.zeros(0), persistent=False)  # fixed random direction (jitter)
         self._step_size_ready = False
 
     # -- dictionary ---------------------------------------------------------------------------
@@ -66,84 +87,101 @@ class _SparseCoding(nn.Module):
 
     @torch.no_grad()
     def normalize_atoms_(self) -> None:
-        """Rescale every atom (output filter) to unit L2 norm, in place."""
+        """Rescale every atom (output filter) to unit L2 norm, in place (see *Atoms* in the module docs)."""
         self.weight.copy_(SF.normalize_atoms(self.weight))
 
-    # -- step size ----------------------------------------------------------------------------
     def _gram(self):  # pragma: no cover - implemented by subclasses
         raise NotImplementedError
 
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:  # pragma: no cover
         raise NotImplementedError
 
-    @torch.compiler.disable
-    @torch.no_grad()
-    def _converge_step_size(
-        self, code_shape: tuple[int, ...], n_iter: int = _FIRST_ITERS, tol: float = _FIRST_TOL, jitter: float = 0.0
-    ) -> None:
-        """Lanczos to convergence, warm from the last vector when the size is unchanged (plus ``jitter`` times
-        a fixed random unit direction, so a new top eigenvector the warm vector lacks is found too).
+    # -- step size: the public lifecycle --------------------------------------------------------
+    def track_step_size(self, n_iter: int = TRACK_ITERS) -> None:
+        """**track**: ``n_iter`` warm Lanczos iterations from the tracked vector (atoms renormalised first in
+        training mode). A fixed count on the device: no host read; traceable. Needs a set step size."""
+        if not self._v.numel():
+            raise UsageError("track_step_size() needs a step size set first (a forward, or converge_step_size)")
+        if self.training:
+            self.normalize_atoms_()
+        self._track(n_iter, lanczos=True)
 
-        Runs eagerly, also under ``torch.compile``: a set-up with a data-dependent stop.
-        """
-        with torch.autocast(self.weight.device.type, enabled=False):
-            gen = torch.Generator(device="cpu").manual_seed(0)
-            if tuple(self._v.shape) != code_shape:
-                self._v = torch.randn(code_shape, generator=gen).to(self.weight.device)
-                jitter = 0.0
-            v = self._v.float()
-            if jitter:
-                r = torch.randn(code_shape, generator=gen).to(v.device)
-                v = v / v.norm().clamp_min(1e-30) + jitter * r / r.norm()
-            eig, v = SF.lanczos(self._gram(), v, n_iter, tol)
-            self._v.copy_(v)
-            self.step_size.copy_(0.9 / eig)
-        self._step_size_ready = True
-
-    @torch.no_grad()
-    def _warm_step_size(self, n_iter: int) -> None:
-        """``n_iter`` power iterations from the last vector (the cheap per-training-step refresh; traceable)."""
-        with torch.autocast(self.weight.device.type, enabled=False):
-            eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter)
-            self._v.copy_(v)
-            self.step_size.copy_(0.9 / eig)
-
-    def update_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
-        """Recompute ``step_size = 0.9 / L`` by Lanczos run to convergence (warm from the last vector).
+    def converge_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
+        """**converge**: ``step_size = 0.9 / L`` by Lanczos to a 1e-6 residual, warm from the tracked vector.
 
         ``input_shape`` is the shape of one input (without batch); by default the size seen last. In
-        training mode the atoms are renormalised first, as the next training forward would do, so
-        the step size is the one for the dictionary that forward uses.
+        training mode the atoms are renormalised first, as the next training forward would do.
         """
-        self._update(input_shape, _CONVERGE_ITERS, _CONVERGE_TOL)
-
-    def refresh_step_size(self, n_iter: int = _REFRESH_ITERS) -> None:
-        """Between training steps: ``n_iter`` Lanczos iterations from the warm vector (renormalising the
-        atoms first in training mode). The engine calls it after every optimizer step."""
-        self._update(None, n_iter, 0.0)
-
-    def _update(self, input_shape: tuple[int, ...] | None, n_iter: int, tol: float) -> None:
         if input_shape is not None:
             shape = self._code_shape(torch.empty((1, *input_shape), device="meta"))
         elif self._v.numel():
             shape = tuple(self._v.shape)
         else:
-            raise UsageError("update_step_size() needs input_shape before the layer has seen an input")
+            raise UsageError("converge_step_size() needs input_shape before the layer has seen an input")
         if self.training:
             self.normalize_atoms_()
-        self._converge_step_size(shape, n_iter, tol, _JITTER)
+        self._set(shape, CONVERGE_ITERS, CONVERGE_TOL)
 
-    def _maybe_refresh(self, x: Tensor) -> None:
+    def update_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
+        """:meth:`converge_step_size` (its earlier name, kept for existing code)."""
+        self.converge_step_size(input_shape)
+
+    # -- step size: private steps ---------------------------------------------------------------
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _set(self, code_shape: tuple[int, ...], n_iter: int, tol: float) -> None:
+        """Lanczos to ``tol`` (eager: data-dependent stop); warm, with jitter, when the size is unchanged,
+        else from a fixed random vector (and a new jitter direction) for the new size."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            if tuple(self._v.shape) != code_shape:
+                self._v = self._fixed_random(code_shape, seed=0)
+                self._jittered_start()  # makes the size's jitter direction now, outside any compiled graph
+                start = self._v.float()
+            else:
+                start = self._jittered_start()
+            eig, v = SF.lanczos(self._gram(), start, n_iter, tol)
+            self._v.copy_(v)
+            self.step_size.copy_(0.9 / eig)
+        self._step_size_ready = True
+
+    @torch.no_grad()
+    def _track(self, n_iter: int, lanczos: bool) -> None:
+        """``n_iter`` warm iterations, Lanczos (with jitter) or power iteration; device-only, traceable."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            if lanczos:
+                eig, v = SF.lanczos(self._gram(), self._jittered_start(), n_iter)
+            else:
+                eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter)
+            self._v.copy_(v)
+            self.step_size.copy_(0.9 / eig)
+
+    def _fixed_random(self, shape: tuple[int, ...], seed: int) -> Tensor:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        return torch.randn(shape, generator=gen).to(self.weight.device)
+
+    def _jittered_start(self) -> Tensor:
+        """``v/‖v‖ + JITTER·r/‖r‖`` with ``r`` fixed per size (made once, then kept on the device)."""
+        if self._r.shape != self._v.shape:
+            r = self._fixed_random(tuple(self._v.shape), seed=1)
+            self._r = r / r.norm()
+        v = self._v.float()
+        return v / v.norm().clamp_min(1e-30) + JITTER * self._r.float()
+
+    def _prepare_forward(self, x: Tensor) -> None:
+        """Before coding ``x``: in training, renormalise the atoms, then set (new size) or track the step
+        size; in eval, set it only when none is stored."""
         if self.training:
+            self.normalize_atoms_()
             shape = self._code_shape(x)
             if tuple(self._v.shape) != shape:
-                self._converge_step_size(shape)
+                self._set(shape, SET_ITERS, SET_TOL)
             elif self.power_iters > 0:
-                self._warm_step_size(self.power_iters)
+                self._track(self.power_iters, lanczos=False)
         elif not self._step_size_ready:
-            self._converge_step_size(self._code_shape(x))
+            self._set(self._code_shape(x), SET_ITERS, SET_TOL)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        """A loaded positive ``step_size`` is ready: eval forwards use it as stored (not re-set)."""
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         stored = state_dict.get(prefix + "step_size")
         self._step_size_ready = stored is not None and float(stored) > 0
@@ -153,11 +191,6 @@ class _SparseCoding(nn.Module):
         if isinstance(lmbd, Tensor):
             lmbd = lmbd.to(device=x.device, dtype=x.dtype)
         return lmbd
-
-    def _train_step_prelude(self, x: Tensor) -> None:
-        if self.training:
-            self.normalize_atoms_()
-        self._maybe_refresh(x)
 
     def extra_repr_common(self) -> str:
         lm = "per-sample" if isinstance(self.lmbd, Tensor) else f"{self.lmbd:g}"
@@ -245,12 +278,22 @@ class CSCConv2d(_SparseCoding):
         return SF.dict_apply(self._code(y), self.weight, self.stride, self.padding, output_padding=op, **self._geometry())
 
     def forward(self, x: Tensor) -> Tensor:
-        self._train_step_prelude(x)
-        z = SF.csc_fista(
-            self._expand(x), self.weight, self.step_size, self._lmbd_for(x), self.mu,
-            self.n_steps, self.non_negative, self.stride, self.padding, **self._geometry(),
-        )
+        self._prepare_forward(x)
+        if self._recomputes():
+            z = csc_fista_lean(x, self.weight, self.step_size, self.lmbd, self.stride, self.padding)
+        else:
+            z = SF.csc_fista(
+                self._expand(x), self.weight, self.step_size, self._lmbd_for(x), self.mu,
+                self.n_steps, self.non_negative, self.stride, self.padding, **self._geometry(),
+            )
         return z if self.bias is None else z + self.bias.reshape(1, -1, 1, 1)
+
+    def _recomputes(self) -> bool:
+        """``recompute`` asked and covered: dense, undilated, square, no expansion, autograd on, no autocast."""
+        square = all(isinstance(v, int) for v in (self.stride, self.padding, self.kernel_size))
+        return (self.recompute and torch.is_grad_enabled() and not torch.is_autocast_enabled() and square
+                and self.groups == 1 and self.dilation == 1 and self.expansion == 1
+                and lean_applies(self.lmbd, self.mu, self.n_steps, self.non_negative))
 
     def decode(self, y: Tensor, image_hw: tuple[int, int] | None = None) -> Tensor:
         """``D(y − b)`` for a layer output ``y`` (``(N, C_in, H, W)``; the mean over the ``expansion`` copies
@@ -335,7 +378,7 @@ class SparseCodingLinear(_SparseCoding):
         return lmbd
 
     def forward(self, x: Tensor) -> Tensor:
-        self._train_step_prelude(x)
+        self._prepare_forward(x)
         z = SF.linear_fista(
             self._flat(x), self.weight, self.step_size.to(x.dtype), self._flat_lmbd(x), self.mu,
             self.n_steps, self.non_negative,
@@ -374,13 +417,21 @@ def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> N
         layer.lmbd = lmbd
 
 
-def update_step_sizes(model: nn.Module, converge: bool = True) -> None:
-    """On every sparse coding layer that has seen an input: :meth:`update_step_size` (to convergence), or
-    with ``converge=False`` the cheaper :meth:`refresh_step_size` (a fixed number of warm iterations)."""
+def track_step_sizes(model: nn.Module, n_iter: int = TRACK_ITERS) -> None:
+    """**track** every sparse coding layer of ``model`` that has a step size (:meth:`~_SparseCoding.track_step_size`):
+    a fixed number of warm Lanczos iterations each, no host read. Call it after an optimizer step."""
     for layer in csc_layers(model):
-        if not layer._v.numel():
-            continue
-        if converge:
-            layer.update_step_size()
-        else:
-            layer.refresh_step_size()
+        if layer._v.numel():
+            layer.track_step_size(n_iter)
+
+
+def converge_step_sizes(model: nn.Module) -> None:
+    """**converge** every sparse coding layer of ``model`` that has seen an input (:meth:`~_SparseCoding.converge_step_size`)."""
+    for layer in csc_layers(model):
+        if layer._v.numel():
+            layer.converge_step_size()
+
+
+def update_step_sizes(model: nn.Module) -> None:
+    """:func:`converge_step_sizes` (its earlier name, kept for existing code)."""
+    converge_step_sizes(model)

@@ -1,0 +1,74 @@
+"""Memory-lean two-step CSC FISTA: the same values and gradients as :func:`functional.csc_fista`, less saved.
+
+The paper's layer (two steps, non-negative, scalar λ, μ = 0) computes, with ``G = s·W`` and ``b = −λs``::
+
+    z₁ = relu(conv2d(x, G) + b)
+    r  = D z₁ − x                                   (D z = conv_transpose2d(z, W))
+    z₂ = relu(z₁ + conv2d(r, −G) + b)
+
+Autograd keeps ``x``, ``z₁``, ``r`` and ``z₂`` for backward. :func:`csc_fista_lean` keeps only ``x`` and ``z₂``
+(``z₂`` is the tensor the following BatchNorm keeps anyway) and recomputes ``z₁`` and ``r`` in backward:
+two more convolutions per layer and step (the forward's first two) for one code-sized and one
+image-sized tensor less. The backward, for ``g = ∂ℓ/∂z₂``::
+
+    g₂ = g·[z₂ > 0];  g_r = −s·D g₂;  g₁ = (g₂ + Dᵀ g_r)·[z₁ > 0]
+    ∂ℓ/∂x = s·D g₁ − g_r
+    ∂ℓ/∂W = s·corr(x, g₁) − s·corr(r, g₂) + corr(g_r, z₁)    (corr(a, c) = conv2d_weight(a, ·, c))
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.grad import conv2d_input, conv2d_weight
+
+
+
+def lean_applies(lmbd: object, mu: float, n_steps: int, non_negative: bool) -> bool:
+    """Whether :func:`csc_fista_lean` covers these settings (else use :func:`functional.csc_fista`); the
+    dictionary must also be dense (``groups = 1``), undilated, square, with int stride and padding."""
+    return n_steps == 2 and non_negative and not mu and not isinstance(lmbd, Tensor)
+
+
+def csc_fista_lean(x: Tensor, weight: Tensor, step_size: Tensor, lmbd: float, stride: int = 1,
+                   padding: int = 0) -> Tensor:
+    """Two non-negative FISTA steps (``μ = 0``, scalar ``λ``): ``z₂`` ``(N, C_out, H', W')`` as
+    ``csc_fista(x, weight, step_size, lmbd, 0.0, 2, True, stride, padding)``, saving only ``x`` and ``z₂``."""
+    return _LeanTwoStep.apply(x, weight, step_size.to(weight.dtype), float(lmbd), int(stride), int(padding))
+
+
+def _first_step(x: Tensor, weight: Tensor, s: Tensor, lmbd: float, stride: int, padding: int) -> tuple[Tensor, Tensor]:
+    """``(z₁, r)`` with ``z₁ = relu(conv2d(x, sW) − λs)`` and ``r = D z₁ − x``."""
+    bias = (-lmbd * s).reshape(1).expand(weight.shape[0])
+    z1 = F.conv2d(x, weight * s, bias, stride, padding).relu_()
+    k = weight.shape[-1]
+    out_pad = [x.shape[d] - ((z1.shape[d] - 1) * stride - 2 * padding + k) for d in (-2, -1)]
+    r = F.conv_transpose2d(z1, weight, None, stride, padding, tuple(out_pad)).sub_(x)
+    return z1, r
+
+
+class _LeanTwoStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, s, lmbd, stride, padding):  # noqa: ANN001, ANN205
+        z1, r = _first_step(x, weight, s, lmbd, stride, padding)
+        bias = (-lmbd * s).reshape(1).expand(weight.shape[0])
+        z2 = F.conv2d(r, -(weight * s), bias, stride, padding).add_(z1).relu_()
+        ctx.save_for_backward(x, weight, s, z2)
+        ctx.conf = (lmbd, stride, padding)
+        return z2
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        x, weight, s, z2 = ctx.saved_tensors
+        lmbd, stride, padding = ctx.conf
+        with torch.no_grad():
+            z1, r = _first_step(x, weight, s, lmbd, stride, padding)
+            g2 = g * (z2 > 0)
+            g_r = conv2d_input(r.shape, -(weight * s), g2, stride, padding)
+            g1 = (g2 + F.conv2d(g_r, weight, None, stride, padding)) * (z1 > 0)
+            gx = conv2d_input(x.shape, weight * s, g1, stride, padding) - g_r
+            gw = (s * conv2d_weight(x, weight.shape, g1, stride, padding)
+                  - s * conv2d_weight(r, weight.shape, g2, stride, padding)
+                  + conv2d_weight(g_r, weight.shape, z1, stride, padding))
+        return gx, gw, None, None, None, None
