@@ -27,10 +27,10 @@ def pull_weights_command(
 ) -> None:
     """Download a model's safetensors weights from the Hugging Face Hub and print its local model directory.
 
-    Uses the huggingface_hub cache, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1 (cache only). The weights
-    are checked against the zoo's pinned sha256, or the sha256 the Hub announces; a mismatch is refused.
-    A download that brings no new data for --timeout seconds (default 60), or fails 3 times, stops with
-    one line saying what the server did; nothing partial is ever used.
+    Uses the huggingface_hub cache, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE=1.
+    Weights are checked against the zoo's pinned sha256 or the Hub's sha256.
+    A download with no new data for --timeout seconds (default 60), or that
+    fails 3 times, stops with one line saying what the server did.
 
     Examples:
 
