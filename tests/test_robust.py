@@ -16,7 +16,7 @@ from sdnet_cli.data.digits import load_digits
 from sdnet_cli.layers import csc_layers, set_lmbd
 from sdnet_cli.models.files import load_model_dir
 from sdnet_cli.robust.conditions import condition_seed
-from sdnet_cli.robust.evaluate import evaluate, lambda_override
+from sdnet_cli.robust.evaluate import evaluate_images as evaluate, lambda_override
 from sdnet_cli.robust.lambda_fit import LambdaFit, fit_line
 from sdnet_cli.robust.report import summarize
 
@@ -174,17 +174,79 @@ def test_cli_compares_models(digits_model_dir, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args,message", [
     (["--corruptions", "gausian_noise"], "valid:"),
-    (["--severities", "6"], "within 1-5"),
-    (["--severities", "0"], "within 1-5"),
+    (["--severities", "6"], "levels 1-5"),
+    (["--severities", "0"], "levels 1-5"),
     (["--lambdas", "a:b"], "--lambdas"),
-    (["--attack", "fgsm"], "pgd-linf"),
+    (["--attack", "fgsm2"], "pgd-linf"),
+    (["--lambdas", "nan"], "--lambdas"),
+    (["--lambdas", "0.1,inf"], "--lambdas"),
+    (["--eps", "nan"], "--eps"),
+    (["--eps", "-1/255"], "--eps"),
+    (["--step-size", "nan"], "--step-size"),
+    (["--recalibrate-bn", "-1"], "--recalibrate-bn"),
+    (["--protocol", "sdnet-noise", "--severities", "10"], "speckle_noise has levels 1-6"),
     (["--protocol", "sdnet-noise", "--corruptions", "fog"], "sdnet-noise"),
 ])
-def test_cli_bad_input_exit_2(digits_model_dir, capsys, args: list[str], message: str) -> None:
+def test_cli_bad_input_exit_2(digits_model_dir, capsys, tmp_path: Path, args: list[str], message: str) -> None:
     from sdnet_cli.cli.app import main
 
     with pytest.raises(SystemExit) as e:
-        main(["robust", str(digits_model_dir), *args])
+        main(["robust", str(digits_model_dir), "-o", str(tmp_path / "out"), *args])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == [], "nothing may be written before validation passes"
+
+
+def _strip(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("files", "seconds")}
+
+
+@pytest.mark.slow
+def test_library_call_equals_cli_and_table_fits_80_columns(digits_model_dir, tmp_path: Path) -> None:
+    """robust.run(RobustOptions) (no Typer) gives what `sdnet robust --json` prints; the table fits 80 columns."""
+    from rich.console import Console
+
+    from sdnet_cli.cli.robust_tables import render
+    from sdnet_cli.robust import RobustOptions, run
+
+    size = trained_size(digits_model_dir)
+    report = run(RobustOptions(models=(str(digits_model_dir),), corruptions="gaussian_noise", severities="4",
+                               lambdas=(0.1, 0.6), auto_lambda=True, calib_images=24, max_images=30, image_size=size,
+                               output=tmp_path / "lib", plots=False))
+    res = runner.invoke(app, ["robust", str(digits_model_dir), "--corruptions", "gaussian_noise", "--severities", "4",
+                              "--lambdas", "0.1,0.6", "--auto-lambda", "--calib-images", "24", "--max-images", "30",
+                              "--image-size", str(size), "--output", str(tmp_path / "cli"), "--no-plots", "--json"])
+    assert res.exit_code == 0, res.output
+    cli = json.loads(res.stdout.strip().splitlines()[-1])
+    assert _strip(cli) == _strip(report.to_json())
+    assert "lambda_fit" in cli and set(cli["lambda_fit"]["quality"]) >= {"r2", "rms_residual"}
+    console = Console(width=80, record=True, color_system=None)
+    render(report, console)
+    text = console.export_text()
+    assert "…" not in text and "λ₀" in text and "best" in text, text
+
+
+def test_output_replaced_as_a_whole(digits_model_dir, tmp_path: Path) -> None:
+    """-o DIR: a finished run replaces the folder whole; a failed one leaves the old folder as it was."""
+    from sdnet_cli.robust import RobustOptions, run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    opts = RobustOptions(models=(str(digits_model_dir),), corruptions="contrast", severities="5", lambdas=(),
+                         max_images=10, image_size=trained_size(digits_model_dir), output=out, plots=False)
+
+    class Boom:
+        def start(self, description: str, total: int) -> None:
+            raise RuntimeError("killed mid-run")
+
+        def advance(self, n: int = 1) -> None:
+            pass
+
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        run(opts, Boom())
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name], "no staging folder left behind"
+    run(opts)
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json"]
