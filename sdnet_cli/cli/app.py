@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from typer._click import exceptions as click_errors  # the click typer parses with (vendored)
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, UsageError
 from .common import error_line
@@ -48,9 +49,20 @@ def main(argv: list[str] | None = None) -> None:
     debug = _debug(args)
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, standalone_mode=True)
+        code = app(args=args, standalone_mode=False)  # click's own usage errors come here, printed as one line
     except SystemExit:
         raise
+    except click_errors.NoArgsIsHelpError as e:  # plain `sdnet`: the help (typer's rich help is printed already)
+        if e.format_message().strip():
+            print(e.format_message())
+        sys.exit(EXIT_USAGE)
+    except click_errors.UsageError as e:  # a flag that does not parse, an unknown option or command
+        where = f"sdnet {e.ctx.info_name} --help" if e.ctx is not None and e.ctx.parent is not None else "sdnet --help"
+        error_line(f"{e.format_message()} (see '{where}')")
+        sys.exit(EXIT_USAGE)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         error_line("interrupted")
         sys.exit(130)
@@ -64,3 +76,5 @@ def main(argv: list[str] | None = None) -> None:
             raise
         error_line(f"{type(e).__name__}: {e} (rerun with --debug or SDNET_DEBUG=1 for the traceback)")
         sys.exit(EXIT_FAILURE)
+    if isinstance(code, int) and code:  # e.g. Ctrl-C inside typer (130)
+        sys.exit(code)
