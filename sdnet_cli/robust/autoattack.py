@@ -75,7 +75,9 @@ def run_library_attack(
     try:
         if eps == 0:
             return pixels.detach().clone(), []
-        x_adv, _ = attack.run_standard_evaluation(pixels.detach(), labels, batch_size=batch_size)
+        # contiguous: the library reshapes with .view (a permuted uint8→float tensor would fail there)
+        x_adv, _ = attack.run_standard_evaluation(pixels.detach().contiguous(), labels.contiguous(),
+                                                  batch_size=batch_size)
     finally:
         logger.removeHandler(collect)
         model.train(was_training)

@@ -47,8 +47,8 @@ def to_pixels(images: np.ndarray, channels: int = 3) -> Tensor:
     channel of RGB images (what training feeds a grey model)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     if channels == 1 and x.shape[1] != 1:
-        x = x[:, :1].contiguous()
-    return x
+        x = x[:, :1]
+    return x.contiguous()
 
 
 def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:
