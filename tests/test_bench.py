@@ -10,11 +10,12 @@ import torch
 from typer.testing import CliRunner
 
 from sdnet_cli import create_model
-from sdnet_cli.bench import Workload, parse_models, run_bench
+from sdnet_cli.bench import BenchOptions, Workload, parse_models, run
 from sdnet_cli.bench.memory import measure_in_child
 from sdnet_cli.bench.timing import interleaved_times, median
 from sdnet_cli.cli.app import app, main
-from sdnet_cli.malloc import keep_freed_memory
+from sdnet_cli.errors import UsageError
+from sdnet_cli.layers import csc_layers
 
 CPU = torch.device("cpu")
 
@@ -37,14 +38,26 @@ def test_medians_and_ratios_follow_step_cost() -> None:
 
 
 def test_parse_models() -> None:
-    assert parse_models(" resnet18, sdnet18 ,") == ["resnet18", "sdnet18"]
-    with pytest.raises(ValueError, match="no model"):
+    assert parse_models(" resnet18, sdnet18 ,") == ("resnet18", "sdnet18")
+    with pytest.raises(UsageError, match="no model"):
         parse_models(" , ")
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    ({"models": "resnet18,nope"}, "unknown model 'nope'"), ({"mode": "fast"}, "mode must be one of"),
+    ({"steps": 0}, "steps must be an integer >= 1"), ({"inner": 0}, "inner must be"),
+    ({"batch_size": 0}, "batch size must be >= 1"), ({"image_size": 4}, "image-size must be an integer >= 8"),
+    ({"stem": "tiny"}, "stem must be one of"), ({"device": "tpu"}, "--device must be"),
+])
+def test_options_are_validated_at_construction(kwargs, message) -> None:
+    with pytest.raises(UsageError, match=message):
+        BenchOptions(**kwargs)
+
+
 def test_run_bench_report_is_consistent() -> None:
-    base = Workload("resnet18", batch_size=2, image_size=8)
-    rep = run_bench(["resnet18", "sdnet18"], base, steps=3, warmup=1, memory=False)
+    """The library call behind ``sdnet bench`` (driven without Typer): medians, paired ratios, the step-size column."""
+    rep = run(BenchOptions(models=("resnet18", "sdnet18"), batch_size=2, image_size=8, steps=3, warmup=1,
+                           memory=False, device="cpu", memory_reuse=False)).to_dict()
     rows = {r["model"]: r for r in rep["results"]}
     assert list(rows) == ["resnet18", "sdnet18"]
     for name, r in rows.items():
@@ -58,7 +71,22 @@ def test_run_bench_report_is_consistent() -> None:
     assert rows["sdnet18"]["ratio"] == pytest.approx(per_round[1])  # median of 3 per-round ratios
     assert rows["sdnet18"]["ratio_of_medians"] == pytest.approx(rows["sdnet18"]["ms_per_step"] / rows["resnet18"]["ms_per_step"])
     assert rep["settings"]["mode"] == "train" and rep["settings"]["device"] == "cpu"
+    assert "step_size_ms" not in rows["resnet18"]  # no CSC layer: nothing to track
+    assert 0 < rows["sdnet18"]["step_size_ms"] < rows["sdnet18"]["ms_per_step"]
+    assert 0 < rows["sdnet18"]["step_size_share"] < 1
 
+
+def test_train_step_includes_the_engines_step_size_tracking() -> None:
+    """With ``step_sizes`` (the default) a bench train step ends as an engine step does: every CSC layer's step
+    size is tracked for the dictionary the optimizer step left (atoms renormalised, 0.9/L of it)."""
+    from sdnet_cli.bench import build_step
+
+    for on in (True, False):
+        model, step, _ = build_step(Workload("sdnet18_all", batch_size=2, image_size=8, step_sizes=on))
+        step()
+        layer = csc_layers(model)[5]
+        norms = layer.weight.detach().flatten(1).norm(dim=1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5) == on
 
 def test_train_step_updates_weights_and_eval_step_does_not() -> None:
     from sdnet_cli.bench import build_step
@@ -72,10 +100,10 @@ def test_train_step_updates_weights_and_eval_step_does_not() -> None:
 
 
 def test_amp_channels_last_workload_runs() -> None:
-    rep = run_bench(["sdnet18"], Workload("sdnet18", batch_size=2, image_size=8, amp=True, channels_last=True),
-                    steps=1, warmup=1, memory=False)
-    assert rep["settings"]["amp"] and rep["settings"]["channels_last"]
-    assert rep["results"][0]["ms_per_step"] > 0
+    rep = run(BenchOptions(models=("sdnet18",), batch_size=2, image_size=8, amp=True, channels_last=True,
+                           steps=1, warmup=1, memory=False, memory_reuse=False))
+    assert rep.settings["amp"] and rep.settings["channels_last"]
+    assert rep.results[0].ms_per_step > 0
 
 
 @pytest.mark.slow
@@ -92,27 +120,26 @@ def test_child_memory_covers_weights_and_grows_with_batch() -> None:
 def test_cli_json_and_output_file(tmp_path) -> None:
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(app, ["bench", "--models", "resnet18,sdnet18", "-b", "2", "--image-size", "8",
-                                   "--steps", "2", "--warmup", "0", "--no-memory", "--mode", "eval",
+                                   "--steps", "2", "--warmup", "0", "--no-memory", "--no-memory-reuse", "--mode", "eval",
                                    "--device", "cpu", "--json", "-o", str(out)])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout.strip().splitlines()[-1])
     assert [r["model"] for r in rep["results"]] == ["resnet18", "sdnet18"]
     assert rep["settings"]["mode"] == "eval" and rep["settings"]["batch_size"] == 2
-    # The CLI keeps freed memory (sdnet_cli.malloc) wherever keep_freed_memory applies (Linux glibc, no opt-out).
-    assert rep["settings"]["malloc"] == ("tuned" if keep_freed_memory() else "default")
+    assert rep["settings"]["memory_reuse"] is False  # asked off: this (pytest) process keeps its allocator
     assert json.loads(out.read_text()) == rep
 
 
 @pytest.mark.parametrize("args,message", [
     (["--models", "resnet18,nope"], "unknown model 'nope'"),
-    (["--mode", "fast"], "--mode must be train or eval"),
-    (["--steps", "0"], "--steps and --inner must be >= 1"),
+    (["--mode", "fast"], "mode must be one of train, eval"),
+    (["--steps", "0"], "steps must be an integer >= 1"),
     (["--batch-size", "0"], "batch size must be >= 1"),
-    (["--device", "cuda"] if not torch.cuda.is_available() else ["--image-size", "2"], "cuda" if not torch.cuda.is_available() else "image size"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--image-size", "2"], "cuda" if not torch.cuda.is_available() else "image-size"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(args, message, capsys) -> None:
     with pytest.raises(SystemExit) as e:
-        main(["bench", "--no-memory", *args])
+        main(["bench", "--no-memory", "--no-memory-reuse", *args])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err

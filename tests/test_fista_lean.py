@@ -58,3 +58,26 @@ def test_applies_to_the_paper_layer_only() -> None:
     assert lean_applies(0.1, 0.0, 2, True)
     assert not lean_applies(0.1, 0.0, 3, True) and not lean_applies(0.1, 0.2, 2, True)
     assert not lean_applies(torch.ones(2, 1, 1, 1), 0.0, 2, True) and not lean_applies(0.1, 0.0, 2, False)
+
+
+def test_model_with_recompute_trains_identically() -> None:
+    """``layer.recompute = True`` on every CSC layer of sdnet18_all: same loss and gradients (what it saves:
+    test_saves_only_input_and_output; at 8x8 the saved weights outweigh the activations)."""
+    import torch.nn.functional as F
+
+    from sdnet_cli import create_model, csc_layers
+
+    x, y = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 7])
+    runs = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = create_model("sdnet18_all", num_classes=10).train()
+        model(x)  # step sizes set
+        for layer in csc_layers(model):
+            layer.recompute = recompute
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        runs.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-6)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)

@@ -265,6 +265,4 @@ def test_bad_arguments_are_clear() -> None:
         CSCConv2d(3, 8, 3, stride=0)
     with pytest.raises(ValueError, match="n_steps"):
         CSCConv2d(3, 8, 3, n_steps=0)
-    with pytest.raises(ValueError, match="bias"):
-        CSCConv2d(3, 8, 3, bias=True)
     assert "lmbd=0.1, mu=0, n_steps=2" in repr(CSCConv2d(3, 8, 3, padding=1))

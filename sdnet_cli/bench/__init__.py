@@ -1,6 +1,11 @@
-"""``sdnet bench``: side-by-side speed and memory of models (interleaved timing, medians, peak memory)."""
+"""``sdnet bench``: side-by-side speed and memory of models (interleaved timing, medians, peak memory).
 
-from .runner import DEFAULT_MODELS, machine_name, parse_models, run_bench
+The library call is :func:`run` (``BenchOptions -> BenchReport``); the CLI only parses flags and renders.
+"""
+
+from .options import DEFAULT_MODELS, BenchOptions, BenchReport, BenchRow, parse_models
+from .runner import machine_name, run
 from .step import Workload, build_step
 
-__all__ = ["DEFAULT_MODELS", "Workload", "build_step", "machine_name", "parse_models", "run_bench"]
+__all__ = ["DEFAULT_MODELS", "BenchOptions", "BenchReport", "BenchRow", "Workload", "build_step", "machine_name",
+           "parse_models", "run"]

@@ -1,21 +1,23 @@
-"""``run_bench``: time several models side by side and measure their peak memory; returns a JSON-able dict."""
+"""``run(BenchOptions) -> BenchReport``: time several models side by side and measure their peak memory."""
 
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..malloc import malloc_state
+from .. import malloc
+from ..devices import resolve_device
+from ..models.files import atomic_write_json
 from .memory import measure_here, measure_in_child
-from .step import Workload, build_step, count_params, resolve_device
+from .options import BenchOptions, BenchReport, BenchRow
+from .step import build_step, count_params, step_size_step
 from .timing import interleaved_times, median
-from ..errors import UsageError
 
-DEFAULT_MODELS = ("resnet18", "sdnet18", "sdnet18_all")
+Progress = Callable[[str], None]
 
 
 def machine_name(device: torch.device) -> str:
@@ -31,73 +33,86 @@ def machine_name(device: torch.device) -> str:
     return f"{cpu}, {torch.get_num_threads()} threads ({os.cpu_count()} CPUs visible)"
 
 
-def parse_models(spec: str | Sequence[str]) -> list[str]:
-    """``'resnet18,sdnet18'`` → ``['resnet18', 'sdnet18']``; an empty list is a ``ValueError``."""
-    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
-    names = [n for n in names if n]
-    if not names:
-        raise UsageError("no model given; pass e.g. --models resnet18,sdnet18")
-    return names
-
-
 def paired_ratio(times: Sequence[float], base: Sequence[float]) -> float:
     """``median_r(times[r] / base[r])``: the per-round ratio cancels load that drifts between rounds."""
     return median([t / b for t, b in zip(times, base)])
 
 
-def run_bench(
-    models: Sequence[str],
-    base: Workload,
-    steps: int = 10,
-    warmup: int = 2,
-    inner: int | None = None,
-    memory: bool = True,
-    memory_steps: int = 2,
-    on_progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Benchmark ``models`` on workload ``base`` (its ``model`` field is replaced per model).
+def _memory_reuse(opts: BenchOptions, device: torch.device, say: Progress) -> None:
+    """On CPU, keep freed tensor memory (glibc mallopt) unless turned off; says once what it did."""
+    if device.type != "cpu":
+        return
+    if not opts.memory_reuse:
+        say("CPU memory reuse: off (as asked)")
+    elif malloc.keep_freed_memory():
+        say("CPU memory reuse: on (glibc mallopt keeps freed tensor memory; memory_reuse=False turns it off)")
+    else:
+        say("CPU memory reuse: not applied (not glibc, SDNET_MALLOC_TUNING=0 or MALLOC_* variables set)")
 
-    Timing: ``warmup`` untimed steps each, then ``steps`` interleaved rounds of ``inner`` steps
-    (default 1 on CPU, 10 on CUDA); ``ms_per_step`` is the median. ``ratio`` is the median over rounds
-    of a model's time divided by the first model's time in the same round (:func:`paired_ratio`);
-    ``ratio_of_medians`` divides the medians. Memory (``memory_mb``, see :mod:`.memory`): on CUDA
-    measured in this process while each model is built and warmed up in turn; on CPU in one child
-    process per model.
-    ``on_progress(message)`` is called as each phase starts.
-    """
-    say = on_progress or (lambda _m: None)
-    device = resolve_device(base.device)
-    workloads = [replace(base, model=m, device=str(device)) for m in models]
-    for w in workloads:
-        w.validate()
-    if inner is None:
-        inner = 10 if device.type == "cuda" else 1
-    mem: list[dict[str, Any] | None] = []
-    steps_fns, params = [], []
-    for w in workloads:
-        say(f"building {w.model}" + (" and measuring its memory" if memory else ""))
+
+def _build_all(opts: BenchOptions, device: torch.device, say: Progress) -> tuple[list, list, list, list]:
+    """Per model: train/eval step, step-size step (or None), parameter count, memory numbers (or None)."""
+    steps, size_steps, params, mem = [], [], [], []
+    for w in opts.workloads():
+        say(f"building {w.model}" + (" and measuring its memory" if opts.memory else ""))
         if device.type == "cuda":
-            numbers, step, model = measure_here(w, max(memory_steps, 1))
-            mem.append(numbers if memory else None)
+            numbers, step, model = measure_here(w, opts.memory_steps)
+            mem.append(numbers if opts.memory else None)
         else:
             model, step, _ = build_step(w)
-            mem.append(measure_in_child(w, memory_steps) if memory else None)
-        steps_fns.append(step)
+            mem.append(measure_in_child(w, opts.memory_steps) if opts.memory else None)
+        steps.append(step)
+        size_steps.append(step_size_step(model) if w.mode == "train" and w.step_sizes else None)
         params.append(count_params(model))
-    say(f"timing {len(workloads)} models: {warmup} warm-up + {steps} interleaved rounds")
-    times = interleaved_times(steps_fns, steps, warmup, device, inner)
+    return steps, size_steps, params, mem
+
+
+def run(opts: BenchOptions, on_progress: Progress | None = None) -> BenchReport:
+    """Benchmark ``opts.models`` on one workload; ``on_progress(message)`` is called as each phase starts.
+
+    Timing: ``warmup`` untimed steps each, then ``steps`` interleaved rounds of ``inner`` steps; the
+    step-size tracking of each SDNet takes its own turn in every round (``step_size_ms``). Memory (see
+    :mod:`.memory`): on CUDA in this process while each model is built and warmed up, on CPU in one child
+    process per model.
+    """
+    say = on_progress or (lambda _m: None)
+    device = resolve_device(opts.device)
+    _memory_reuse(opts, device, say)
+    inner = opts.inner if opts.inner is not None else (10 if device.type == "cuda" else 1)
+    steps, size_steps, params, mem = _build_all(opts, device, say)
+    extra = [s for s in size_steps if s is not None]
+    say(f"timing {len(steps)} models: {opts.warmup} warm-up + {opts.steps} interleaved rounds")
+    times = interleaved_times(steps + extra, opts.steps, opts.warmup, device, inner)
+    step_times, extra_times = times[: len(steps)], iter(times[len(steps):])
+    base = step_times[0]
     rows = []
-    for w, t, p, m in zip(workloads, times, params, mem):
+    for name, t, p, m, s in zip(opts.models, step_times, params, mem, size_steps):
         ms = 1000.0 * median(t)
-        rows.append({"model": w.model, "params": p, "ms_per_step": ms, "img_per_s": w.batch_size / (ms / 1000.0),
-                     "min_ms_per_step": 1000.0 * min(t),
-                     "times_ms": [1000.0 * v for v in t], **(m or {})})
-    for r in rows:
-        r["ratio"] = paired_ratio(r["times_ms"], rows[0]["times_ms"])
-        r["ratio_of_medians"] = r["ms_per_step"] / rows[0]["ms_per_step"]
-        if "memory_mb" in r and rows[0].get("memory_mb"):
-            r["memory_ratio"] = r["memory_mb"] / rows[0]["memory_mb"]
-    settings = {**base.to_dict(), "device": str(device), "steps": steps, "warmup": warmup, "inner": inner,
-                "malloc": malloc_state()}
-    settings.pop("model")
-    return {"machine": machine_name(device), "torch": torch.__version__, "settings": settings, "results": rows}
+        st = next(extra_times) if s is not None else None
+        rows.append(BenchRow(
+            model=name, params=p, ms_per_step=ms, img_per_s=opts.batch_size / (ms / 1000.0),
+            min_ms_per_step=1000.0 * min(t), times_ms=[1000.0 * v for v in t], ratio=paired_ratio(t, base),
+            ratio_of_medians=ms / (1000.0 * median(base)),
+            step_size_ms=None if st is None else 1000.0 * median(st),
+            step_size_share=None if st is None else paired_ratio(st, t),
+            **_memory_fields(m, mem[0])))
+    report = BenchReport(machine=machine_name(device), torch=torch.__version__,
+                         settings=_settings(opts, device, inner), results=rows)
+    if opts.output is not None:
+        atomic_write_json(Path(opts.output), report.to_dict())
+    return report
+
+
+def _memory_fields(m: dict[str, Any] | None, first: dict[str, Any] | None) -> dict[str, Any]:
+    if m is None:
+        return {}
+    ratio = m["memory_mb"] / first["memory_mb"] if first and first.get("memory_mb") else None
+    return {"memory_mb": m["memory_mb"], "total_mb": m["total_mb"], "memory_source": m["memory_source"],
+            "memory_ratio": ratio}
+
+
+def _settings(opts: BenchOptions, device: torch.device, inner: int) -> dict[str, Any]:
+    keys = ("batch_size", "image_size", "mode", "amp", "channels_last", "compile", "num_classes", "stem", "seed",
+            "steps", "warmup", "step_sizes", "memory_reuse", "recompute")
+    return {**{k: getattr(opts, k) for k in keys}, "device": str(device), "inner": inner,
+            "malloc": malloc.malloc_state()}

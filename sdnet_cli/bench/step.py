@@ -1,4 +1,5 @@
-"""One benchmark workload: a model, a fixed random batch and a step (train: forward + backward + SGD).
+"""One benchmark workload: a model, a fixed random batch and a step (train: forward + backward + SGD step +
+the engine's per-step step-size tracking).
 
 Shared by the in-process timer (:mod:`.timing`) and the child process that measures peak memory
 (:mod:`.memory`), so both measure exactly the same work.
@@ -14,15 +15,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.registry import check_model_name, create_model
+from ..devices import resolve_device
+from ..engine.step_sizes import StepSizeKeeper
 from ..errors import UsageError
+from ..layers.csc import csc_layers
+from ..models.registry import check_model_name, create_model
+from ..models.sizes import check_image_size
 
 MODES = ("train", "eval")
+STEMS = ("cifar", "imagenet")
 
 
 @dataclass(frozen=True)
 class Workload:
-    """What one benchmarked step does (plain values, so it can be sent to a child process as JSON)."""
+    """What one benchmarked step does (plain values, so it can be sent to a child process as JSON).
+
+    ``step_sizes``: a train step ends with what ``sdnet train`` does after each optimizer step, tracking
+    every CSC layer's step size (:class:`~sdnet_cli.engine.step_sizes.StepSizeKeeper`, ``every=1``).
+    ``recompute``: CSC layers save less for backward and recompute it (``CSCConv2d.recompute``).
+    """
 
     model: str
     batch_size: int = 64
@@ -35,30 +46,25 @@ class Workload:
     num_classes: int = 10
     stem: str = "cifar"
     seed: int = 0
+    step_sizes: bool = True
+    recompute: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` for settings that cannot run."""
+        """Raise :class:`UsageError` for settings that cannot run."""
         check_model_name(self.model)
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.batch_size < 1:
+        if self.stem not in STEMS:
+            raise UsageError(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
-        min_size = 32 if self.stem == "imagenet" else 8
-        if self.image_size < min_size:
-            raise UsageError(f"image size must be >= {min_size} for the {self.stem} stem, got {self.image_size}")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is a ``ValueError``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
-    return dev
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise UsageError(f"number of classes must be >= 1, got {self.num_classes}")
+        check_image_size(self.image_size, self.stem)
+        resolve_device(self.device)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
@@ -78,8 +84,9 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
     """Build ``w``'s model, batch and step function; returns ``(model, step, device)``.
 
     Train mode: ``SGD(lr=0.01, momentum=0.9)`` on cross-entropy of a random batch ``(N, 3, S, S)``
-    with random labels. Eval mode: a forward under ``torch.no_grad``. ``amp`` runs the forward
-    under autocast (bf16, or fp16 with a grad scaler on GPUs without bf16).
+    with random labels, then (``w.step_sizes``) the keeper's step-size tracking. Eval mode: a forward
+    under ``torch.no_grad``. ``amp`` runs the forward under autocast (bf16, or fp16 with a grad scaler
+    on GPUs without bf16).
     """
     w.validate()
     device = resolve_device(w.device)
@@ -87,6 +94,8 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
     model = create_model(w.model, num_classes=w.num_classes, stem=w.stem).to(device)
     memory_format = torch.channels_last if w.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    for layer in csc_layers(model):
+        layer.recompute = w.recompute
     x = torch.randn(w.batch_size, 3, w.image_size, w.image_size, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, w.num_classes, (w.batch_size,), device=device)
     dtype = amp_dtype(device)
@@ -107,16 +116,27 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type, enabled=w.amp and dtype == torch.float16)
+    keeper = StepSizeKeeper(model, every=1 if w.step_sizes else 0)
 
-    def step() -> None:
+    def train_step() -> None:
         opt.zero_grad(set_to_none=True)
         with autocast():
             loss = F.cross_entropy(fwd(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        keeper.after_step(1)
 
-    return model, step, device
+    return model, train_step, device
+
+
+def step_size_step(model: nn.Module) -> Callable[[], None] | None:
+    """The keeper's per-step work alone on ``model`` (to time its share of a train step), or ``None`` when
+    the model has no CSC layer."""
+    if not csc_layers(model):
+        return None
+    keeper = StepSizeKeeper(model, every=1)
+    return lambda: keeper.after_step(1)
 
 
 def count_params(model: nn.Module) -> int:

@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..bench import Workload, parse_models, run_bench
-from ..bench.runner import DEFAULT_MODELS
-from ..models.files import atomic_write_json
+from ..bench import DEFAULT_MODELS, BenchOptions, BenchReport, run
 from .common import console, print_json
-from ..errors import UsageError
 
 
-def _table(report: dict[str, Any]) -> Table:
-    s = report["settings"]
+def _table(report: BenchReport) -> Table:
+    s = report.settings
     flags = " ".join(f for f, on in (("amp", s["amp"]), ("channels-last", s["channels_last"]),
                                      ("compile", s["compile"])) if on)
     table = Table(title=f"sdnet bench: {s['mode']}, batch {s['batch_size']}, {s['image_size']}x{s['image_size']}, "
-                        f"{escape(report['machine'])}{', ' + flags if flags else ''}")
-    for col in ("model", "params", "img/s", "ms/step", "ratio", "memory MB", "mem ratio"):
+                        f"{escape(report.machine)}{', ' + flags if flags else ''}")
+    for col in ("model", "params", "img/s", "ms/step", "ratio", "step size", "memory MB", "mem ratio"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for r in report["results"]:
-        mem = f"{r['memory_mb']:.0f}" if "memory_mb" in r else "-"
-        mr = f"{r['memory_ratio']:.3f}" if "memory_ratio" in r else "-"
-        table.add_row(r["model"], f"{r['params']:,}", f"{r['img_per_s']:.1f}", f"{r['ms_per_step']:.1f}",
-                      f"{r['ratio']:.3f}", mem, mr)
+    for r in report.results:
+        share = f"{r.step_size_ms:.1f} ms ({100 * r.step_size_share:.1f} %)" if r.step_size_ms is not None else "-"
+        mem = f"{r.memory_mb:.0f}" if r.memory_mb is not None else "-"
+        mr = f"{r.memory_ratio:.3f}" if r.memory_ratio is not None else "-"
+        table.add_row(r.model, f"{r.params:,}", f"{r.img_per_s:.1f}", f"{r.ms_per_step:.1f}", f"{r.ratio:.3f}",
+                      share, mem, mr)
     return table
 
 
@@ -36,7 +34,7 @@ def bench_command(
     models: str = typer.Option(",".join(DEFAULT_MODELS), "--models", "-m", help="Comma-separated model names; ratios are to the first."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per step."),
     image_size: int = typer.Option(32, "--image-size", help="Input height and width (random images)."),
-    mode: str = typer.Option("train", "--mode", help="train (forward + backward + SGD step) | eval (forward, no grad)."),
+    mode: str = typer.Option("train", "--mode", help="train (forward + backward + SGD step + step-size tracking) | eval (forward, no grad)."),
     steps: int = typer.Option(10, "--steps", help="Timed interleaved rounds per model (the median is reported)."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed steps per model first."),
     inner: Optional[int] = typer.Option(None, "--inner", help="Steps per timed block (default 1 on CPU, 10 on CUDA)."),
@@ -47,12 +45,15 @@ def bench_command(
     num_classes: int = typer.Option(10, "--num-classes", help="Classifier size."),
     stem: str = typer.Option("cifar", "--stem", help="cifar | imagenet."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: one child process per model)."),
+    step_sizes: bool = typer.Option(True, "--step-sizes/--no-step-sizes", help="Train steps include the engine's step-size tracking (timed on its own too)."),
+    recompute: bool = typer.Option(False, "--recompute", help="CSC layers save less for backward and recompute it (less memory, slower)."),
+    memory_reuse: bool = typer.Option(True, "--memory-reuse/--no-memory-reuse", help="On CPU keep freed tensor memory in the process (glibc mallopt)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON result to this file."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON result object on stdout."),
 ) -> None:
     """Time models side by side: img/s, ms/step, peak memory, parameters, ratios to the first model.
 
-    The models take turns within one process (interleaved rounds, median per model); a model's ratio is the median over rounds of its time over the first model's time in the same round, so load from other programs hits both sides of each ratio alike. Peak memory is the CUDA allocator's on GPU and a child process's peak RSS on CPU (runtime excluded).
+    The models take turns within one process (interleaved rounds, median per model); a model's ratio is the median over rounds of its time over the first model's time in the same round, so load from other programs hits both sides of each ratio alike. A train step includes what sdnet train does after each optimizer step (step-size tracking); its own time and share are the "step size" column. Peak memory is the CUDA allocator's on GPU and a child process's peak RSS on CPU (runtime excluded).
 
     Examples:
 
@@ -62,20 +63,18 @@ def bench_command(
 
       sdnet bench --device cuda --batch-size 128 --amp --channels-last --compile -o bench.json
     """
-    if mode not in ("train", "eval"):
-        raise UsageError(f"--mode must be train or eval, got {mode!r}")
-    if steps < 1 or warmup < 0 or (inner is not None and inner < 1):
-        raise UsageError("--steps and --inner must be >= 1 and --warmup >= 0")
-    names = parse_models(models)
-    base = Workload(names[0], batch_size=batch_size, image_size=image_size, mode=mode, device=device, amp=amp,
-                    channels_last=channels_last, compile=compile_, num_classes=num_classes, stem=stem)
+    opts = BenchOptions(models=models, batch_size=batch_size, image_size=image_size, mode=mode, device=device,
+                        amp=amp, channels_last=channels_last, compile=compile_, num_classes=num_classes, stem=stem,
+                        steps=steps, warmup=warmup, inner=inner, memory=memory, step_sizes=step_sizes,
+                        memory_reuse=memory_reuse, recompute=recompute, output=None if output is None else str(output))
     with console.status("benchmarking") as status:
-        report = run_bench(names, base, steps=steps, warmup=warmup, inner=inner, memory=memory,
-                           on_progress=lambda m: status.update(escape(m)))
-    if output is not None:
-        atomic_write_json(output, report)
+
+        def progress(message: str) -> None:  # phases update the spinner; the memory-reuse note stays on screen
+            (console.print if message.startswith("CPU memory") else status.update)(escape(message))
+
+        report = run(opts, on_progress=progress)
     if json_out:
-        print_json(report)
+        print_json(report.to_dict())
         return
     console.print(_table(report))
     if output is not None:

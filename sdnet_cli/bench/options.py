@@ -1,0 +1,117 @@
+"""``BenchOptions`` (what ``sdnet bench`` measures, validated at construction) and ``BenchReport`` (what it found)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .step import Workload
+
+DEFAULT_MODELS = ("resnet18", "sdnet18", "sdnet18_all")
+
+
+def parse_models(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``'resnet18,sdnet18'`` → ``('resnet18', 'sdnet18')``; an empty list is a :class:`UsageError`."""
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    names = [n for n in names if n]
+    if not names:
+        raise UsageError("no model given; pass e.g. --models resnet18,sdnet18")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Models timed side by side on one workload (see :func:`sdnet_cli.bench.run`).
+
+    ``steps`` interleaved rounds of ``inner`` steps (default 1 on CPU, 10 on CUDA) after ``warmup`` untimed
+    steps; ``memory``: peak memory of ``memory_steps`` steps per model; ``step_sizes``: a train step
+    includes the engine's step-size tracking (and its share is timed on its own); ``memory_reuse``: on
+    CPU keep freed tensor memory in the process (:func:`sdnet_cli.malloc.keep_freed_memory`); ``recompute``:
+    CSC layers save less for backward and recompute it (``CSCConv2d.recompute``); ``output``:
+    also write the report's JSON to this file (replaced as a whole).
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    batch_size: int = 64
+    image_size: int = 32
+    mode: str = "train"
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    num_classes: int = 10
+    stem: str = "cifar"
+    steps: int = 10
+    warmup: int = 2
+    inner: int | None = None
+    memory: bool = True
+    memory_steps: int = 2
+    step_sizes: bool = True
+    memory_reuse: bool = True
+    recompute: bool = False
+    seed: int = 0
+    output: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", parse_models(self.models))
+        if self.output is not None:
+            if Path(self.output).is_dir():
+                raise UsageError(f"--output {self.output} is a folder; give a file name")
+        for name, least in (("steps", 1), ("warmup", 0), ("memory_steps", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+        if self.inner is not None and (isinstance(self.inner, bool) or not isinstance(self.inner, int) or self.inner < 1):
+            raise UsageError(f"inner must be an integer >= 1, got {self.inner!r}")
+        for w in self.workloads():
+            w.validate()
+
+    def workloads(self) -> list[Workload]:
+        """One :class:`Workload` per model, in order."""
+        base = Workload(self.models[0], batch_size=self.batch_size, image_size=self.image_size, mode=self.mode,
+                        device=self.device, amp=self.amp, channels_last=self.channels_last, compile=self.compile,
+                        num_classes=self.num_classes, stem=self.stem, seed=self.seed, step_sizes=self.step_sizes,
+                        recompute=self.recompute)
+        return [replace(base, model=m) for m in self.models]
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One model's figures. Times in ms per step (medians over rounds); ``ratio``: median over rounds of this
+    model's time over the first model's in the same round; ``step_size_ms``: the step-size tracking alone
+    (included in ``ms_per_step``), ``step_size_share`` = its paired ratio to the whole step."""
+
+    model: str
+    params: int
+    ms_per_step: float
+    img_per_s: float
+    min_ms_per_step: float
+    times_ms: list[float]
+    ratio: float
+    ratio_of_medians: float
+    step_size_ms: float | None = None
+    step_size_share: float | None = None
+    memory_mb: float | None = None
+    total_mb: float | None = None
+    memory_source: str | None = None
+    memory_ratio: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """``machine`` (GPU name, or CPU model and threads), ``torch`` version, ``settings`` and one row per model."""
+
+    machine: str
+    torch: str
+    settings: dict[str, Any]
+    results: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object ``sdnet bench --json`` prints."""
+        return {"machine": self.machine, "torch": self.torch, "settings": dict(self.settings),
+                "results": [r.to_dict() for r in self.results]}
