@@ -3,8 +3,8 @@
 Raising λ of a CSC layer makes its codes sparser and smaller, which shifts the statistics that the
 BatchNorm after it (and, through it, every later BatchNorm) was fitted to. ``recalibrated_stats`` re-estimates
 the running mean and variance of **every** BatchNorm layer of the model (the shift propagates through the
-whole network, so re-estimating only the one after the first CSC layer leaves the others off) as the exact
-average over ``N`` clean images held out from the training data, with the model at the test-time λ; the
+whole network, so re-estimating only the one after the first CSC layer leaves the others off) as the cumulative
+average over the batches of ``N`` clean images held out from the training data, with the model at the test-time λ; the
 learned affine parameters and every other weight stay as trained. Test images are never used: the
 statistics are a function of the model, the λ and the held-out images only.
 """
@@ -69,7 +69,7 @@ def recalibrated_stats(model: nn.Module, x: Tensor, lmbd: float | np.ndarray | N
     try:
         for _, m in found:
             m.reset_running_stats()
-            m.momentum = None  # cumulative average: the exact mean over all batches
+            m.momentum = None  # cumulative average over the batches (equal weight per batch)
             m.train()
         # equal chunks, so no batch has a single image (BatchNorm cannot train on one value per channel)
         for idx in np.array_split(np.arange(len(x)), max(1, -(-len(x) // batch_size))):
