@@ -8,7 +8,8 @@
 - :func:`clean_stale`: removes the temporaries of processes that no longer run (and restores a backup
   left between the two renames of the fallback).
 - :class:`OutputLock`: an exclusive ``flock`` on a hidden sibling ``.<name>.lock`` (outside the folder, so it
-  survives the switch); the kernel releases it when the process dies, so a kill never leaves it stale.
+  survives the switch); the kernel releases it when the process dies, so a kill never leaves it stale, and a
+  normal release removes the file.
 """
 
 from __future__ import annotations
@@ -147,7 +148,10 @@ class OutputLocked(UsageError):
 class OutputLock:
     """Exclusive OS lock on ``target`` (a hidden sibling lock file) for the life of a run.
 
-    ``with OutputLock(path): ...``; a second process gets :class:`OutputLocked` naming the holder's PID.
+    ``with OutputLock(path): ...``; a second process gets :class:`OutputLocked` naming the holder's PID. The
+    lock file is removed on release, so a finished or failed run leaves nothing beside ``target``; a lock is
+    only taken on a file that is still the one at the lock path (checked after ``flock``), which makes the
+    removal safe against a process that opened the file just before it went away.
     """
 
     def __init__(self, target: Path) -> None:
@@ -157,22 +161,33 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise OutputLocked(f"{self.target} is in use by process {holder}; wait for it to finish, stop it, "
-                               "or pass another --output") from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise OutputLocked(f"{self.target} is in use by process {holder}; wait for it to finish, stop it, "
+                                   "or pass another --output") from None
+            if self._still_at_path(fd):
+                break
+            os.close(fd)  # the holder removed this file as we opened it: lock the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
 
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock; the file stays (deleting it would race)
+            self.path.unlink(missing_ok=True)  # while still locked: nobody else holds this file
+            os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> "OutputLock":

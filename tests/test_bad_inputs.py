@@ -556,21 +556,12 @@ def _tree(*roots: Path) -> dict[str, tuple]:
     return out
 
 
-LOCK_LEFT_BEHIND = {  # train takes the run-dir lock, then loads the data: a data error leaves .<output>.lock
-    "train cifar10 missing, no download", "train labels >= num_classes", "train negative labels", "train float labels",
-    "train --force missing dataset keeps the old run", "train --force bad labels keeps the old run",
-}
-KNOWN = {rid: pytest.mark.xfail(strict=True, reason="owner: engine — a data error after OutputLock leaves the "
-                                                     "hidden .<output>.lock file behind (old run itself intact)")
-         for rid in LOCK_LEFT_BEHIND}
-
-
 def test_rows_have_unique_ids():
     ids = [r.id for r in ROWS]
     assert len(ids) == len(set(ids)) and len(ids) >= 150
 
 
-@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=KNOWN.get(r.id, ())) for r in ROWS])
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id) for r in ROWS])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(row, model_dir, tmp_path, monkeypatch, capsys):
     from sdnet_cli.cli.app import main
 

@@ -37,8 +37,6 @@ def test_models_table() -> None:
     assert "sdnet18_all" in proc.stderr and "11,173,962" in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="owner: lead — eval_cmd starts its rich Progress before the library call "
-                   "validates, so stderr starts with a blank line before the error line")
 def test_user_error_is_one_line_exit_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "sdnet_cli", "eval", "no/such/model/dir/anywhere"],
                           capture_output=True, text=True, timeout=120, env={**__import__("os").environ,

@@ -39,10 +39,20 @@ def eval_command(
     opts = EvalOptions(model=model, dataset=dataset, data_root=data_root, lmbd=lmbd, lmbd_layers=lmbd_layers,
                        batch_size=batch_size, device=device, image_size=image_size, workers=workers,
                        download=not no_download)
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("eval", total=None)
-        res = evaluate(opts, on_batch=lambda n: progress.advance(task, n)).to_dict()
+    progress = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True)
+    task = progress.add_task("eval", total=None)
+
+    def advance(n: int) -> None:  # the bar appears with the first batch, after the checks and the loading
+        if not progress.live.is_started:
+            progress.start()
+        progress.advance(task, n)
+
+    try:
+        res = evaluate(opts, on_batch=advance).to_dict()
+    finally:
+        if progress.live.is_started:
+            progress.stop()
     if json_out:
         print_json(res)
         return

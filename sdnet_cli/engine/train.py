@@ -69,20 +69,26 @@ def _target(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo) -> Path:
 
 
 def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, force: bool) -> Setup:
-    """Lock (rank 0), validate and build everything, then open the run directory; nothing is written before."""
+    """Validate and build everything (read-only), then lock (rank 0) and open the run directory.
+
+    The lock comes after the checks, so a refused run leaves nothing behind, not even a lock file; under the
+    lock the output is checked again and a resumed state is read again (another run may have ended between).
+    """
     t = cfg.train
     device = resolve_device(t.device, dinfo.local_rank)
     target = _target(cfg, info, dinfo)
+    if dinfo.is_main:
+        check_output(target, resume, force)
+    data = build_data(cfg, dinfo, device)
+    mcfg = model_config(cfg, info, data.num_classes)
+    model = build_model(mcfg, cfg, dinfo, device)
+    optimizer = build_optimizer(cfg, model)
+    precision = Precision(t.amp, t.amp_dtype, device)
+    loop = load_state(target / "state", model, optimizer, precision)[0] if resume else LoopState()
     lock = RunDirectory.acquire_lock(target) if dinfo.is_main else None
     try:
-        if lock is not None:
-            check_output(target, resume, force)
-        data = build_data(cfg, dinfo, device)
-        mcfg = model_config(cfg, info, data.num_classes)
-        model = build_model(mcfg, cfg, dinfo, device)
-        optimizer = build_optimizer(cfg, model)
-        precision = Precision(t.amp, t.amp_dtype, device)
-        loop = load_state(target / "state", model, optimizer, precision)[0] if resume else LoopState()
+        if resume and lock is not None:
+            loop = load_state(target / "state", model, optimizer, precision)[0]
         run = RunDirectory.open(target, lock, resume, force) if lock is not None else None
     except BaseException:
         _release(lock)
