@@ -103,7 +103,7 @@ import json, sys
 from sdnet_cli.bench import BenchOptions, run
 from sdnet_cli.malloc import malloc_state
 said = []
-run(BenchOptions(models=("resnet18",), batch_size=1, image_size=8, steps=1, warmup=0, memory=False, device="cpu",
+run(BenchOptions(models=("resnet18",), batch_size=2, image_size=8, steps=1, warmup=0, memory=False, device="cpu",
                  memory_reuse=sys.argv[1] == "1"), on_progress=said.append)
 print(json.dumps({"state": malloc_state(), "said": [m for m in said if m.startswith("CPU memory reuse")]}))
 """
