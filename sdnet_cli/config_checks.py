@@ -116,13 +116,20 @@ def _check_image_size(cfg: Any) -> None:
     from .data.datasets import dataset_info
     from .models.sizes import MIN_IMAGE_SIZE
 
-    size, name = cfg.data.image_size, cfg.data.dataset
+    from .models.ecosystem import is_ecosystem_name
+
+    name = cfg.data.dataset
+    stem = "imagenet" if is_ecosystem_name(cfg.model.name) else dataset_info(name).stem  # as model_config records it
+    least = MIN_IMAGE_SIZE.get(stem, 1)
+    size = cfg.data.image_size
+    if size is None and dataset_info(name).image_size < least:
+        raise _fail("data.image_size", size, f"an integer >= {least} for the {stem} stem ({name} images are "
+                    f"{dataset_info(name).image_size}x{dataset_info(name).image_size}; e.g. 32)")
     if size is None:
         return
-    least = MIN_IMAGE_SIZE.get(dataset_info(name).stem, 1)
     if not _is_int(size) or size < least:
         raise _fail("data.image_size", size, f"an integer >= {least} (the smallest input the {name} model's "
-                    f"{dataset_info(name).stem} stem takes) or null for the dataset's size")
+                    f"{stem} stem takes) or null for the dataset's size")
     if name in ("cifar10", "cifar100") and size != 32:
         raise _fail("data.image_size", size, f"32 or null ({name} images are 32x32)")
 

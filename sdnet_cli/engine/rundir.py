@@ -25,8 +25,10 @@ RUN_ITEMS = ("config.yaml", "metrics.jsonl", "steps.jsonl", "best", "last", "sta
 
 
 def default_output(dataset: str, model: str, root: str | Path = "runs") -> Path:
-    """``runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>`` (with ``-2``, ``-3``… if taken)."""
-    base = Path(root) / f"{dataset}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>`` (with ``-2``, ``-3``… if taken); a ``torchvision:NAME`` model
+    name becomes ``torchvision_NAME`` (no colon in a folder name)."""
+    safe = "".join(c if c.isalnum() or c in "._+-" else "_" for c in model)
+    base = Path(root) / f"{dataset}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, k = base, 2
     while path.exists():
         path, k = Path(f"{base}-{k}"), k + 1
