@@ -6,7 +6,8 @@
 
 from ._version import __version__  # noqa: E402
 
-from .layers import CSCConv2d, SparseCodingLinear, csc_layers, set_lmbd, update_step_sizes  # noqa: E402
+from .layers import (CSCConv2d, SparseCodingLinear, converge_step_sizes, csc_layers, set_lmbd,  # noqa: E402
+                     track_step_sizes, update_step_sizes)
 from .models import ModelConfig, create_model, list_models, save_model  # noqa: E402
 from .hub.resolve import load_model  # noqa: E402
 from .conversion import ConversionReport, convert, plan_conversion  # noqa: E402
@@ -18,6 +19,7 @@ __all__ = [
     "SparseCodingLinear",
     "ModelConfig",
     "create_model",
+    "converge_step_sizes",
     "csc_layers",
     "convert",
     "list_models",
@@ -25,5 +27,6 @@ __all__ = [
     "plan_conversion",
     "save_model",
     "set_lmbd",
+    "track_step_sizes",
     "update_step_sizes",
 ]

@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..layers import set_lmbd
 from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
-from .evaluate import evaluate as evaluate_loader
+from .evaluate import evaluate_loader
 
 
 def _check_int(name: str, value: Any, least: int) -> None:

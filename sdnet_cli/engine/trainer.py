@@ -31,7 +31,7 @@ from ..models.files import ModelConfig, save_model
 from . import distributed as D
 from .callbacks import Callbacks
 from .data import TrainData, timed_batches
-from .evaluate import evaluate, topk_correct
+from .evaluate import evaluate_loader, topk_correct
 from .logs import RunLogs
 from .precision import Precision
 from .result import NonFiniteLossError, TrainingInterrupted, TrainResult
@@ -174,7 +174,7 @@ class Trainer:
                                "train_loss": m["loss"] / max(m["n"], 1), "train_top1": 100.0 * m["correct"] / max(m["n"], 1)}
         for split, loader in loaders.items():
             if loader is not None:
-                ev = evaluate(s.model, loader, s.data.num_classes, s.device, s.precision.autocast,
+                ev = evaluate_loader(s.model, loader, s.data.num_classes, s.device, s.precision.autocast,
                               self.cfg.train.channels_last)
                 row.update({f"{split}_loss": ev["loss"], f"{split}_top1": ev["top1"], f"{split}_top5": ev["top5"]})
         row.update(lr=self.last_lr, time=m["seconds"], images_per_s=m["n"] / max(m["seconds"], 1e-9),
