@@ -15,48 +15,45 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .checks import is_int, is_real
 from .errors import UsageError
 
 Rule = Callable[[Any], "str | None"]
 """``rule(value)`` → ``None`` when the value is usable, else what it must be (e.g. ``"an integer >= 1"``)."""
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
+def is_real(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def int_at_least(low: int) -> Rule:
     """An integer ``v ≥ low``."""
-    return lambda v: None if _is_int(v) and v >= low else f"an integer >= {low}"
+    return lambda v: None if is_int(v) and v >= low else f"an integer >= {low}"
 
 
 def int_in(low: int, high: int) -> Rule:
     """An integer ``low ≤ v < high``."""
-    return lambda v: None if _is_int(v) and low <= v < high else f"an integer in [{low}, {high})"
+    return lambda v: None if is_int(v) and low <= v < high else f"an integer in [{low}, {high})"
 
 
 def finite_at_least(low: float) -> Rule:
     """A finite number ``v ≥ low``."""
-    return lambda v: None if _is_real(v) and v >= low else f"a finite number >= {low:g}"
+    return lambda v: None if is_real(v) and v >= low else f"a finite number >= {low:g}"
 
 
 def finite_above(low: float) -> Rule:
     """A finite number ``v > low``."""
-    return lambda v: None if _is_real(v) and v > low else f"a finite number > {low:g}"
+    return lambda v: None if is_real(v) and v > low else f"a finite number > {low:g}"
 
 
 def fraction() -> Rule:
     """A number in ``[0, 1)``."""
-    return lambda v: None if _is_real(v) and 0 <= v < 1 else "a number in [0, 1)"
+    return lambda v: None if is_real(v) and 0 <= v < 1 else "a number in [0, 1)"
 
 
 def int_list_at_least(low: int) -> Rule:
     """A list of integers, each ``≥ low``."""
-    return lambda v: None if all(_is_int(x) and x >= low for x in v) else f"a list of integers >= {low}"
+    return lambda v: None if all(is_int(x) and x >= low for x in v) else f"a list of integers >= {low}"
 
 
 RULES: dict[str, Rule] = {
@@ -64,7 +61,7 @@ RULES: dict[str, Rule] = {
     "model.mu": finite_at_least(0.0),
     "model.n_steps": int_at_least(1),
     "model.expansion": int_at_least(1),
-    "data.in_chans": lambda v: None if v in (1, 3) and _is_int(v) else "1 or 3",
+    "data.in_chans": lambda v: None if v in (1, 3) and is_int(v) else "1 or 3",
     "data.workers": int_at_least(0),
     "data.val_split": fraction(),
     "optim.lr": finite_above(0.0),
@@ -127,7 +124,7 @@ def _check_image_size(cfg: Any) -> None:
                     f"{dataset_info(name).image_size}x{dataset_info(name).image_size}; e.g. 32)")
     if size is None:
         return
-    if not _is_int(size) or size < least:
+    if not is_int(size) or size < least:
         raise _fail("data.image_size", size, f"an integer >= {least} (the smallest input the {name} model's "
                     f"{stem} stem takes) or null for the dataset's size")
     if name in ("cifar10", "cifar100") and size != 32:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..checks import require_int
 from ..errors import UsageError
 from .step import Workload
 
@@ -60,11 +61,9 @@ class BenchOptions:
             if Path(self.output).is_dir():
                 raise UsageError(f"--output {self.output} is a folder; give a file name")
         for name, least in (("steps", 1), ("warmup", 0), ("memory_steps", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
-        if self.inner is not None and (isinstance(self.inner, bool) or not isinstance(self.inner, int) or self.inner < 1):
-            raise UsageError(f"inner must be an integer >= 1, got {self.inner!r}")
+            require_int(name, getattr(self, name), least)
+        if self.inner is not None:
+            require_int("inner", self.inner, 1)
         for w in self.workloads():
             w.validate()
 

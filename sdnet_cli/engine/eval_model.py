@@ -7,7 +7,6 @@ normalisation and image size default to the ones the model was trained with (its
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Callable
 
 from torch.utils.data import DataLoader
 
+from ..checks import require_finite, require_int
 from ..data.datasets import build_dataset, dataset_info
 from ..devices import DEVICE_CHOICES, resolve_device
 from ..errors import UsageError
@@ -22,11 +22,6 @@ from ..layers import set_lmbd
 from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
 from .evaluate import evaluate_loader
-
-
-def _check_int(name: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -45,14 +40,14 @@ class EvalOptions:
     download: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("--batch-size", self.batch_size, 1)
-        _check_int("--workers", self.workers, 0)
+        require_int("--batch-size", self.batch_size, 1)
+        require_int("--workers", self.workers, 0)
         if self.image_size is not None:
-            _check_int("--image-size", self.image_size, 1)
+            require_int("--image-size", self.image_size, 1)
         if self.lmbd_layers not in ("first", "all"):
             raise UsageError(f"--lmbd-layers must be 'first' or 'all', got {self.lmbd_layers!r}")
-        if self.lmbd is not None and not (math.isfinite(self.lmbd) and self.lmbd >= 0):
-            raise UsageError(f"--lmbd must be a finite number >= 0, got {self.lmbd}")
+        if self.lmbd is not None:
+            require_finite("--lmbd", self.lmbd)
         if str(self.device).split(":")[0] not in DEVICE_CHOICES:
             raise UsageError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.dataset is not None:

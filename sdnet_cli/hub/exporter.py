@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 import torch.nn as nn
 
+from ..checks import is_int
 from ..errors import MissingFileError, UsageError
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, rewrite_dir, write_file, write_model_files
 from ..models.registry import check_model_name
@@ -38,10 +39,6 @@ RECIPE_NAMES = ("config.yaml", "resolved_config.yaml", "train_config.yaml", "run
 DEFAULT_IMAGE_SIZE = {"cifar": 32, "imagenet": 224}
 EXPORT_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, ROBUST_NAME, ONNX_NAME)
 """Every name an export writes (or removes when it does not produce it); other files are carried over."""
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class ExportOptions:
                              f"{self.source} is a model (its config.json says what it is)")
         elif Path(self.source).is_file():
             raise UsageError(f"{self.source} is a file; pass a run or model directory, a Hub model, or an official .pth.tar")
-        if self.image_size is not None and (not _is_int(self.image_size) or self.image_size < 1):
+        if self.image_size is not None and (not is_int(self.image_size) or self.image_size < 1):
             raise UsageError(f"--image-size must be an integer >= 1, got {self.image_size!r}")
         if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset):
             raise UsageError(f"--dataset must be a dataset name, got {self.dataset!r}")
@@ -96,7 +93,7 @@ class ExportOptions:
             raise UsageError(f"exporting the official checkpoint {self.source} needs --arch and --num-classes "
                              "(e.g. --arch sdnet18 --num-classes 10 --stem cifar)")
         check_model_name(self.arch)
-        if not _is_int(self.num_classes) or self.num_classes < 1:
+        if not is_int(self.num_classes) or self.num_classes < 1:
             raise UsageError(f"--num-classes must be an integer >= 1, got {self.num_classes!r}")
         if self.stem is not None and self.stem not in STEMS:
             raise UsageError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..checks import is_int
 from ..errors import UsageError
 from .registry import check_model_name, model_arg_names
 
@@ -36,16 +37,12 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _nonneg_number(v: Any) -> str | None:
     return None if _is_number(v) and math.isfinite(v) and v >= 0 else "a finite number >= 0"
 
 
 def _int_at_least(low: int) -> Callable[[Any], str | None]:
-    return lambda v: None if _is_int(v) and v >= low else f"an integer >= {low}"
+    return lambda v: None if is_int(v) and v >= low else f"an integer >= {low}"
 
 
 def _boolean(v: Any) -> str | None:
@@ -108,7 +105,7 @@ def check_config_fields(architecture: Any, num_classes: Any, stem: Any, model_ar
     if not isinstance(architecture, str) or not architecture:
         raise UsageError(f"architecture must be a model name (see 'sdnet models'), got {_show(architecture)}")
     check_model_name(architecture)
-    if not _is_int(num_classes) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise UsageError(f"num_classes must be an integer >= 1, got {_show(num_classes)} ({_kind(num_classes)})")
     if "stem" in model_arg_names(architecture) and stem not in STEMS:
         raise UsageError(f"stem must be one of {', '.join(STEMS)}, got {_show(stem)}")

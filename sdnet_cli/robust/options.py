@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import require_finite, require_int
 from ..data.corruptions import SDNET_LEVELS, parse_corruptions
 from ..devices import DEVICE_CHOICES
 from ..errors import UsageError
@@ -42,15 +43,6 @@ def parse_lambdas(spec: str) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _int(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
-
-
-def _finite(name: str, value: float, least: float = 0.0, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > least if strict else value >= least)
-    if not ok:
-        raise UsageError(f"{name} must be a finite number {'>' if strict else '>='} {least:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -102,22 +94,22 @@ class RobustOptions:
             raise UsageError("--download needs --cifar-c-dir DIR (where to put the archive)")
         if str(self.device).split(":")[0] not in DEVICE_CHOICES:
             raise UsageError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        _int("--steps", self.steps, 1)
-        _int("--batch-size", self.batch_size, 1)
-        _int("--calib-images", self.calib_images, 2)
-        _int("--recalibrate-bn", self.recalibrate_bn, 0)
-        _int("--seed", self.seed, 0)
+        require_int("--steps", self.steps, 1)
+        require_int("--batch-size", self.batch_size, 1)
+        require_int("--calib-images", self.calib_images, 2)
+        require_int("--recalibrate-bn", self.recalibrate_bn, 0)
+        require_int("--seed", self.seed, 0)
         for name, v in (("--max-images", self.max_images), ("--image-size", self.image_size)):
             if v is not None:
-                _int(name, v, 1)
+                require_int(name, v, 1)
         for v in self.lambdas:
-            _finite("--lambdas", v)
+            require_finite("--lambdas", v)
         if not self.eps:
             raise UsageError("--eps needs at least one value")
         for v in self.eps:
-            _finite("--eps", v)
+            require_finite("--eps", v)
         if self.step_size is not None:
-            _finite("--step-size", self.step_size, strict=True)
+            require_finite("--step-size", self.step_size, strict=True)
         self.levels()  # names and levels are checked here, before anything runs
 
     @property

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..checks import is_real, require_int
 from ..errors import UsageError
 from ..fsio import check_replaceable, replace_dir, staging_dir
 from ..hub.resolve import load_model_with_config
@@ -23,11 +24,6 @@ from .lambdas import DEFAULT_VIEW_LAMBDAS
 from .report import DECODE_MODES, WHAT, VizOptions, parse_what, visualize
 
 INDEX = "index.html"
-
-
-def _int_at_least(name: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -53,13 +49,13 @@ class VisualizeOptions:
         object.__setattr__(self, "output", Path(self.output))
         if self.decode not in DECODE_MODES:
             raise UsageError(f"unknown --decode {self.decode!r}; valid: {', '.join(DECODE_MODES)}")
-        _int_at_least("--num-images", self.num_images, 1)
-        _int_at_least("--threads", self.threads, 0)
-        _int_at_least("--max-steps", self.max_steps, 1)
-        _int_at_least("--opt-steps", self.opt_steps, 1)
+        require_int("--num-images", self.num_images, 1)
+        require_int("--threads", self.threads, 0)
+        require_int("--max-steps", self.max_steps, 1)
+        require_int("--opt-steps", self.opt_steps, 1)
         if self.image_size is not None:
-            _int_at_least("--image-size", self.image_size, 1)
-        bad = [v for v in self.lambdas if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)]
+            require_int("--image-size", self.image_size, 1)
+        bad = [v for v in self.lambdas if not (is_real(v) and math.isfinite(v) and v >= 0)]
         if bad or not self.lambdas:
             raise UsageError(f"--lambdas must be finite numbers >= 0 (e.g. 0,0.1,0.5,1), got {list(self.lambdas)}")
         check_replaceable(self.output, INDEX)
