@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import is_int
+from ..checks import is_int, is_real
 from ..errors import UsageError
 from .registry import check_model_name, model_arg_names
 
@@ -33,12 +33,8 @@ def _kind(value: Any) -> str:
         type(value), type(value).__name__)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _nonneg_number(v: Any) -> str | None:
-    return None if _is_number(v) and math.isfinite(v) and v >= 0 else "a finite number >= 0"
+    return None if is_real(v) and math.isfinite(v) and v >= 0 else "a finite number >= 0"
 
 
 def _int_at_least(low: int) -> Callable[[Any], str | None]:
@@ -91,7 +87,7 @@ def check_model_args(architecture: str, args: Any) -> None:
 def _check_stats(name: str, values: Any, channels: int) -> None:
     if values is None:
         return
-    if not isinstance(values, list) or not all(_is_number(v) and math.isfinite(v) for v in values):
+    if not isinstance(values, list) or not all(is_real(v) and math.isfinite(v) for v in values):
         raise UsageError(f"{name} must be a list of finite numbers (one per input channel), got {_show(values)}")
     if len(values) != channels:
         raise UsageError(f"{name} has {len(values)} values but the model takes {channels} input channels")
