@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from sdnet_cli.layers import CSCConv2d
 from sdnet_cli.layers import functional as SF
+from sdnet_cli.layers import spectral as SP
 
 
 def quick_step_sizes(model: nn.Module, iters: int = 20) -> nn.Module:
@@ -17,7 +18,7 @@ def quick_step_sizes(model: nn.Module, iters: int = 20) -> nn.Module:
     for name, m in model.named_modules():
         if isinstance(m, CSCConv2d):
             v = torch.randn(1, m.out_channels, 4, 4, generator=g)
-            eig, _ = SF.power_iteration(SF.csc_gram(m.weight.detach(), m.stride, m.padding), v, iters)
+            eig, _ = SP.power_iteration(SP.csc_gram(m.weight.detach(), m.stride, m.padding), v, iters)
             state[f"{name}.step_size"] = 0.9 / eig
     model.load_state_dict(state)
     return model

@@ -16,6 +16,7 @@ from sdnet_cli import create_model
 from sdnet_cli.engine.step_sizes import StepSizeKeeper
 from sdnet_cli.layers import CSCConv2d, SparseCodingLinear, csc_layers, track_step_sizes
 from sdnet_cli.layers import functional as SF
+from sdnet_cli.layers import spectral as SP
 
 aten = torch.ops.aten
 HOST_READS = {aten._local_scalar_dense, aten.item, aten.is_nonzero}
@@ -87,17 +88,17 @@ def test_per_step_tracking_traces_into_one_graph() -> None:
 def test_fixed_count_lanczos_and_small_eigensolver_match_dense() -> None:
     g = torch.Generator().manual_seed(5)
     w = SF.normalize_atoms(torch.randn(12, 3, 3, 3, generator=g, dtype=torch.float64))
-    gram = SF.csc_gram(w, 1, 1)
+    gram = SP.csc_gram(w, 1, 1)
     n = 12 * 6 * 6
     dense = torch.stack([gram(e.reshape(1, 12, 6, 6)).reshape(-1) for e in torch.eye(n, dtype=torch.float64)])
     evals = torch.linalg.eigvalsh(dense)
     v = torch.randn(1, 12, 6, 6, generator=g, dtype=torch.float64)
-    eig, u = SF.lanczos(gram, v, 60)
+    eig, u = SP.lanczos(gram, v, 60)
     assert abs(eig.item() - evals[-1].item()) / evals[-1].item() < 1e-10
     assert (gram(u) - eig * u).norm().item() < 1e-4 * eig.item()
     t = torch.randn(7, 7, generator=g, dtype=torch.float64)
     t = t @ t.T
-    theta, y = SF.top_eigenpair_psd(t)
+    theta, y = SP.top_eigenpair_psd(t)
     assert theta.item() == pytest.approx(torch.linalg.eigvalsh(t)[-1].item(), rel=1e-12)
     assert (t @ y - theta * y).norm().item() < 1e-8 * theta.item()
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..devices import resolve_device
 from ..engine.step_sizes import StepSizeKeeper
 from ..errors import UsageError
-from ..layers.csc import csc_layers
+from ..layers.model_ops import csc_layers
 from ..models.registry import check_model_name, create_model
 from ..models.sizes import check_image_size
 

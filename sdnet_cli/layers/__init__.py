@@ -1,7 +1,10 @@
-"""Sparse coding layers: pure math in :mod:`functional`, modules in :mod:`csc`."""
+"""Sparse coding layers: pure math in :mod:`functional` (FISTA, ``D z``) and :mod:`spectral` (the step size's
+``L``), modules in :mod:`csc` (``CSCConv2d`` and the step-size lifecycle) and :mod:`linear`, and what applies to a
+whole model in :mod:`model_ops`."""
 
-from .csc import (CSCConv2d, SparseCodingLinear, converge_step_sizes, csc_layers, set_lmbd, track_step_sizes,
-                  update_step_sizes)
+from .csc import CSCConv2d
+from .linear import SparseCodingLinear
+from .model_ops import converge_step_sizes, csc_layers, set_lmbd, track_step_sizes, update_step_sizes
 
 __all__ = ["CSCConv2d", "SparseCodingLinear", "converge_step_sizes", "csc_layers", "set_lmbd", "track_step_sizes",
            "update_step_sizes"]

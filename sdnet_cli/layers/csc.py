@@ -1,4 +1,5 @@
-"""Sparse coding modules: ``CSCConv2d`` (drop-in for ``nn.Conv2d``) and ``SparseCodingLinear``.
+"""Sparse coding modules: the shared base (atoms, the step-size lifecycle) and ``CSCConv2d`` (drop-in for
+``nn.Conv2d``); ``SparseCodingLinear`` (``linear.py``) shares the base, ``model_ops.py`` applies it to a model.
 
 Both hold a dictionary ``weight`` and a ``step_size`` buffer ``s = 0.9 / L`` (``L`` = largest eigenvalue of
 ``DᵀD`` at the input size the layer sees; FISTA converges for ``s < 1/L``).
@@ -38,6 +39,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import functional as SF
+from . import spectral as SP
 from .fista_autograd import csc_fista_lean, lean_applies
 from ..errors import UsageError
 
@@ -139,7 +141,7 @@ class _SparseCoding(nn.Module):
                 start = self._v.float()
             else:
                 start = self._jittered_start()
-            eig, v = SF.lanczos(self._gram(), start, n_iter, tol)
+            eig, v = SP.lanczos(self._gram(), start, n_iter, tol)
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
@@ -149,9 +151,9 @@ class _SparseCoding(nn.Module):
         """``n_iter`` warm iterations, Lanczos (with jitter) or power iteration; device-only, traceable."""
         with torch.autocast(self.weight.device.type, enabled=False):
             if lanczos:
-                eig, v = SF.lanczos(self._gram(), self._jittered_start(), n_iter)
+                eig, v = SP.lanczos(self._gram(), self._jittered_start(), n_iter)
             else:
-                eig, v = SF.power_iteration(self._gram(), self._v.float(), n_iter)
+                eig, v = SP.power_iteration(self._gram(), self._v.float(), n_iter)
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
 
@@ -257,7 +259,7 @@ class CSCConv2d(_SparseCoding):
 
     def _gram(self):
         op = self._output_padding(self._image_hw)
-        return SF.csc_gram(self.weight.float(), self.stride, self.padding, output_padding=op, **self._geometry())
+        return SP.csc_gram(self.weight.float(), self.stride, self.padding, output_padding=op, **self._geometry())
 
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:
         """``(1, C_out, H', W')`` for input ``x``; remembers ``x``'s size for the step size's ``DᵀD``."""
@@ -331,107 +333,3 @@ def _square_or_pair(name: str, value: object, least: int) -> int | tuple[int, in
     if len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in items):
         raise UsageError(f"CSCConv2d {name} must be an int >= {least} or a pair of them, got {value!r}")
     return items[0] if items[0] == items[1] else (int(items[0]), int(items[1]))
-
-
-class SparseCodingLinear(_SparseCoding):
-    """Sparse coding over the last dimension (the official 1-D layer): ``(N, D)`` or ``(N, T, D)`` → ``(…, K)``.
-
-    Dictionary ``D = weightᵀ`` (``weight`` ``(K, D·expansion)``); ``z = argmin λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²``.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        lmbd: float = 0.1,
-        mu: float = 0.0,
-        n_steps: int = 2,
-        non_negative: bool = True,
-        expansion: int = 1,
-        power_iters: int = 1,
-    ) -> None:
-        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
-        self.in_features = in_features
-        self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features * expansion))
-        self.reset_parameters()
-
-    def _gram(self):
-        return SF.linear_gram(self.weight.float())
-
-    def _code_shape(self, x: Tensor) -> tuple[int, ...]:
-        return (1, self.out_features)
-
-    def _flat(self, x: Tensor) -> Tensor:
-        if x.dim() not in (2, 3):
-            raise UsageError(f"SparseCodingLinear expects (N, D) or (N, T, D) input, got shape {tuple(x.shape)}")
-        x = x.reshape(-1, x.shape[-1])
-        return x if self.expansion == 1 else x.repeat(1, self.expansion)
-
-    def _flat_lmbd(self, x: Tensor) -> float | Tensor:
-        lmbd = self._lmbd_for(x)
-        if isinstance(lmbd, Tensor) and lmbd.numel() > 1 and x.dim() == 3:
-            lmbd = lmbd.reshape(-1, 1).repeat_interleave(x.shape[1], 0)
-        elif isinstance(lmbd, Tensor) and lmbd.numel() > 1:
-            lmbd = lmbd.reshape(-1, 1)
-        return lmbd
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._prepare_forward(x)
-        z = SF.linear_fista(
-            self._flat(x), self.weight, self.step_size.to(x.dtype), self._flat_lmbd(x), self.mu,
-            self.n_steps, self.non_negative,
-        )
-        return z.reshape(*x.shape[:-1], self.out_features)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """``D z`` over the last dimension: ``(…, K)`` → ``(…, D)``."""
-        x_hat = z @ self.weight
-        if self.expansion > 1:
-            x_hat = x_hat.unflatten(-1, (self.expansion, self.in_features)).mean(-2)
-        return x_hat
-
-    def objective(self, x: Tensor, z: Tensor) -> Tensor:
-        """Per-row lasso objective, shape ``(M,)`` with ``M`` = rows of the flattened input."""
-        xf, zf = self._flat(x), z.reshape(-1, self.out_features)
-        return SF.lasso_objective(xf, zf, zf @ self.weight, self._flat_lmbd(x), self.mu)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, {self.extra_repr_common()}"
-
-
-def csc_layers(model: nn.Module) -> list[_SparseCoding]:
-    """All sparse coding layers of ``model`` in module order."""
-    return [m for m in model.modules() if isinstance(m, _SparseCoding)]
-
-
-def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> None:
-    """Set λ of the first (``layers='first'``) or of every (``'all'``) sparse coding layer of ``model``."""
-    found = csc_layers(model)
-    if not found:
-        raise UsageError("the model has no CSC layer: λ can only be set on an SDNet")
-    if layers not in ("first", "all"):
-        raise UsageError(f"layers must be 'first' or 'all', got {layers!r}")
-    for layer in found[:1] if layers == "first" else found:
-        layer.lmbd = lmbd
-
-
-def track_step_sizes(model: nn.Module, n_iter: int = TRACK_ITERS) -> None:
-    """**track** every sparse coding layer of ``model`` that has a step size (:meth:`~_SparseCoding.track_step_size`):
-    a fixed number of warm Lanczos iterations each, no host read. Call it after an optimizer step."""
-    for layer in csc_layers(model):
-        if layer._v.numel():
-            layer.track_step_size(n_iter)
-
-
-def converge_step_sizes(model: nn.Module) -> None:
-    """**converge** every sparse coding layer of ``model`` that has seen an input (:meth:`~_SparseCoding.converge_step_size`)."""
-    for layer in csc_layers(model):
-        if layer._v.numel():
-            layer.converge_step_size()
-
-
-def update_step_sizes(model: nn.Module) -> None:
-    """:func:`converge_step_sizes` (its earlier name, kept for existing code)."""
-    converge_step_sizes(model)

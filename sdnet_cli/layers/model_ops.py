@@ -1,0 +1,48 @@
+"""The sparse coding layers of a model: find them, set their λ, track or converge their step sizes.
+
+The words are those of the step-size lifecycle in :mod:`.csc` (set / track / converge).
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+from torch import Tensor
+
+from ..errors import UsageError
+from .csc import TRACK_ITERS, _SparseCoding
+
+
+def csc_layers(model: nn.Module) -> list[_SparseCoding]:
+    """All sparse coding layers of ``model`` in module order."""
+    return [m for m in model.modules() if isinstance(m, _SparseCoding)]
+
+
+def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> None:
+    """Set λ of the first (``layers='first'``) or of every (``'all'``) sparse coding layer of ``model``."""
+    found = csc_layers(model)
+    if not found:
+        raise UsageError("the model has no CSC layer: λ can only be set on an SDNet")
+    if layers not in ("first", "all"):
+        raise UsageError(f"layers must be 'first' or 'all', got {layers!r}")
+    for layer in found[:1] if layers == "first" else found:
+        layer.lmbd = lmbd
+
+
+def track_step_sizes(model: nn.Module, n_iter: int = TRACK_ITERS) -> None:
+    """**track** every sparse coding layer of ``model`` that has a step size (:meth:`~_SparseCoding.track_step_size`):
+    a fixed number of warm Lanczos iterations each, no host read. Call it after an optimizer step."""
+    for layer in csc_layers(model):
+        if layer._v.numel():
+            layer.track_step_size(n_iter)
+
+
+def converge_step_sizes(model: nn.Module) -> None:
+    """**converge** every sparse coding layer of ``model`` that has seen an input (:meth:`~_SparseCoding.converge_step_size`)."""
+    for layer in csc_layers(model):
+        if layer._v.numel():
+            layer.converge_step_size()
+
+
+def update_step_sizes(model: nn.Module) -> None:
+    """:func:`converge_step_sizes` (its earlier name, kept for existing code)."""
+    converge_step_sizes(model)
