@@ -109,6 +109,14 @@ def _fail(key: str, value: Any, expected: str) -> UsageError:
     return UsageError(f"{key} must be {expected}, got {value!r}; {how_to_set(key)}")
 
 
+def _check_convert(cfg: Any) -> None:
+    from .models.ecosystem import CONVERT_SUFFIXES
+
+    convert = cfg.model.convert
+    if convert is not None and convert not in CONVERT_SUFFIXES:
+        raise UsageError(f"model.convert must be one of {', '.join(CONVERT_SUFFIXES)} (or unset), got {convert!r}")
+
+
 def _check_image_size(cfg: Any) -> None:
     from .data.datasets import dataset_info
     from .models.sizes import MIN_IMAGE_SIZE
@@ -176,6 +184,7 @@ def check_values(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:
             if expected is not None:
                 raise _fail(key, value, expected)
     _check_names(cfg, choices)
+    _check_convert(cfg)
     _check_image_size(cfg)
     _check_combinations(cfg)
     _check_folder("train.output", cfg.train.output, "a run directory (a folder, new or existing)")
