@@ -62,22 +62,23 @@ def test_applies_to_the_paper_layer_only() -> None:
 
 def test_model_with_recompute_trains_identically() -> None:
     """``layer.recompute = True`` on every CSC layer of sdnet18_all: same loss and gradients (what it saves:
-    test_saves_only_input_and_output; at 8x8 the saved weights outweigh the activations)."""
+    test_saves_only_input_and_output; at 8x8 the saved weights outweigh the activations). In float64: in float32,
+    rounding flips a few codes at the shrinkage threshold through 17 layers, which moves isolated gradients."""
     import torch.nn.functional as F
 
     from sdnet_cli import create_model, csc_layers
 
-    x, y = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 7])
+    x, y = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)).double(), torch.tensor([1, 7])
     runs = []
     for recompute in (False, True):
         torch.manual_seed(0)
-        model = create_model("sdnet18_all", num_classes=10).train()
+        model = create_model("sdnet18_all", num_classes=10).double().train()
         model(x)  # step sizes set
         for layer in csc_layers(model):
             layer.recompute = recompute
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         runs.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
-    assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-6)
+    assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-10)
     for a, b in zip(runs[0][1], runs[1][1]):
-        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)  # float32 rounding through 17 layers
+        torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-9)
