@@ -169,7 +169,8 @@ def read_config(directory: str | Path) -> ModelConfig:
     try:
         obj = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path} is not valid JSON ({e}); a model directory's config.json is written by sdnet") from None
+        raise UsageError(f"{path} is not a valid sdnet config.json: it is not valid JSON ({e}); a model directory's "
+                         "config.json is written by sdnet") from None
     try:
         return ModelConfig.from_dict(obj)
     except UsageError as e:
