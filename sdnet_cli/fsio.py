@@ -166,10 +166,9 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+                error = self._in_use(fd)
                 os.close(fd)
-                raise OutputLocked(f"{self.target} is in use by process {holder}; wait for it to finish, stop it, "
-                                   "or pass another --output") from None
+                raise error from None
             if self._still_at_path(fd):
                 break
             os.close(fd)  # the holder removed this file as we opened it: lock the new one
@@ -177,6 +176,26 @@ class OutputLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def probe(self) -> None:
+        """Raise :class:`OutputLocked` when another process holds the lock now; creates and changes nothing
+        (lets a command report the holder before its read-only checks, and take the lock after them)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            raise self._in_use(fd) from None
+        finally:
+            os.close(fd)
+
+    def _in_use(self, fd: int) -> OutputLocked:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        return OutputLocked(f"{self.target} is in use by process {holder}; wait for it to finish, stop it, "
+                            "or pass another --output")
 
     def _still_at_path(self, fd: int) -> bool:
         try:

@@ -78,6 +78,7 @@ def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, fo
     device = resolve_device(t.device, dinfo.local_rank)
     target = _target(cfg, info, dinfo)
     if dinfo.is_main:
+        OutputLock(target).probe()  # another run on it: say so first
         check_output(target, resume, force)
     data = build_data(cfg, dinfo, device)
     mcfg = model_config(cfg, info, data.num_classes)
