@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from .config_checks import check_values
+from .config_values import coerce
 from .errors import MissingFileError, UsageError
 
 
@@ -39,6 +39,7 @@ class ModelSection:
     non_negative: bool = True
     expansion: int = 1
     shortcut: bool = True
+    width: int = 64  # channels of the first stage (registry models; 64 = the paper's)
     sync_bn: bool = False
 
 
@@ -135,72 +136,6 @@ PRESETS: dict[str, dict[str, Any]] = {  # CIFAR/ImageNet: val_split 0 = the pape
 
 
 # -- typed assignment -------------------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce_number(key: str, value: Any, tp: type, accepted: tuple[type, ...], what: str) -> Any:
-    """``value`` as ``tp`` when it is one of ``accepted`` (never a bool) or a string that parses; else a ValueError."""
-    if not isinstance(value, bool):
-        if isinstance(value, accepted):
-            return tp(value)
-        if isinstance(value, str):
-            try:
-                return tp(value.strip())
-            except ValueError:
-                pass
-    raise UsageError(f"{key}: expected {what}, got {value!r}")
-
-
-def _yaml_list(key: str, text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise UsageError(f"{key}: expected a list like [1, 2] or 1,2, got {text!r}") from None
-
-
-def coerce(key: str, tp: Any, value: Any) -> Any:
-    """``value`` checked (and, for strings from ``--set``, parsed) against annotation ``tp``; else ``ValueError``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            if type(None) in args:
-                return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return coerce(key, a, value)
-            except UsageError as e:
-                errors.append(str(e))
-        raise UsageError(errors[0] if errors else f"{key}: cannot be null")
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        if isinstance(value, str):
-            s = value.strip()
-            value = _yaml_list(key, s) if s.startswith("[") else [v for v in s.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise UsageError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
-        return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise UsageError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        return _coerce_number(key, value, int, (int,), "an integer")
-    if tp is float:
-        return _coerce_number(key, value, float, (int, float), "a number")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise UsageError(f"{key}: expected a string, got {value!r}")
-    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # internal: schema uses only the types above
-
-
 def _fields(obj: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(type(obj))
     return {f.name: hints[f.name] for f in dataclasses.fields(obj)}

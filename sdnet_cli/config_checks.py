@@ -22,8 +22,9 @@ Rule = Callable[[Any], "str | None"]
 """``rule(value)`` → ``None`` when the value is usable, else what it must be (e.g. ``"an integer >= 1"``)."""
 
 
-def is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def is_finite(v: Any) -> bool:
+    """A finite ``int`` or ``float`` (not a ``bool``)."""
+    return is_real(v) and math.isfinite(v)
 
 
 def int_at_least(low: int) -> Rule:
@@ -38,17 +39,17 @@ def int_in(low: int, high: int) -> Rule:
 
 def finite_at_least(low: float) -> Rule:
     """A finite number ``v ≥ low``."""
-    return lambda v: None if is_real(v) and v >= low else f"a finite number >= {low:g}"
+    return lambda v: None if is_finite(v) and v >= low else f"a finite number >= {low:g}"
 
 
 def finite_above(low: float) -> Rule:
     """A finite number ``v > low``."""
-    return lambda v: None if is_real(v) and v > low else f"a finite number > {low:g}"
+    return lambda v: None if is_finite(v) and v > low else f"a finite number > {low:g}"
 
 
 def fraction() -> Rule:
     """A number in ``[0, 1)``."""
-    return lambda v: None if is_real(v) and 0 <= v < 1 else "a number in [0, 1)"
+    return lambda v: None if is_finite(v) and 0 <= v < 1 else "a number in [0, 1)"
 
 
 def int_list_at_least(low: int) -> Rule:
@@ -61,6 +62,7 @@ RULES: dict[str, Rule] = {
     "model.mu": finite_at_least(0.0),
     "model.n_steps": int_at_least(1),
     "model.expansion": int_at_least(1),
+    "model.width": int_at_least(1),
     "data.in_chans": lambda v: None if v in (1, 3) and is_int(v) else "1 or 3",
     "data.workers": int_at_least(0),
     "data.val_split": fraction(),
@@ -109,12 +111,16 @@ def _fail(key: str, value: Any, expected: str) -> UsageError:
     return UsageError(f"{key} must be {expected}, got {value!r}; {how_to_set(key)}")
 
 
-def _check_convert(cfg: Any) -> None:
-    from .models.ecosystem import CONVERT_SUFFIXES
+def check_convert(cfg: Any) -> None:
+    """``model.convert``: unset, or (for torchvision:/timm: models) stem, all or comma-separated module names."""
+    from .models.ecosystem import is_ecosystem_name, parse_convert
 
-    convert = cfg.model.convert
-    if convert is not None and convert not in CONVERT_SUFFIXES:
-        raise UsageError(f"model.convert must be one of {', '.join(CONVERT_SUFFIXES)} (or unset), got {convert!r}")
+    if cfg.model.convert is None:
+        return
+    if not is_ecosystem_name(cfg.model.name):
+        raise UsageError(f"model.convert applies to torchvision:NAME / timm:NAME models; {cfg.model.name} has its "
+                         "CSC layers already")
+    parse_convert(cfg.model.convert)
 
 
 def _check_image_size(cfg: Any) -> None:
@@ -184,7 +190,7 @@ def check_values(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:
             if expected is not None:
                 raise _fail(key, value, expected)
     _check_names(cfg, choices)
-    _check_convert(cfg)
+    check_convert(cfg)
     _check_image_size(cfg)
     _check_combinations(cfg)
     _check_folder("train.output", cfg.train.output, "a run directory (a folder, new or existing)")

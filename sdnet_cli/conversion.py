@@ -81,7 +81,7 @@ def find_stem(model: nn.Module, input_size: tuple[int, int, int] | None = None) 
             model(x)
     except _StemFound as found:
         return found.name
-    except Exception as e:  # noqa: BLE001 - the model's own forward failed on the probe image
+    except (RuntimeError, ValueError, AssertionError, IndexError) as e:  # the model's forward refused the probe's size
         raise UsageError(f"could not run {type(model).__name__} on a {tuple(x.shape)} probe image to find its stem "
                          f"({type(e).__name__}: {e}); pass input_size=(C, H, W) or name the layers (where=[...])") from None
     finally:

@@ -27,6 +27,13 @@ def digits_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def digits_narrow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory: sdnet18 at width 16 (1/16 of the FLOPs), 5 epochs on digits 8×8 (the attack suites'
+    CI-sized model)."""
+    return _train_digits(tmp_path_factory.mktemp("digits_narrow") / "run", "sdnet18", 5, "model.width=16")
+
+
+@pytest.fixture(scope="session")
 def digits_all_noshortcut_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory: sdnet18_all without shortcut trained 3 epochs on digits 8×8."""
     return _train_digits(tmp_path_factory.mktemp("digits_all") / "run", "sdnet18_all", 3, "model.shortcut=false")

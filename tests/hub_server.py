@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from cli_helpers import run_cli  # noqa: F401 - re-exported for the hub tests
+
 LFS_SUFFIXES = (".safetensors", ".onnx", ".bin")
 
 
@@ -230,16 +232,3 @@ def make_model_dir(directory: Path, arch: str = "sdnet18", seed: int = 0, **mode
         logits = model(x)
     save_model(model, directory, config)
     return Path(directory), x, logits
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``sdnet ARGS`` in-process through ``main`` (the real error handling); returns ``(code, stdout, stderr)``."""
-    from sdnet_cli.cli.app import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err

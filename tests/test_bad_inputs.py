@@ -253,7 +253,7 @@ TRAIN_FLAGS = [
 ]
 SET_KEYS = [  # every numeric config key with a value out of its range
     ("model.lmbd", "-1"), ("model.lmbd", "nan"), ("model.lmbd", "inf"), ("model.mu", "-0.5"), ("model.mu", "nan"),
-    ("model.n_steps", "0"), ("model.n_steps", "-2"), ("model.expansion", "0"),
+    ("model.n_steps", "0"), ("model.n_steps", "-2"), ("model.expansion", "0"), ("model.width", "0"),
     ("data.image_size", "3"), ("data.image_size", "0"), ("data.image_size", "-5"), ("data.in_chans", "2"),
     ("data.in_chans", "0"), ("data.val_split", "1"), ("data.val_split", "-0.1"), ("data.val_split", "nan"),
     ("data.workers", "-2"),
@@ -442,6 +442,8 @@ ROBUST_FLAGS = [
     Row("robust --lambdas 0.1,nan", on_model("robust", "--lambdas", "0.1,nan"), ("lambdas",)),
     Row("robust --lambdas -1", on_model("robust", "--lambdas", "-1,0.1"), ("lambdas",)),
     Row("robust --lambdas inf", on_model("robust", "--lambdas", "0.1,inf"), ("lambdas",)),
+    Row("robust --timeout 0", on_model("robust", "--cifar-c-dir", "cc", "--download", "--timeout", "0"), ("--timeout",)),
+    Row("robust --timeout nan", on_model("robust", "--cifar-c-dir", "cc", "--download", "--timeout", "nan"), ("--timeout",)),
     Row("robust --lambdas 0.1:nan:0.1", on_model("robust", "--lambdas", "0.1:nan:0.1"), ("lambdas",)),
     Row("robust --lambdas 0.1:1:0", on_model("robust", "--lambdas", "0.1:1:0"), ("lambdas",)),
     Row("robust --eps nan", on_model("robust", "--attack", "pgd-linf", "--eps", "nan"), ("eps",)),

@@ -32,7 +32,8 @@ def _one_error_line(err: str) -> bool:
     (["--model", "timm:convnext_nan"], "did you mean timm:convnext_nano"),
     (["--model", "tensorflow:resnet18"], "unknown model source"),
     (["--model", "torchvision:resnet18+middle"], "suffix after '+'"),
-    (["--model", "torchvision:resnet18", "--set", "model.convert=half"], "model.convert must be one of"),
+    (["--model", "torchvision:resnet18", "--set", "model.convert=half", "--set", "data.image_size=32"], "'half' is not a convolution of ResNet"),
+    (["--model", "torchvision:resnet18", "--set", "model.convert=conv1,,layer1.0.conv1"], "comma-separated module names"),
     (["--model", "sdnet18", "--set", "model.convert=stem"], "has its CSC layers already"),
 ])
 def test_bad_names_exit_2_with_one_line(capsys, tmp_path: Path, args: list[str], needle: str) -> None:
@@ -84,6 +85,25 @@ def test_model_args_and_config_round_trip(tmp_path: Path) -> None:
     loaded = sd.load_model(tmp_path / "m")
     assert isinstance(loaded.conv1, CSCConv2d) and loaded.conv1.lmbd == 0.3
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_a_list_of_module_names_is_stored_and_rebuilt(tmp_path: Path) -> None:
+    """``convert`` as module names: config.json keeps the list, and ``load_model`` converts exactly those."""
+    from sdnet_cli.engine.setup import model_config
+    from sdnet_cli.config import resolve_config
+    from sdnet_cli.data.datasets import dataset_info
+
+    cfg = resolve_config(None, {}, ["model.name=torchvision:resnet18", "model.convert=conv1, layer1.0.conv2"])
+    config = model_config(cfg, dataset_info("digits"), 10)
+    assert config.model_args["convert"] == ["conv1", "layer1.0.conv2"]
+    model = config.build().eval()
+    save_model(model, tmp_path / "m", config)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_args"]["convert"] == ["conv1", "layer1.0.conv2"]
+    loaded = sd.load_model(tmp_path / "m")
+    assert sorted(n for n, m in loaded.named_modules() if isinstance(m, CSCConv2d)) == ["conv1", "layer1.0.conv2"]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
 

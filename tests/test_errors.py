@@ -178,16 +178,16 @@ def test_config_merge_passes_a_bug_through(monkeypatch):
 
 def test_optional_value_coercion_passes_a_bug_through(monkeypatch):
     """``data.image_size: int | None`` tries each member type; only a UsageError means "try the next one"."""
-    from sdnet_cli import config
+    from sdnet_cli import config, config_values
 
-    real = config._coerce_number
+    real = config_values._coerce_number
 
     def buggy(key, value, tp, accepted, what):
         if tp is int:
             raise ValueError(BUG)
         return real(key, value, tp, accepted, what)
 
-    monkeypatch.setattr(config, "_coerce_number", buggy)
+    monkeypatch.setattr(config_values, "_coerce_number", buggy)
     with pytest.raises(ValueError, match=BUG) as e:
         config.apply_overrides(config.Config(), ["data.image_size=16"])
     assert not isinstance(e.value, UsageError)
@@ -210,7 +210,7 @@ def test_skip_bad_images_skips_only_unreadable_images(tmp_path):
 def test_damaged_cifar_is_a_usage_error_but_a_bug_is_not(tmp_path, monkeypatch):
     from train_helpers import write_fake_cifar
 
-    from sdnet_cli.data import datasets
+    from sdnet_cli.data import cifar, datasets
 
     write_fake_cifar(tmp_path, "cifar10", n_train=10, n_test=5)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
@@ -226,6 +226,6 @@ def test_damaged_cifar_is_a_usage_error_but_a_bug_is_not(tmp_path, monkeypatch):
                 raise Boom(BUG)
         return C
 
-    monkeypatch.setattr(datasets, "_cifar_class", buggy)
+    monkeypatch.setattr(cifar, "_cifar_class", buggy)
     with pytest.raises(Boom):
         datasets.build_dataset("cifar10", "train", root=tmp_path, download=False)

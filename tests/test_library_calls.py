@@ -7,26 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from sdnet_cli.cli.app import main
 from sdnet_cli.engine.eval_model import EvalOptions, evaluate
 from sdnet_cli.errors import UsageError
 from sdnet_cli.viz import VisualizeOptions, run as visualize_run
 
+from cli_helpers import run_cli
+
 TIMING = ("seconds", "images_per_s", "wall_seconds")
 
 
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_eval_cli_equals_library(digits_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _cli(["eval", str(digits_model_dir), "--lmbd", "0.3", "--device", "cpu", "--json"], capsys)
+    code, out, err = run_cli(capsys, "eval", str(digits_model_dir), "--lmbd", "0.3", "--device", "cpu", "--json")
     assert code == 0, err
     cli = json.loads(out)
     lib = evaluate(EvalOptions(model=str(digits_model_dir), lmbd=0.3, device="cpu")).to_dict()
@@ -46,7 +37,7 @@ def test_eval_options_reject_bad_values_before_reading(kwargs: dict, tmp_path: P
 
 def test_visualize_cli_equals_library(digits_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--what", "sparsity,lambda", "--lambdas", "0,0.5", "-n", "4"]
-    code, out, err = _cli(["visualize", str(digits_model_dir), *args, "-o", str(tmp_path / "cli"), "--json"], capsys)
+    code, out, err = run_cli(capsys, "visualize", str(digits_model_dir), *args, "-o", str(tmp_path / "cli"), "--json")
     assert code == 0, err
     cli = json.loads(out)
     rep = visualize_run(VisualizeOptions(model=str(digits_model_dir), what=("sparsity", "lambda"), lambdas=(0.0, 0.5),

@@ -103,6 +103,22 @@ def test_in_chans() -> None:
     assert m(torch.randn(2, 1, 16, 16)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "sdnet18", "sdnet18_all"])
+def test_width_scales_every_stage(name: str) -> None:
+    """``width`` w: stage i has w·2^i channels; the parameter count is the default model's rebuilt by hand at that
+    width (convs scale with w², BatchNorms and the classifier's input with w)."""
+    m = sd.create_model(name, num_classes=10, width=16)
+    assert [c.out_channels for c in m.modules() if isinstance(c, (nn.Conv2d, CSCConv2d))][0] == 16
+    assert m.linear.in_features == 128
+    assert m(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+    convs = sum(p.numel() for c in m.modules() if isinstance(c, (nn.Conv2d, CSCConv2d)) for p in c.parameters())
+    full = sd.create_model(name, num_classes=10)
+    full_convs = sum(p.numel() for c in full.modules() if isinstance(c, (nn.Conv2d, CSCConv2d)) for p in c.parameters())
+    stem = 3 * 64 * 9  # the stem's input side does not scale
+    assert convs - 3 * 16 * 9 == (full_convs - stem) // 16
+    assert sd.create_model(name, num_classes=10, width=64).state_dict().keys() == full.state_dict().keys()
+
+
 def test_model_directory_round_trip_is_bit_exact(tmp_path) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig("sdnet18_all", 10, "cifar", {"shortcut": False, "lmbd": 0.2}, "digits", [0.5] * 3, [0.25] * 3,

@@ -27,13 +27,22 @@ from sdnet_cli.robust.options import RobustOptions
 from sdnet_cli.robust.run import held_out_images, selection
 
 
+def _model_and_test_set(model_dir):
+    model, config = load_model_dir(model_dir)
+    model.requires_grad_(False)
+    x, y = load_digits("test", int(config.metrics.get("image_size", 8)))
+    return model, config, x, y
+
+
 @pytest.fixture(scope="module")
 def digits(digits_model_dir):
-    model, config = load_model_dir(digits_model_dir)
-    model.requires_grad_(False)
-    size = int(config.metrics.get("image_size", 8))
-    x, y = load_digits("test", size)
-    return model, config, x, y
+    return _model_and_test_set(digits_model_dir)
+
+
+@pytest.fixture(scope="module")
+def narrow(digits_narrow_model_dir):
+    """sdnet18 at width 16: the attack suites' CI-sized model (1/16 of the FLOPs)."""
+    return _model_and_test_set(digits_narrow_model_dir)
 
 
 # -- noise in the model's own channel space, levels per protocol ---------------------------------------
@@ -137,8 +146,8 @@ class Quantised(nn.Module):
 
 
 @pytest.mark.slow
-def test_masking_checks_hold_and_a_masked_model_trips_them(digits) -> None:
-    model, config, x, y = digits
+def test_masking_checks_hold_and_a_masked_model_trips_them(narrow) -> None:
+    model, config, x, y = narrow
     pixels, labels = to_pixels(x[:64], 3), torch.as_tensor(y[:64])
     honest = AttackedModel(model, config.mean, config.std, FixedLambda(0.1))
     spec = AttackSpec("pgd-linf", "linf", 5, None, 0, 64, checks=True)

@@ -13,9 +13,9 @@ import torch.nn as nn
 from PIL import Image
 
 import sdnet_cli as sd
-from sdnet_cli.cli.app import main
 from sdnet_cli.models.files import ModelConfig, save_model
 
+from cli_helpers import run_cli
 from csc_helpers import quick_step_sizes
 
 DIGITS = dict(dataset="digits", mean=[0.3054] * 3, std=[0.3185] * 3)
@@ -45,16 +45,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_not_blank(path: Path) -> None:
     img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
     assert img.shape[0] > 50 and img.shape[1] > 50, path
@@ -65,7 +55,7 @@ def assert_not_blank(path: Path) -> None:
 def test_visualize_writes_every_figure_and_index(models: dict[str, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "viz"
-    code, stdout, err = run(["visualize", str(models["all"]), "--output", str(out), "--json", *FAST], capsys)
+    code, stdout, err = run_cli(capsys, "visualize", str(models["all"]), "--output", str(out), "--json", *FAST)
     assert code == 0, err
     summary = json.loads(stdout)
     expected = ["dictionary.png", "features_stack_minmax.png", "features_stack_histeq.png", "sparsity.png",
@@ -95,8 +85,8 @@ def test_visualize_writes_every_figure_and_index(models: dict[str, Path], tmp_pa
 
 def test_layer_decoding_for_sdnet18(models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "viz"
-    code, stdout, err = run(["visualize", str(models["sdnet18"]), "--what", "features,dictionary", "-o", str(out),
-                             "--json", *FAST], capsys)
+    code, stdout, err = run_cli(capsys, "visualize", str(models["sdnet18"]), "--what", "features,dictionary", "-o", str(out),
+                             "--json", *FAST)
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["figures"] == ["dictionary.png", "features_layer_minmax.png", "features_layer_histeq.png"]
@@ -109,7 +99,7 @@ def test_layer_decoding_for_sdnet18(models: dict[str, Path], tmp_path: Path, cap
 def test_stack_on_non_invertible_model_exits_2(which: str, models: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "viz"
-    code, _, err = run(["visualize", str(models[which]), "--what", "features", "--decode", "stack", "-o", str(out)], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(models[which]), "--what", "features", "--decode", "stack", "-o", str(out))
     assert code == 2
     lines = [l for l in err.strip().splitlines() if l.strip()]
     assert len(lines) <= 3 and "shortcut=False" in err and "--decode layer" in err
@@ -117,35 +107,35 @@ def test_stack_on_non_invertible_model_exits_2(which: str, models: dict[str, Pat
 
 
 def test_resnet_is_refused(models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["visualize", str(models["resnet"]), "-o", str(tmp_path / "v")], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(models["resnet"]), "-o", str(tmp_path / "v"))
     assert code == 2 and "no CSC layer" in err
 
 
 def test_unknown_what_lists_valid_items(models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["visualize", str(models["all"]), "--what", "dictionary,atoms", "-o", str(tmp_path / "v")], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(models["all"]), "--what", "dictionary,atoms", "-o", str(tmp_path / "v"))
     assert code == 2
     assert "atoms" in err and "dictionary, features, sparsity, convergence, lambda" in err
 
 
 def test_unknown_layer_point_and_bad_lambdas(models: dict[str, Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["visualize", str(models["all"]), "--what", "features", "--layers", "layer7",
-                        "-o", str(tmp_path / "v")], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(models["all"]), "--what", "features", "--layers", "layer7",
+                        "-o", str(tmp_path / "v"))
     assert code == 2 and "unknown feature point 'layer7'" in err
-    code, _, err = run(["visualize", str(models["all"]), "--lambdas", "0.1,abc", "-o", str(tmp_path / "v")], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(models["all"]), "--lambdas", "0.1,abc", "-o", str(tmp_path / "v"))
     assert code == 2 and "--lambdas" in err
-    code, _, err = run(["visualize", str(models["all"]), "--lambdas=-1,0.1", "-o", str(tmp_path / "v")], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(models["all"]), "--lambdas=-1,0.1", "-o", str(tmp_path / "v"))
     assert code == 2 and ">= 0" in err
     assert not (tmp_path / "v").exists()  # refused before anything was written
 
 
 def test_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["visualize", str(tmp_path / "nope" / "run"), "-o", str(tmp_path / "v")], capsys)
+    code, _, err = run_cli(capsys, "visualize", str(tmp_path / "nope" / "run"), "-o", str(tmp_path / "v"))
     assert code == 2 and err.strip()
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["visualize", "--help"], capsys)
+    code, out, _ = run_cli(capsys, "visualize", "--help")
     assert code == 0 and "sdnet visualize" in out and "--what" in out and "--decode" in out
 
 
@@ -161,7 +151,7 @@ def test_acceptance_default_run_on_trained_digits_model(fixture: str, decode: st
                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model_dir = request.getfixturevalue(fixture)
     out = tmp_path / "viz"
-    code, stdout, err = run(["visualize", str(model_dir), "--output", str(out), "--json"], capsys)
+    code, stdout, err = run_cli(capsys, "visualize", str(model_dir), "--output", str(out), "--json")
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["seconds"] <= 120

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,9 @@ class BenchOptions:
             w.validate()
 
     def workloads(self) -> list[Workload]:
-        """One :class:`Workload` per model, in order."""
-        base = Workload(self.models[0], batch_size=self.batch_size, image_size=self.image_size, mode=self.mode,
-                        device=self.device, amp=self.amp, channels_last=self.channels_last, compile=self.compile,
-                        num_classes=self.num_classes, stem=self.stem, seed=self.seed, step_sizes=self.step_sizes,
-                        recompute=self.recompute)
-        return [replace(base, model=m) for m in self.models]
+        """One :class:`Workload` per model, in order (every other ``Workload`` field is the option of that name)."""
+        shared = {f.name: getattr(self, f.name) for f in fields(Workload) if f.name != "model"}
+        return [Workload(m, **shared) for m in self.models]
 
 
 @dataclass(frozen=True)

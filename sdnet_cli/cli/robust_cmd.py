@@ -21,6 +21,7 @@ def robust_command(
     protocol: str = typer.Option("cifar-c", "--protocol", help="cifar-c (CIFAR-10-C parameters) | sdnet-noise (the SDNet paper's noise levels)."),
     cifar_c_dir: Optional[Path] = typer.Option(None, "--cifar-c-dir", help="Folder of the distributed CIFAR-10-C/100-C .npy files (else generated on the fly)."),
     download: bool = typer.Option(False, "--download", help="Fetch the official CIFAR-10-C/100-C archive into --cifar-c-dir (resumable, md5-checked)."),
+    timeout: float = typer.Option(60.0, "--timeout", metavar="SECONDS", help="--download: give up on a connection with no new data for this long (then up to 2 retries)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Clean test set (default: the model's training dataset)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the clean dataset lives."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the size the model was trained at)."),
@@ -63,7 +64,7 @@ def robust_command(
     """
     opts = RobustOptions(
         models=tuple(models), corruptions=corruptions, severities=severities, protocol=protocol,
-        cifar_c_dir=cifar_c_dir, download=download, dataset=dataset, data_root=data_root, image_size=image_size,
+        cifar_c_dir=cifar_c_dir, download=download, timeout=timeout, dataset=dataset, data_root=data_root, image_size=image_size,
         lambdas=parse_lambdas(lambdas), lmbd_layers=lmbd_layers, auto_lambda=auto_lambda, lambda_fit=lambda_fit,
         calib_images=calib_images, recalibrate_bn=recalibrate_bn, attack=attack, norm=norm, eps=tuple(parse_eps(eps)),
         steps=steps, step_size=step_size, checks=checks, max_images=max_images, batch_size=batch_size, seed=seed,

@@ -14,11 +14,9 @@ Training datasets draw their augmentation from :func:`~sdnet_cli.data.transforms
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +25,7 @@ from torch.utils.data import Dataset
 
 from . import transforms as T
 from .checks import check_labels, check_root
+from .cifar import load_cifar
 from .digits import load_digits
 from ..errors import UsageError
 
@@ -163,30 +162,6 @@ def read_image(path: str) -> Image.Image:
 
 
 # -- sources ----------------------------------------------------------------------------------------
-def _cifar_class(name: str) -> Any:
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    base = CIFAR10 if name == "cifar10" else CIFAR100
-
-    class _Cifar(base):  # type: ignore[misc, valid-type]
-        """torchvision's CIFAR reader; the md5 check of the extracted files becomes an existence check
-        (the downloaded archive is still md5-verified by torchvision), so small local copies load too."""
-
-        def _check_integrity(self) -> bool:
-            files = [*self.train_list, *self.test_list, [self.meta["filename"], None]]
-            return all(os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f, _ in files)
-
-        def _load_meta(self) -> None:
-            import pickle  # torchvision's own on-disk format, read by its own code path
-
-            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-            with open(path, "rb") as f:
-                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return _Cifar
-
-
 def default_root(name: str) -> Path:
     """Where a dataset lives without ``--data-root``: ``$SDNET_DATA`` or ``~/.cache/sdnet/data``, plus ``name``
     for ImageNet."""
@@ -194,29 +169,8 @@ def default_root(name: str) -> Path:
     return base / name if name == "imagenet" else base
 
 
-def load_cifar(name: str, split: str, root: str | Path | None = None, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10/100 ``(uint8 (N, 32, 32, 3), int64 (N,))`` from ``root`` (torchvision layout), downloading if allowed."""
-    root = Path(root) if root is not None else default_root(name)
-    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
-    url = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" if name == "cifar10"
-           else "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz")
-    how = (f"download {url} and extract it into {root} (giving {root / folder}), "
-           f"or pass --data-root DIR pointing to the folder that holds {folder}/")
-    check_root(root, f"{folder}/")
-    cls = _cifar_class(name)
-    try:
-        ds = cls(str(root), train=(split == "train"), download=download)
-    except RuntimeError as e:
-        if "not found" in str(e).lower():
-            raise UsageError(f"{name} not found in {root} and download is off: {how}") from None
-        raise UsageError(f"{name} in {root} is damaged ({e}): {how}") from None
-    except (OSError, EOFError) as e:  # no network (URLError is an OSError), truncated file, …
-        raise UsageError(f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}): {how}") from None
-    except (pickle.UnpicklingError, KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-        # what torchvision's reader raises on damaged batch files (its reading code only is in this try)
-        raise UsageError(f"{name} in {root} could not be read ({type(e).__name__}: {e}): {how}") from None
-    source = f"{name} {split} labels in {root / folder}"
-    return np.ascontiguousarray(ds.data), check_labels(ds.targets, dataset_info(name).num_classes, source)
+def _root(name: str, root: str | Path | None) -> Path:
+    return Path(root) if root is not None else default_root(name)
 
 
 def imagenet_samples(split: str, root: str | Path | None = None) -> tuple[list[tuple[str, int]], list[str]]:
@@ -224,7 +178,7 @@ def imagenet_samples(split: str, root: str | Path | None = None) -> tuple[list[t
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
     check_root(root, "train/ and val/ ImageFolder trees")
-    root = Path(root) if root is not None else default_root("imagenet")
+    root = _root("imagenet", root)
     folder = root / ("train" if split == "train" else "val")
     if not folder.is_dir():
         raise UsageError(f"ImageFolder split {folder} not found: --dataset imagenet needs --data-root DIR "
@@ -278,7 +232,7 @@ def build_dataset(
             images, mean, std = np.ascontiguousarray(images[..., :1]), mean[:1], std[:1]
         tf = T.array_transform(mean, std, train_transform, size, padding=max(1, size // 8), flip=False)
     else:
-        images, labels = load_cifar(name, split, root, download)
+        images, labels = load_cifar(name, split, _root(name, root), download)
         if size != 32:
             raise UsageError(f"{name} images are 32x32; data.image_size={size} is not supported for it")
         tf = T.array_transform(info.mean, info.std, train_transform, size, padding=4, flip=True)
@@ -299,7 +253,7 @@ def load_raw_images(
     if name == "digits":
         return load_digits(split, int(image_size or info.image_size))
     if name in ("cifar10", "cifar100"):
-        return load_cifar(name, split, root, download)
+        return load_cifar(name, split, _root(name, root), download)
     size = int(image_size or info.image_size)
     samples, _ = imagenet_samples(split, root)
     resize = int(round(size * 256 / 224))

@@ -19,7 +19,8 @@ from ..data.datasets import DatasetInfo
 from ..errors import UsageError
 from ..malloc import keep_freed_memory
 from ..models.files import ModelConfig
-from ..models.ecosystem import CONVERT_SUFFIXES, is_ecosystem_name, split_name
+from ..config_checks import check_convert
+from ..models.ecosystem import is_ecosystem_name, parse_convert, split_name
 from ..models.registry import check_model_name
 from . import distributed as D
 
@@ -60,6 +61,8 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfi
         args["shortcut"] = m.shortcut
     elif not m.shortcut:
         raise UsageError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
+    if m.width != 64:
+        args["width"] = m.width
     return ModelConfig(architecture=m.name, num_classes=num_classes, stem=info.stem, model_args=args,
                        dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
 
@@ -67,17 +70,16 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfi
 def _ecosystem_model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfig:
     """``torchvision:``/``timm:`` models: their own (ImageNet-style) stem, CSC options only with a conversion."""
     m = cfg.model
-    if not is_ecosystem_name(m.name):
-        raise UsageError(f"model.convert applies to torchvision:NAME / timm:NAME models; {m.name} has its CSC layers already")
-    if m.convert not in (None, *CONVERT_SUFFIXES):
-        raise UsageError(f"model.convert must be one of {', '.join(CONVERT_SUFFIXES)} (or unset), got {m.convert!r}")
+    check_convert(cfg)
     if not m.shortcut:
         raise UsageError(f"model.shortcut=false applies to the sdnet *_all models only, not {m.name}")
+    if m.width != 64:
+        raise UsageError(f"model.width applies to the registry models (resnet*, sdnet*), not {m.name}")
     args: dict[str, Any] = {"in_chans": cfg.data.in_chans}
     if m.convert is not None or split_name(m.name)[2] is not None:
         args.update(lmbd=m.lmbd, n_steps=m.n_steps, mu=m.mu, non_negative=m.non_negative, expansion=m.expansion)
     if m.convert is not None:
-        args["convert"] = m.convert
+        args["convert"] = parse_convert(m.convert)
     return ModelConfig(architecture=m.name, num_classes=num_classes, stem="imagenet", model_args=args,
                        dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
 

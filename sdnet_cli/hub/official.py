@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -43,7 +44,7 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UsageError(
             f"{path} was refused by torch.load(weights_only=True): it holds more than tensors ({reason[:160]})"
         ) from None
-    except Exception as e:  # noqa: BLE001 - torch.load raises many types on damaged input
+    except (RuntimeError, ValueError, EOFError, OSError, KeyError, zipfile.BadZipFile) as e:  # damaged input
         raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or another format: {e})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]

@@ -157,6 +157,37 @@ def fista(
     return z
 
 
+def _folded_constants(weight: Tensor, s: Lmbd, lmbd: Lmbd, mu: float, non_negative: bool):  # noqa: ANN202
+    """``(a, G, θ, bias)`` of :func:`csc_fista`: ``a = 1/(1+μs)`` (``None`` when μ = 0), ``G = a·s·W``,
+    ``θ = aλs``, and ``bias = −θ`` per output channel when a scalar λ with ``non_negative`` lets the
+    convolution subtract it (else ``None``)."""
+    a = 1.0 / (1.0 + mu * s) if mu else None
+    gain = s if a is None else a * s
+    theta = lmbd * gain
+    bias = None
+    if non_negative and not (isinstance(lmbd, Tensor) and lmbd.numel() > 1):
+        theta = theta if isinstance(theta, Tensor) else weight.new_tensor(theta)
+        bias = (-theta).reshape(1).expand(weight.shape[0])
+    return a, weight * gain, theta, bias
+
+
+def _in_place_prox(theta: Lmbd, bias: Tensor | None, non_negative: bool) -> Callable[[Tensor], Tensor]:
+    """The proximal map of :func:`csc_fista` on a fresh pre-activation ``v`` (the convolution's output, which
+    no autograd node saved, so ``relu`` may overwrite it); with a ``bias`` the ``−θ`` is already in ``v``."""
+
+    def prox_(v: Tensor) -> Tensor:
+        if bias is not None:
+            return v.relu_()
+        th = theta.to(v.dtype) if isinstance(theta, Tensor) else theta
+        if non_negative:
+            return v.sub_(th).relu_()
+        if isinstance(th, Tensor):
+            return v - torch.clamp(v, -th, th)
+        return F.softshrink(v, th)
+
+    return prox_
+
+
 def csc_fista(
     x: Tensor,
     weight: Tensor,
@@ -188,26 +219,8 @@ def csc_fista(
     """
     if n_steps < 1:
         raise UsageError(f"n_steps must be >= 1, got {n_steps}")
-    s = step_size
-    a = 1.0 / (1.0 + mu * s) if mu else None
-    gain = s if a is None else a * s
-    g_weight = weight * gain
-    theta = lmbd * gain
-    bias = None
-    if non_negative and not (isinstance(lmbd, Tensor) and lmbd.numel() > 1):
-        theta = theta if isinstance(theta, Tensor) else weight.new_tensor(theta)
-        bias = (-theta).reshape(1).expand(weight.shape[0])
-
-    def prox_(v: Tensor) -> Tensor:
-        # ``v`` is always a fresh tensor that no autograd node saved, so ``relu`` may overwrite it.
-        if bias is not None:
-            return v.relu_()
-        th = theta.to(v.dtype) if isinstance(theta, Tensor) else theta
-        if non_negative:
-            return v.sub_(th).relu_()
-        if isinstance(th, Tensor):
-            return v - torch.clamp(v, -th, th)
-        return F.softshrink(v, th)
+    a, g_weight, theta, bias = _folded_constants(weight, step_size, lmbd, mu, non_negative)
+    prox_ = _in_place_prox(theta, bias, non_negative)
 
     op = adjoint_output_padding(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, dilation)
     geom = dict(groups=groups, dilation=dilation)

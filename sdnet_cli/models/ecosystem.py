@@ -28,6 +28,19 @@ def is_ecosystem_name(name: str) -> bool:
     return isinstance(name, str) and ":" in name
 
 
+def parse_convert(text: str) -> str | list[str]:
+    """``model.convert`` as config text → ``convert``: ``'stem'`` / ``'all'`` as is, else a comma-separated
+    list of module names (``'conv1,layer1.0.conv1'`` → ``['conv1', 'layer1.0.conv1']``; checked when the
+    model is built)."""
+    if text in CONVERT_SUFFIXES:
+        return text
+    names = [n.strip() for n in text.split(",")]
+    if not text.strip() or not all(names):
+        raise UsageError(f"model.convert must be one of {', '.join(CONVERT_SUFFIXES)} or comma-separated module "
+                         f"names (e.g. conv1,layer1.0.conv1), got {text!r}")
+    return names
+
+
 def split_name(name: str) -> tuple[str, str, str | None]:
     """``'torchvision:resnet50+stem'`` → ``('torchvision', 'resnet50', 'stem')``; checks the prefix and suffix."""
     prefix, _, rest = name.partition(":")

@@ -67,7 +67,7 @@ def check_model_name(name: str) -> None:
                          "or torchvision:NAME / timm:NAME")
 
 
-_BASE_ARGS = frozenset({"num_classes", "stem", "in_chans"})
+_BASE_ARGS = frozenset({"num_classes", "stem", "in_chans", "width"})
 
 
 def model_arg_names(name: str) -> frozenset[str]:
@@ -84,7 +84,8 @@ def model_arg_names(name: str) -> frozenset[str]:
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model, e.g. ``create_model('sdnet18', num_classes=10, stem='cifar', lmbd=0.1)``.
 
-    Keyword arguments: ``num_classes``, ``stem`` (``cifar`` | ``imagenet``), ``in_chans``, ``shortcut``
+    Keyword arguments: ``num_classes``, ``stem`` (``cifar`` | ``imagenet``), ``in_chans``, ``width`` (channels of
+    the first stage, default 64), ``shortcut``
     (the ``_all`` models) and the CSC options ``lmbd``, ``n_steps``, ``mu``, ``non_negative``, ``expansion``.
     ``torchvision:NAME`` / ``timm:NAME`` also take ``convert`` and ``init`` (see :mod:`.ecosystem`).
     """

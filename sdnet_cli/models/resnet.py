@@ -53,25 +53,29 @@ class BasicBlock(nn.Module):
         return F.relu(out) if self.relu_mid else out
 
 
-def _stem(conv: ConvFactory, stem: str, in_chans: int, csc_pool: bool) -> nn.Sequential:
-    """CIFAR: 3×3 conv + BN (+ReLU). ImageNet: 7×7/2 conv + BN (+ReLU) + maxpool, or a 3×3/2 ``conv`` for the pool."""
+def _stem(conv: ConvFactory, stem: str, in_chans: int, csc_pool: bool, width: int) -> nn.Sequential:
+    """CIFAR: 3×3 conv + BN (+ReLU). ImageNet: 7×7/2 conv + BN (+ReLU) + maxpool, or a 3×3/2 ``conv`` for the pool.
+    ``width`` output channels (64 in ResNet-18)."""
     if stem == "cifar":
-        first = conv(in_chans, 64, 3, stride=1, padding=1, bias=False)
-        layers = [first, nn.BatchNorm2d(64)]
+        first = conv(in_chans, width, 3, stride=1, padding=1, bias=False)
+        layers = [first, nn.BatchNorm2d(width)]
     elif stem == "imagenet":
-        first = conv(in_chans, 64, 7, stride=2, padding=3, bias=False)
-        layers = [first, nn.BatchNorm2d(64)]
+        first = conv(in_chans, width, 7, stride=2, padding=3, bias=False)
+        layers = [first, nn.BatchNorm2d(width)]
     else:
         raise UsageError(f"unknown stem {stem!r}; valid: cifar, imagenet")
     if _is_plain(first):
         layers.append(nn.ReLU(inplace=True))
     if stem == "imagenet":
-        layers.append(conv(64, 64, 3, stride=2, padding=1, bias=False) if csc_pool else nn.MaxPool2d(3, 2, 1))
+        layers.append(conv(width, width, 3, stride=2, padding=1, bias=False) if csc_pool else nn.MaxPool2d(3, 2, 1))
     return nn.Sequential(*layers)
 
 
 class ResNet(nn.Module):
-    """ResNet-18/34 family: stem, four stages of :class:`BasicBlock`, global average pool, ``linear``."""
+    """ResNet-18/34 family: stem, four stages of :class:`BasicBlock`, global average pool, ``linear``.
+
+    Stage ``i`` has ``width·2^i`` channels (``width`` 64: the paper's models and the official checkpoints; a
+    smaller width gives the same architecture at ~``(width/64)²`` of the FLOPs, e.g. for quick experiments)."""
 
     def __init__(
         self,
@@ -83,10 +87,11 @@ class ResNet(nn.Module):
         in_chans: int = 3,
         shortcut: bool = True,
         csc_pool: bool = False,
+        width: int = 64,
     ) -> None:
         super().__init__()
-        self.layer0 = _stem(stem_conv, stem, in_chans, csc_pool)
-        planes, in_planes = (64, 128, 256, 512), 64
+        self.layer0 = _stem(stem_conv, stem, in_chans, csc_pool, width)
+        planes, in_planes = (width, 2 * width, 4 * width, 8 * width), width
         for i, (n, p) in enumerate(zip(layers, planes)):
             blocks = []
             for j in range(n):
@@ -95,14 +100,14 @@ class ResNet(nn.Module):
                 in_planes = p
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(512, num_classes)
+        self.linear = nn.Linear(8 * width, num_classes)
 
     def stages(self) -> list[nn.Sequential]:
         """``[layer0, layer1, …, layer4]``."""
         return [self.layer0, self.layer1, self.layer2, self.layer3, self.layer4]
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, C, H, W)`` → last feature map ``(N, 512, H/8, W/8)`` (CIFAR stem) or ``/32`` (ImageNet)."""
+        """``(N, C, H, W)`` → last feature map ``(N, 8·width, H/8, W/8)`` (CIFAR stem) or ``/32`` (ImageNet)."""
         for stage in self.stages():
             x = stage(x)
         return x

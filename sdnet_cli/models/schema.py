@@ -49,6 +49,11 @@ def _string(v: Any) -> str | None:
     return None if isinstance(v, str) and v else "a non-empty string"
 
 
+def _convert(v: Any) -> str | None:
+    names_ok = isinstance(v, list) and v and all(isinstance(n, str) and n for n in v)
+    return None if names_ok or _string(v) is None else "a non-empty string or a list of module names"
+
+
 ARG_RULES: dict[str, Callable[[Any], str | None]] = {
     "lmbd": _nonneg_number,
     "mu": _nonneg_number,
@@ -57,7 +62,8 @@ ARG_RULES: dict[str, Callable[[Any], str | None]] = {
     "expansion": _int_at_least(1),
     "shortcut": _boolean,
     "in_chans": _int_at_least(1),
-    "convert": _string,
+    "width": _int_at_least(1),
+    "convert": _convert,
 }
 """What each known ``model_args`` value must be (``None`` = fine, else the expectation)."""
 

@@ -16,6 +16,7 @@ from ..checks import require_finite, require_int
 from ..data.corruptions import SDNET_LEVELS, parse_corruptions
 from ..devices import DEVICE_CHOICES
 from ..errors import UsageError
+from ..netio import DEFAULT_TIMEOUT, NetBounds
 from .attacks import ATTACKS, LIBRARY_ATTACKS
 from .conditions import PROTOCOLS, parse_levels
 
@@ -55,6 +56,7 @@ class RobustOptions:
     protocol: str = "cifar-c"
     cifar_c_dir: Path | None = None
     download: bool = False
+    timeout: float = DEFAULT_TIMEOUT          # --download: seconds without data before a retry or the end
     dataset: str | None = None
     data_root: Path | None = None
     image_size: int | None = None
@@ -92,6 +94,7 @@ class RobustOptions:
             raise UsageError("--protocol sdnet-noise generates its noise on the fly; drop --cifar-c-dir/--download")
         if self.download and self.cifar_c_dir is None:
             raise UsageError("--download needs --cifar-c-dir DIR (where to put the archive)")
+        NetBounds(self.timeout)  # checks --timeout
         if str(self.device).split(":")[0] not in DEVICE_CHOICES:
             raise UsageError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         require_int("--steps", self.steps, 1)

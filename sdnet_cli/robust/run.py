@@ -159,6 +159,7 @@ def _download(opts: RobustOptions, dataset: str | None, progress: Progress) -> P
     if not opts.download or opts.cifar_c_dir is None:
         return opts.cifar_c_dir
     from ..data.cifar_c import download_cifar_c
+    from ..netio import NetBounds
 
     seen = [0]
 
@@ -168,7 +169,7 @@ def _download(opts: RobustOptions, dataset: str | None, progress: Progress) -> P
         progress.advance(done - seen[0])
         seen[0] = done
 
-    return download_cifar_c(opts.cifar_c_dir, dataset or "cifar10", on_bytes)
+    return download_cifar_c(opts.cifar_c_dir, dataset or "cifar10", on_bytes, bounds=NetBounds(opts.timeout))
 
 
 def run(opts: RobustOptions, progress: Progress | None = None) -> RobustReport:

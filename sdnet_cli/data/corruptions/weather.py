@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ._util import clipped_zoom, gaussian_blur_hw, grayscale, motion_blur, per_image, plasma_fractal, to_float, to_uint8
+from ._util import clipped_zoom, gaussian_blur_hw, grayscale, motion_blur, per_image, plasma_fractal, to_uint8
 
 SNOW = ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))
