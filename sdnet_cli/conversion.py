@@ -31,7 +31,8 @@ import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
 from .errors import UsageError
-from .layers.csc import CSCConv2d, _SparseCoding
+from .layers.csc import CSCConv2d
+from .layers.sparse_coding import _SparseCoding
 from .layers.functional import normalize_atoms
 
 Where = str | Sequence[str] | Callable[[str, nn.Module], bool]

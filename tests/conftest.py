@@ -1,4 +1,5 @@
-"""Shared fixtures: small models trained on the bundled digits set by the training engine (once per session)."""
+"""Shared fixtures: small models trained on the bundled digits set by the training engine (once per session,
+i.e. once per pytest-xdist worker: ``pytest`` runs the suite in 2 worker processes, see pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The workers share the machine's cores: one thread each (more OpenMP threads than cores is far slower),
+    # also for the sdnet processes the tests start.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _train_digits(out: Path, model: str, epochs: int, *overrides: str) -> Path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..layers.csc import TRACK_ITERS
+from ..layers.sparse_coding import TRACK_ITERS
 from ..layers.model_ops import converge_step_sizes, track_step_sizes
 
 

@@ -32,8 +32,6 @@ back from the device to decide.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -41,165 +39,10 @@ from torch import Tensor
 from . import functional as SF
 from . import spectral as SP
 from .fista_autograd import csc_fista_lean, lean_applies
+from .sparse_coding import CONVERGE_ITERS, CONVERGE_TOL, JITTER, SET_ITERS, SET_TOL, TRACK_ITERS, _SparseCoding
 from ..errors import UsageError
 
-# Lanczos (residual tolerance relative to L; the eigenvalue error is far smaller, ~ residual²/gap).
-CONVERGE_ITERS, CONVERGE_TOL = 300, 1e-6  # converge_step_size()
-SET_ITERS, SET_TOL = 150, 1e-4  # the first forward at a new input size (the official code: ≤ 50 power iterations)
-TRACK_ITERS = 20  # track_step_size(): warm Lanczos iterations, a fixed count (fewer lag: docs/benchmarks.md)
-JITTER = 1e-2  # share of a fixed random direction mixed into a tracked start (finds eigenvalue crossings)
-
-
-class _SparseCoding(nn.Module):
-    """Shared state of the sparse coding modules: λ, μ, steps, atoms, and the step-size lifecycle."""
-
-    step_size: Tensor
-
-    def __init__(
-        self,
-        lmbd: float,
-        mu: float,
-        n_steps: int,
-        non_negative: bool,
-        expansion: int,
-        power_iters: int,
-    ) -> None:
-        super().__init__()
-        if n_steps < 1:
-            raise UsageError(f"n_steps must be >= 1, got {n_steps}")
-        if expansion < 1:
-            raise UsageError(f"expansion must be >= 1, got {expansion}")
-        self.lmbd: float | Tensor = lmbd
-        self.mu = float(mu)
-        self.n_steps = int(n_steps)
-        self.non_negative = bool(non_negative)
-        self.expansion = int(expansion)
-        self.power_iters = int(power_iters)
-        self.recompute = False  # memory: save less for backward, recompute it (CSCConv2d; docs/benchmarks.md)
-        self.register_buffer("step_size", torch.zeros(()))
-        self.register_buffer("_v", torch.zeros(0), persistent=False)  # tracked top eigenvector (one code)
-        self.register_buffer("_r", torch.zeros(0), persistent=False)  # fixed random direction (jitter)
-        self._step_size_ready = False
-
-    # -- dictionary ---------------------------------------------------------------------------
-    def reset_parameters(self) -> None:
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        self.normalize_atoms_()
-        self._step_size_ready = False
-
-    @torch.no_grad()
-    def normalize_atoms_(self) -> None:
-        """Rescale every atom (output filter) to unit L2 norm, in place (see *Atoms* in the module docs)."""
-        self.weight.copy_(SF.normalize_atoms(self.weight))
-
-    def _gram(self):  # pragma: no cover - implemented by subclasses
-        raise NotImplementedError
-
-    def _code_shape(self, x: Tensor) -> tuple[int, ...]:  # pragma: no cover
-        raise NotImplementedError
-
-    # -- step size: the public lifecycle --------------------------------------------------------
-    def track_step_size(self, n_iter: int = TRACK_ITERS) -> None:
-        """**track**: ``n_iter`` warm Lanczos iterations from the tracked vector (atoms renormalised first in
-        training mode). A fixed count on the device: no host read; traceable. Needs a set step size."""
-        if not self._v.numel():
-            raise UsageError("track_step_size() needs a step size set first (a forward, or converge_step_size)")
-        if self.training:
-            self.normalize_atoms_()
-        self._track(n_iter, lanczos=True)
-
-    def converge_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
-        """**converge**: ``step_size = 0.9 / L`` by Lanczos to a 1e-6 residual, warm from the tracked vector.
-
-        ``input_shape`` is the shape of one input (without batch); by default the size seen last. In
-        training mode the atoms are renormalised first, as the next training forward would do.
-        """
-        if input_shape is not None:
-            shape = self._code_shape(torch.empty((1, *input_shape), device="meta"))
-        elif self._v.numel():
-            shape = tuple(self._v.shape)
-        else:
-            raise UsageError("converge_step_size() needs input_shape before the layer has seen an input")
-        if self.training:
-            self.normalize_atoms_()
-        self._set(shape, CONVERGE_ITERS, CONVERGE_TOL)
-
-    def update_step_size(self, input_shape: tuple[int, ...] | None = None) -> None:
-        """:meth:`converge_step_size` (its earlier name, kept for existing code)."""
-        self.converge_step_size(input_shape)
-
-    # -- step size: private steps ---------------------------------------------------------------
-    @torch.compiler.disable
-    @torch.no_grad()
-    def _set(self, code_shape: tuple[int, ...], n_iter: int, tol: float) -> None:
-        """Lanczos to ``tol`` (eager: data-dependent stop); warm, with jitter, when the size is unchanged,
-        else from a fixed random vector (and a new jitter direction) for the new size."""
-        with torch.autocast(self.weight.device.type, enabled=False):
-            if tuple(self._v.shape) != code_shape:
-                self._v = self._fixed_random(code_shape, seed=0)
-                self._jittered_start()  # makes the size's jitter direction now, outside any compiled graph
-                start = self._v.float()
-            else:
-                start = self._jittered_start()
-            eig, v = SP.lanczos(self._gram(), start, n_iter, tol)
-            self._v.copy_(v)
-            self.step_size.copy_(0.9 / eig)
-        self._step_size_ready = True
-
-    @torch.no_grad()
-    def _track(self, n_iter: int, lanczos: bool) -> None:
-        """``n_iter`` warm iterations, Lanczos (with jitter) or power iteration; device-only, traceable."""
-        with torch.autocast(self.weight.device.type, enabled=False):
-            if lanczos:
-                eig, v = SP.lanczos(self._gram(), self._jittered_start(), n_iter)
-            else:
-                eig, v = SP.power_iteration(self._gram(), self._v.float(), n_iter)
-            self._v.copy_(v)
-            self.step_size.copy_(0.9 / eig)
-
-    def _fixed_random(self, shape: tuple[int, ...], seed: int) -> Tensor:
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        return torch.randn(shape, generator=gen).to(self.weight.device)
-
-    def _jittered_start(self) -> Tensor:
-        """``v/‖v‖ + JITTER·r/‖r‖`` with ``r`` fixed per size (made once, then kept on the device)."""
-        if self._r.shape != self._v.shape:
-            r = self._fixed_random(tuple(self._v.shape), seed=1)
-            self._r = r / r.norm()
-        v = self._v.float()
-        return v / v.norm().clamp_min(1e-30) + JITTER * self._r.float()
-
-    def _prepare_forward(self, x: Tensor) -> None:
-        """Before coding ``x``: in training, renormalise the atoms, then set (new size) or track the step
-        size; in eval, set it only when none is stored."""
-        if self.training:
-            self.normalize_atoms_()
-            shape = self._code_shape(x)
-            if tuple(self._v.shape) != shape:
-                self._set(shape, SET_ITERS, SET_TOL)
-            elif self.power_iters > 0:
-                self._track(self.power_iters, lanczos=False)
-        elif not self._step_size_ready:
-            self._set(self._code_shape(x), SET_ITERS, SET_TOL)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        """A loaded positive ``step_size`` is ready: eval forwards use it as stored (not re-set)."""
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        stored = state_dict.get(prefix + "step_size")
-        self._step_size_ready = stored is not None and float(stored) > 0
-
-    def _lmbd_for(self, x: Tensor) -> float | Tensor:
-        lmbd = self.lmbd
-        if isinstance(lmbd, Tensor):
-            lmbd = lmbd.to(device=x.device, dtype=x.dtype)
-        return lmbd
-
-    def extra_repr_common(self) -> str:
-        lm = "per-sample" if isinstance(self.lmbd, Tensor) else f"{self.lmbd:g}"
-        s = f"lmbd={lm}, mu={self.mu:g}, n_steps={self.n_steps}, non_negative={self.non_negative}"
-        if self.expansion != 1:
-            s += f", expansion={self.expansion}"
-        return s
+__all__ = ["CSCConv2d", "CONVERGE_ITERS", "CONVERGE_TOL", "JITTER", "SET_ITERS", "SET_TOL", "TRACK_ITERS"]
 
 
 class CSCConv2d(_SparseCoding):

@@ -9,7 +9,7 @@ from torch import Tensor
 from ..errors import UsageError
 from . import functional as SF
 from . import spectral as SP
-from .csc import _SparseCoding
+from .sparse_coding import _SparseCoding
 
 
 class SparseCodingLinear(_SparseCoding):

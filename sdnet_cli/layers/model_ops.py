@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import UsageError
-from .csc import TRACK_ITERS, _SparseCoding
+from .sparse_coding import TRACK_ITERS, _SparseCoding
 
 
 def csc_layers(model: nn.Module) -> list[_SparseCoding]:
