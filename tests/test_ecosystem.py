@@ -95,7 +95,8 @@ def test_a_list_of_module_names_is_stored_and_rebuilt(tmp_path: Path) -> None:
     from sdnet_cli.config import resolve_config
     from sdnet_cli.data.datasets import dataset_info
 
-    cfg = resolve_config(None, {}, ["model.name=torchvision:resnet18", "model.convert=conv1, layer1.0.conv2"])
+    cfg = resolve_config(None, {}, ["model.name=torchvision:resnet18", "model.convert=conv1, layer1.0.conv2",
+                                       "data.image_size=32"])
     config = model_config(cfg, dataset_info("digits"), 10)
     assert config.model_args["convert"] == ["conv1", "layer1.0.conv2"]
     model = config.build().eval()
