@@ -16,11 +16,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..devices import resolve_device
-from ..engine.step_sizes import StepSizeKeeper
+from ..engine.step_sizes import WARMUP_STEPS, StepSizeKeeper
 from ..errors import UsageError
 from ..layers.model_ops import csc_layers
 from ..models.registry import check_model_name, create_model
 from ..models.sizes import check_image_size
+
+STEADY_STEP = WARMUP_STEPS + 1  # time the keeper's steady-state work (its first steps track with more iterations)
 
 MODES = ("train", "eval")
 STEMS = ("cifar", "imagenet")
@@ -125,7 +127,7 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        keeper.after_step(1)
+        keeper.after_step(STEADY_STEP)
 
     return model, train_step, device
 
@@ -136,7 +138,7 @@ def step_size_step(model: nn.Module) -> Callable[[], None] | None:
     if not csc_layers(model):
         return None
     keeper = StepSizeKeeper(model, every=1)
-    return lambda: keeper.after_step(1)
+    return lambda: keeper.after_step(STEADY_STEP)
 
 
 def count_params(model: nn.Module) -> int:
