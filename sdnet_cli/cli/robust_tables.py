@@ -98,8 +98,9 @@ def _print_fit(report: dict[str, Any], console: Console) -> None:
     q = fit.get("quality") or {}
     quality = f", R² {q['r2']:.2f}, RMS residual {q['rms_residual']:.3f} λ" if q else ""
     cal = fit.get("calibration") or {}
-    where = f" on {cal.get('images')} images ({cal.get('split', 'held out')})" if cal else ""
-    console.print(escape(f"λ fit: λ = {fit['slope']:.4g}·r + {fit['intercept']:.4g}, clipped to "
+    where = f" on {cal['images']} images ({cal.get('split', 'held out')})" if cal.get("images") is not None else ""
+    sign = "−" if fit["intercept"] < 0 else "+"
+    console.print(escape(f"λ fit: λ = {fit['slope']:.4g}·r {sign} {abs(fit['intercept']):.4g}, clipped to "
                          f"[{fit['lmbd_min']:g}, {fit['lmbd_max']:g}]{quality}{where}"), soft_wrap=True)
 
 
