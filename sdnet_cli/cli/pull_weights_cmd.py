@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from ..netio import DEFAULT_TIMEOUT
 from .common import UsageError, console, print_json
 
 
@@ -20,7 +21,7 @@ def pull_weights_command(
     model: Optional[str] = typer.Argument(None, help="Zoo name (see --list), or Hub repo ORG/NAME or ORG/NAME@REV."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Hub cache directory (default: HF_HUB_CACHE)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (same as @REVISION)."),
-    timeout: float = typer.Option(60.0, "--timeout", metavar="SECONDS",
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", metavar="SECONDS",
                                   help="Give up after this long without new data (connect, reads, retries)."),
     list_zoo: bool = typer.Option(False, "--list", help="Show the zoo: accuracy, published or not, size, cached."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),

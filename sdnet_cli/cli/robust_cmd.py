@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from ..robust.attacks import ATTACKS, parse_eps
 from ..robust.options import DEFAULT_LAMBDA_SPEC, RobustOptions, parse_lambdas
 from .common import console, print_json
@@ -21,7 +22,7 @@ def robust_command(
     protocol: str = typer.Option("cifar-c", "--protocol", help="cifar-c (CIFAR-10-C parameters) | sdnet-noise (the SDNet paper's noise levels)."),
     cifar_c_dir: Optional[Path] = typer.Option(None, "--cifar-c-dir", help="Folder of the distributed CIFAR-10-C/100-C .npy files (else generated on the fly)."),
     download: bool = typer.Option(False, "--download", help="Fetch the official CIFAR-10-C/100-C archive into --cifar-c-dir (resumable, md5-checked)."),
-    timeout: float = typer.Option(60.0, "--timeout", metavar="SECONDS", help="--download: give up on a connection with no new data for this long (then up to 2 retries)."),
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", metavar="SECONDS", help=f"--download: give up on a connection with no new data for this long (then up to {DEFAULT_RETRIES} retries)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Clean test set (default: the model's training dataset)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the clean dataset lives."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the size the model was trained at)."),

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from . import transforms as T
 from .checks import check_labels, check_root
-from .cifar import load_cifar
+from .cifar import NUM_CLASSES as CIFAR_CLASSES, load_cifar
 from .digits import load_digits
 from ..errors import UsageError
 
@@ -58,8 +58,8 @@ class DatasetInfo:
 
 _INFO = {
     "digits": DatasetInfo("digits", 10, DIGITS_TRAIN_SIZE, DIGITS_MEAN, DIGITS_STD, "cifar"),
-    "cifar10": DatasetInfo("cifar10", 10, 32, CIFAR_MEAN, CIFAR_STD, "cifar"),
-    "cifar100": DatasetInfo("cifar100", 100, 32, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    "cifar10": DatasetInfo("cifar10", CIFAR_CLASSES["cifar10"], 32, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    "cifar100": DatasetInfo("cifar100", CIFAR_CLASSES["cifar100"], 32, CIFAR_MEAN, CIFAR_STD, "cifar"),
     "imagenet": DatasetInfo("imagenet", 1000, 224, IMAGENET_MEAN, IMAGENET_STD, "imagenet"),
 }
 
