@@ -39,7 +39,7 @@ class ModelSection:
     non_negative: bool = True
     expansion: int = 1
     shortcut: bool = True
-    width: int = 64  # channels of the first stage (registry models; 64 = the paper's)
+    width: int = 64  # channels of the first stage (registry models; models.resnet.DEFAULT_WIDTH, the paper's)
     sync_bn: bool = False
 
 

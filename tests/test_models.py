@@ -117,6 +117,10 @@ def test_width_scales_every_stage(name: str) -> None:
     stem = 3 * 64 * 9  # the stem's input side does not scale
     assert convs - 3 * 16 * 9 == (full_convs - stem) // 16
     assert sd.create_model(name, num_classes=10, width=64).state_dict().keys() == full.state_dict().keys()
+    from sdnet_cli.config import Config
+    from sdnet_cli.models.resnet import DEFAULT_WIDTH
+
+    assert Config().model.width == DEFAULT_WIDTH == 64  # the config default is the builders' default
 
 
 def test_model_directory_round_trip_is_bit_exact(tmp_path) -> None:

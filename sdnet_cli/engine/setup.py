@@ -22,6 +22,7 @@ from ..models.files import ModelConfig
 from ..config_checks import check_convert
 from ..models.ecosystem import is_ecosystem_name, parse_convert, split_name
 from ..models.registry import check_model_name
+from ..models.resnet import DEFAULT_WIDTH
 from . import distributed as D
 
 
@@ -61,7 +62,7 @@ def model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfi
         args["shortcut"] = m.shortcut
     elif not m.shortcut:
         raise UsageError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
-    if m.width != 64:
+    if m.width != DEFAULT_WIDTH:
         args["width"] = m.width
     return ModelConfig(architecture=m.name, num_classes=num_classes, stem=info.stem, model_args=args,
                        dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
@@ -73,7 +74,7 @@ def _ecosystem_model_config(cfg: Config, info: DatasetInfo, num_classes: int) ->
     check_convert(cfg)
     if not m.shortcut:
         raise UsageError(f"model.shortcut=false applies to the sdnet *_all models only, not {m.name}")
-    if m.width != 64:
+    if m.width != DEFAULT_WIDTH:
         raise UsageError(f"model.width applies to the registry models (resnet*, sdnet*), not {m.name}")
     args: dict[str, Any] = {"in_chans": cfg.data.in_chans}
     if m.convert is not None or split_name(m.name)[2] is not None:

@@ -19,6 +19,7 @@ from ..layers.csc import CSCConv2d
 from ..errors import UsageError
 
 ConvFactory = Callable[..., nn.Module]
+DEFAULT_WIDTH = 64  # first-stage channels of ResNet-18/34, the paper's models and the official checkpoints
 
 
 def _is_plain(conv: nn.Module) -> bool:
@@ -87,7 +88,7 @@ class ResNet(nn.Module):
         in_chans: int = 3,
         shortcut: bool = True,
         csc_pool: bool = False,
-        width: int = 64,
+        width: int = DEFAULT_WIDTH,
     ) -> None:
         super().__init__()
         self.layer0 = _stem(stem_conv, stem, in_chans, csc_pool, width)
