@@ -94,7 +94,7 @@ class TrainSection:
     output: str | None = None
     tensorboard: bool = True
     checkpoint_every: int = 0
-    step_size_every: int = 1
+    step_size_every: int = 16  # each CSC layer's Lanczos tracking period after the warm-up (engine/step_sizes.py)
     verify_ddp: bool = False
 
 

@@ -77,16 +77,24 @@ def test_run_bench_report_is_consistent() -> None:
 
 
 def test_train_step_includes_the_engines_step_size_tracking() -> None:
-    """With ``step_sizes`` (the default) a bench train step ends as an engine step does: every CSC layer's step
-    size is tracked for the dictionary the optimizer step left (atoms renormalised, 0.9/L of it)."""
+    """With ``step_sizes`` (the default) a bench train step ends as a steady-state engine step does: the layers
+    the keeper's schedule names for that step (and only they) are tracked for the dictionary the optimizer step
+    left (atoms renormalised); consecutive rounds are consecutive steps."""
     from sdnet_cli.bench import build_step
+    from sdnet_cli.bench.step import STEADY_STEP, STEP_SIZE_EVERY
+    from sdnet_cli.engine.step_sizes import StepSizeKeeper
 
     for on in (True, False):
         model, step, _ = build_step(Workload("sdnet18_all", batch_size=2, image_size=8, step_sizes=on))
-        step()
-        layer = csc_layers(model)[5]
-        norms = layer.weight.detach().flatten(1).norm(dim=1)
-        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5) == on
+        layers = csc_layers(model)
+        for k in range(2):
+            step()
+            due = StepSizeKeeper(model, STEP_SIZE_EVERY).due(STEADY_STEP + k, len(layers))[0] if on else []
+            unit = [torch.allclose(m.weight.detach().flatten(1).norm(dim=1), torch.ones(m.weight.shape[0]), atol=1e-5)
+                    for m in layers]
+            assert [i for i, u in enumerate(unit) if u] == due
+            assert due or not on
+
 
 def test_train_step_updates_weights_and_eval_step_does_not() -> None:
     from sdnet_cli.bench import build_step

@@ -13,7 +13,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sdnet_cli import create_model
-from sdnet_cli.engine.step_sizes import StepSizeKeeper
+from sdnet_cli.config import TrainSection
+from sdnet_cli.engine.step_sizes import WARMUP_STEPS, StepSizeKeeper
 from sdnet_cli.layers import CSCConv2d, SparseCodingLinear, csc_layers, track_step_sizes
 from sdnet_cli.layers import functional as SF
 from sdnet_cli.layers import spectral as SP
@@ -41,10 +42,11 @@ def set_up(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
 @pytest.mark.parametrize("name", ["sdnet18", "sdnet18_all"])
 def test_keeper_and_training_forward_make_no_host_read(name: str) -> None:
     model = set_up(create_model(name, num_classes=10), torch.randn(2, 3, 8, 8))
-    keeper = StepSizeKeeper(model, every=1)
+    keeper = StepSizeKeeper(model, every=TrainSection.step_size_every)  # the engine's default schedule
     layer = next(m for m in model.modules() if isinstance(m, CSCConv2d))
     with torch.no_grad(), OpLog() as log:
-        keeper.after_step(1)
+        for step in (1, *range(WARMUP_STEPS + 1, WARMUP_STEPS + 1 + keeper.every)):  # warm-up, one full turn
+            keeper.after_step(step)
         layer._prepare_forward(torch.randn(2, 3, 8, 8))  # what a training forward does before FISTA
     assert aten.convolution in log.ops  # the products with DᵀD did run under the recorder
     assert not log.ops & (HOST_READS | HOST_EIGH), log.ops & (HOST_READS | HOST_EIGH)
@@ -62,6 +64,7 @@ def test_per_step_tracking_traces_into_one_graph() -> None:
     """``track_step_sizes`` and a layer's per-forward tracking compile with fullgraph=True (no break, no host
     read) and compute what eager does."""
     torch._dynamo.reset()
+    torch.manual_seed(0)  # the same models and input whatever ran before
     x = torch.randn(2, 3, 8, 8)
     eager = set_up(create_model("sdnet18", num_classes=10), x)
     twin = create_model("sdnet18", num_classes=10)
@@ -81,7 +84,8 @@ def test_per_step_tracking_traces_into_one_graph() -> None:
     track(twin)
     assert abs(a.step_size.item() / s0.item() - 1) > 1e-3  # it did track a moved dictionary
     torch.testing.assert_close(b.step_size, a.step_size, rtol=1e-5, atol=0)
-    torch.testing.assert_close(b._v, a._v, rtol=1e-4, atol=1e-6)
+    # the tracked vector (unit norm, 4096 entries of ~0.016): rounding differs between the graphs
+    torch.testing.assert_close(b._v, a._v, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(b.weight, a.weight)
 
 

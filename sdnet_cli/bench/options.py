@@ -76,8 +76,9 @@ class BenchOptions:
 @dataclass(frozen=True)
 class BenchRow:
     """One model's figures. Times in ms per step (medians over rounds); ``ratio``: median over rounds of this
-    model's time over the first model's in the same round; ``step_size_ms``: the step-size tracking alone
-    (included in ``ms_per_step``), ``step_size_share`` = its paired ratio to the whole step."""
+    model's time over the first model's in the same round; ``step_size_ms``: the engine's step-size tracking alone,
+    its mean per step (one full turn of the keeper's schedule over its period; each round of ``ms_per_step``
+    runs that step's share), ``step_size_share`` = its paired ratio to the whole step."""
 
     model: str
     params: int

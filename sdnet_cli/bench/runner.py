@@ -14,7 +14,7 @@ from ..devices import resolve_device
 from ..models.files import atomic_write_json
 from .memory import measure_here, measure_in_child
 from .options import BenchOptions, BenchReport, BenchRow
-from .step import build_step, count_params, step_size_step
+from .step import STEP_SIZE_EVERY, build_step, count_params, step_size_step
 from .timing import interleaved_times, median
 
 Progress = Callable[[str], None]
@@ -71,7 +71,8 @@ def run(opts: BenchOptions, on_progress: Progress | None = None) -> BenchReport:
     """Benchmark ``opts.models`` on one workload; ``on_progress(message)`` is called as each phase starts.
 
     Timing: ``warmup`` untimed steps each, then ``steps`` interleaved rounds of ``inner`` steps; the
-    step-size tracking of each SDNet takes its own turn in every round (``step_size_ms``). Memory (see
+    step-size tracking of each SDNet takes its own turn in every round (``step_size_ms``: one full turn of
+    the keeper's schedule, divided by its period). Memory (see
     :mod:`.memory`): on CUDA in this process while each model is built and warmed up, on CPU in one child
     process per model.
     """
@@ -88,7 +89,7 @@ def run(opts: BenchOptions, on_progress: Progress | None = None) -> BenchReport:
     rows = []
     for name, t, p, m, s in zip(opts.models, step_times, params, mem, size_steps):
         ms = 1000.0 * median(t)
-        st = next(extra_times) if s is not None else None
+        st = [v / STEP_SIZE_EVERY for v in next(extra_times)] if s is not None else None  # per step
         rows.append(BenchRow(
             model=name, params=p, ms_per_step=ms, img_per_s=opts.batch_size / (ms / 1000.0),
             min_ms_per_step=1000.0 * min(t), times_ms=[1000.0 * v for v in t], ratio=paired_ratio(t, base),

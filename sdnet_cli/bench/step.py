@@ -8,6 +8,7 @@ Shared by the in-process timer (:mod:`.timing`) and the child process that measu
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import TrainSection
 from ..devices import resolve_device
 from ..engine.step_sizes import WARMUP_STEPS, StepSizeKeeper
 from ..errors import UsageError
@@ -23,6 +25,7 @@ from ..models.registry import check_model_name, create_model
 from ..models.sizes import check_image_size
 
 STEADY_STEP = WARMUP_STEPS + 1  # time the keeper's steady-state work (its first steps track with more iterations)
+STEP_SIZE_EVERY = TrainSection.step_size_every  # the engine's default schedule
 
 MODES = ("train", "eval")
 STEMS = ("cifar", "imagenet")
@@ -32,8 +35,9 @@ STEMS = ("cifar", "imagenet")
 class Workload:
     """What one benchmarked step does (plain values, so it can be sent to a child process as JSON).
 
-    ``step_sizes``: a train step ends with what ``sdnet train`` does after each optimizer step, tracking
-    every CSC layer's step size (:class:`~sdnet_cli.engine.step_sizes.StepSizeKeeper`, ``every=1``).
+    ``step_sizes``: a train step ends with what ``sdnet train`` does after that optimizer step: the
+    :class:`~sdnet_cli.engine.step_sizes.StepSizeKeeper` at its default schedule, the layers taking turns, from
+    step ``STEADY_STEP`` on (consecutive steps, so ``STEP_SIZE_EVERY`` consecutive rounds do all layers once).
     ``recompute``: CSC layers save less for backward and recompute it (``CSCConv2d.recompute``).
     """
 
@@ -118,7 +122,8 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type, enabled=w.amp and dtype == torch.float16)
-    keeper = StepSizeKeeper(model, every=1 if w.step_sizes else 0)
+    keeper = StepSizeKeeper(model, every=STEP_SIZE_EVERY if w.step_sizes else 0)
+    step_no = itertools.count(STEADY_STEP)
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -127,18 +132,24 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        keeper.after_step(STEADY_STEP)
+        keeper.after_step(next(step_no))
 
     return model, train_step, device
 
 
 def step_size_step(model: nn.Module) -> Callable[[], None] | None:
     """The keeper's per-step work alone on ``model`` (to time its share of a train step), or ``None`` when
-    the model has no CSC layer."""
+    the model has no CSC layer: one call is one full turn of the schedule, ``STEP_SIZE_EVERY`` consecutive
+    steady-state steps, so its time divided by ``STEP_SIZE_EVERY`` is the mean per step."""
     if not csc_layers(model):
         return None
-    keeper = StepSizeKeeper(model, every=1)
-    return lambda: keeper.after_step(STEADY_STEP)
+    keeper = StepSizeKeeper(model, every=STEP_SIZE_EVERY)
+
+    def one_turn() -> None:
+        for step in range(STEADY_STEP, STEADY_STEP + STEP_SIZE_EVERY):
+            keeper.after_step(step)
+
+    return one_turn
 
 
 def count_params(model: nn.Module) -> int:

@@ -53,7 +53,7 @@ def bench_command(
 ) -> None:
     """Time models side by side: img/s, ms/step, peak memory, parameters, ratios to the first model.
 
-    The models take turns within one process (interleaved rounds, median per model); a model's ratio is the median over rounds of its time over the first model's time in the same round, so load from other programs hits both sides of each ratio alike. A train step includes what sdnet train does after each optimizer step (step-size tracking); its own time and share are the "step size" column. Peak memory is the CUDA allocator's on GPU and a child process's peak RSS on CPU (runtime excluded).
+    The models take turns within one process (interleaved rounds, median per model); a model's ratio is the median over rounds of its time over the first model's time in the same round, so load from other programs hits both sides of each ratio alike. A train step includes what sdnet train does after that optimizer step in the steady state (the step-size tracking of the CSC layers whose turn it is); its mean per step and share are the "step size" column. Peak memory is the CUDA allocator's on GPU and a child process's peak RSS on CPU (runtime excluded).
 
     Examples:
 

@@ -17,9 +17,10 @@ renormalised one. Eval mode never touches the weights.
   checkpoint's, the value the model was trained with) is used as is and nothing is set.
 * **track** — each training forward runs ``power_iters`` warm-started power iterations (default 1), and
   :meth:`track_step_size` runs a fixed number of warm Lanczos iterations (plus 1 % of a fixed random
-  direction, so an eigenvector overtaking the tracked one is found); the engine calls
-  :func:`track_step_sizes` after each optimizer step. Fixed counts on the device: no host read, no
-  synchronisation, and both trace into one graph under ``torch.compile(fullgraph=True)``.
+  direction, so an eigenvector overtaking the tracked one is found); the engine's keeper calls it after
+  optimizer steps on a fixed schedule (``engine/step_sizes.py``; :func:`track_step_sizes` does every
+  layer). Fixed counts on the device: no host read, no synchronisation, and both trace into one graph
+  under ``torch.compile(fullgraph=True)``.
 * **converge** — :meth:`converge_step_size` / :func:`converge_step_sizes`: Lanczos to a 1e-6 residual, on
   demand (the engine: before each evaluation). ``update_step_size`` / ``update_step_sizes`` are the same
   calls under their earlier names.
