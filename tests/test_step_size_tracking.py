@@ -2,8 +2,8 @@
 
 Per training forward a CSC layer runs one warm-started power iteration (cheap, traceable); the engine's
 :class:`StepSizeKeeper` tracks every layer by 60 warm Lanczos iterations after each of the first 100 optimizer
-steps, then each layer by 20 every ``train.step_size_every`` steps (default 16; the layers take turns). The exact value comes from scipy's ARPACK on the image side
-(:func:`csc_helpers.exact_step_size`).
+steps, then each layer by 20 every ``train.step_size_every`` steps (default 16; the layers take turns). The
+exact value comes from scipy's ARPACK on the image side (:func:`csc_helpers.exact_step_size`).
 """
 
 from __future__ import annotations
