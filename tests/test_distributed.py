@@ -3,7 +3,8 @@ loss curve as one process with the same global batch.
 
 Both runs see the same images in the same global batches (ShardedBatchSampler) with BatchNorm statistics
 synchronised over the global batch (CPUSyncBatchNorm); only the floating-point summation order differs.
-Tolerances: per-step losses within 1e-4 relative (measured ≤ 2e-5); final weights within 3e-3 absolute
+Tolerances: the losses of steps 1–2 within 1e-5 relative (measured ≤ 5e-7), of all 4 steps within 2e-3 (measured
+≤ 2e-5 on one VM, 6.5e-4 at step 4 on a faster one, old and new code alike); final weights within 3e-3 absolute
 (measured 8.7e-4 after 4 SGD steps — the same order as a single process run with 2 threads instead of 1,
 2.8e-4: at 8×8 inputs layer4 is 1×1 and its BatchNorm over 16 values amplifies rounding).
 """
@@ -73,7 +74,10 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     result = json.loads(stdout.strip().splitlines()[-1])  # rank 0 prints one object, rank 1 nothing
     assert result["steps"] == 4 and stdout.count('"output"') == 1
     assert len(la) == len(lb) == 4
-    assert np.allclose(la, lb, rtol=1e-4, atol=0), (la, lb)
+    # Steps 1-2 (the forward, then the first averaged-gradient update) agree to rounding; later steps let the
+    # rounding grow through the 1x1 BatchNorm (see the module docs), by how much depends on the machine's kernels.
+    assert np.allclose(la[:2], lb[:2], rtol=1e-5, atol=0), (la, lb)
+    assert np.allclose(la, lb, rtol=2e-3, atol=0), (la, lb)
     assert worst < 3e-3, worst
     # With the engine's per-step Lanczos refresh (the default): ranks stay identical (verify_ddp); the 20-iteration
     # estimate depends on its warm vector at the ~1e-3 level, which lets rounding differences grow a little.
