@@ -35,7 +35,7 @@ WARMUP_STEPS, WARMUP_FACTOR = 100, 3
 class StepSizeKeeper:
     """Call :meth:`after_step` after every optimizer step and :meth:`refresh_all` before evaluating.
 
-    ``every`` (``train.step_size_every``, default 8): the steady-state period of each layer; 0 turns both
+    ``every`` (``train.step_size_every``, default 16): the steady-state period of each layer; 0 turns both
     off (the per-forward power iteration alone then tracks the step size).
     """
 
