@@ -95,6 +95,7 @@ class TrainSection:
     tensorboard: bool = True
     checkpoint_every: int = 0
     step_size_every: int = 16  # each CSC layer's Lanczos tracking period after the warm-up (engine/step_sizes.py)
+    recompute: bool = False  # CSC layers save less for backward and recompute it (CSCConv2d.recompute)
     verify_ddp: bool = False
 
 

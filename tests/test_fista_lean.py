@@ -145,3 +145,32 @@ def test_model_with_recompute_trains_identically() -> None:
     assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-10)
     for a, b in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-9)
+
+
+def test_train_recompute_setting_reaches_every_csc_layer(tmp_path, monkeypatch) -> None:
+    """``train.recompute=true``: every CSC layer of the run's model takes the lean step in training (counted at
+    its call), and the run's losses are those of the default run (equal at step 1, where only the saved tensors
+    differ; within float32 rounding after the first update)."""
+    import json
+
+    import sdnet_cli.layers.csc as csc
+    from sdnet_cli.config import resolve_config
+    from sdnet_cli.engine.train import train
+
+    calls = []
+    real = csc.csc_fista_lean
+    monkeypatch.setattr(csc, "csc_fista_lean", lambda *a, **k: calls.append(1) or real(*a, **k))
+    losses = []
+    for recompute in ("false", "true"):
+        calls.clear()
+        out = tmp_path / f"run-{recompute}"
+        cfg = resolve_config(None, {"train.output": str(out)},
+                             ["model.name=sdnet18_all", "model.width=8", "train.epochs=1", "train.batch_size=16",
+                              "train.limit_batches=3", "train.tensorboard=false", "train.device=cpu",
+                              f"train.recompute={recompute}"])
+        train(cfg)
+        rows = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+        losses.append([r["loss"] for r in rows])
+        assert len(calls) == (0 if recompute == "false" else 3 * 17)  # 3 steps x 17 CSC layers
+    assert losses[1][0] == losses[0][0]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

@@ -17,6 +17,7 @@ import torch.nn as nn
 from ..config import Config, TrainSection, check_config
 from ..data.datasets import DatasetInfo
 from ..errors import UsageError
+from ..layers import csc_layers
 from ..malloc import keep_freed_memory
 from ..models.files import ModelConfig
 from ..config_checks import check_convert
@@ -86,10 +87,12 @@ def _ecosystem_model_config(cfg: Config, info: DatasetInfo, num_classes: int) ->
 
 
 def build_model(mcfg: ModelConfig, cfg: Config, dinfo: D.DistInfo, device: torch.device) -> nn.Module:
-    """The freshly initialised model (seeded by ``train.seed``) on ``device``, channels_last and synchronised
-    BatchNorm as configured."""
+    """The freshly initialised model (seeded by ``train.seed``) on ``device``, channels_last, synchronised
+    BatchNorm and CSC recomputation (``train.recompute``) as configured."""
     seed_everything(cfg.train.seed)
     model = mcfg.build().to(device)
+    for layer in csc_layers(model):
+        layer.recompute = cfg.train.recompute
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dinfo.enabled and cfg.model.sync_bn:
