@@ -151,3 +151,29 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, capsys) -> None:
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_train_vs_bench_script_pairs_the_engine_step_with_the_bench_step(monkeypatch) -> None:
+    """scripts/train_vs_bench.py: both sides run (the engine's at the keeper's steady state, on real digits
+    batches of the asked size, with the ImageNet stem when asked), in turns, and the ratios are theirs."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_vs_bench.py"
+    spec = importlib.util.spec_from_file_location("train_vs_bench", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shapes = []
+    real_step = script.Trainer.step
+
+    def step(self, x, y, data_s):  # noqa: ANN001, ANN202
+        shapes.append((tuple(x.shape), self.s.mcfg.stem, self.loop.global_step))
+        return real_step(self, x, y, data_s)
+
+    monkeypatch.setattr(script.Trainer, "step", step)
+    args = argparse.Namespace(model="sdnet18", batch_size=2, image_size=64, stem="imagenet", rounds=3, warmup=1)
+    r = script.measure(args)
+    assert shapes == [((2, 3, 64, 64), "imagenet", 100 + i) for i in range(4)]
+    assert r["rounds"] == 3 and r["engine_ms"] > 0 and r["bench_ms"] > 0
+    assert r["quartiles"][0] <= r["paired_median"] <= r["quartiles"][1]
