@@ -30,7 +30,6 @@ from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 
-
 def lean_applies(lmbd: object, mu: float, n_steps: int, non_negative: bool) -> bool:
     """Whether :func:`csc_fista_lean` covers these settings (else use :func:`functional.csc_fista`); the
     dictionary must also be dense (``groups = 1``), undilated, square, with int stride and padding."""
