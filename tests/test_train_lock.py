@@ -48,16 +48,17 @@ def test_a_held_lock_refuses_the_run_and_names_the_holder(tmp_path):
 @pytest.mark.slow
 def test_two_processes_on_one_output_exactly_one_runs(tmp_path):
     out = tmp_path / "run"
-    a = start(out, "--epochs", "3")
+    a = start(out, "--epochs", "15")  # long enough to outlast b's start-up (a 3-epoch run could end first)
     wait_until(lambda: (out / "steps.jsonl").is_file(), a)  # a is training, holding the lock
     b = start(out, "--epochs", "3")
     _, err_b = b.communicate(timeout=300)
-    assert b.returncode == 2, err_b
-    assert f"in use by process {a.pid}" in err_b and "Traceback" not in err_b
+    busy = f"in use by process {a.pid}" in err_b
+    assert busy or a.poll() is None, "the first run ended before the second one started; lengthen the first run"
+    assert b.returncode == 2 and busy and "Traceback" not in err_b, err_b
     _, err_a = a.communicate(timeout=600)
     assert a.returncode == 0, err_a
     steps = [json.loads(line)["step"] for line in (out / "steps.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 13))  # every step once
+    assert steps == list(range(1, 61))  # every step once
 
 
 @pytest.mark.slow
