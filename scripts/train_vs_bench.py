@@ -24,11 +24,12 @@ import dataclasses
 import json
 import statistics
 import tempfile
-import time
 
 import torch
 
+from sdnet_cli.bench.runner import paired_ratio
 from sdnet_cli.bench.step import Workload, build_step
+from sdnet_cli.bench.timing import interleaved_times
 from sdnet_cli.config import resolve_config
 from sdnet_cli.data.datasets import dataset_info
 from sdnet_cli.engine import distributed as D
@@ -37,7 +38,7 @@ from sdnet_cli.engine.data import timed_batches
 from sdnet_cli.engine.setup import build_model, build_optimizer
 from sdnet_cli.engine.step_sizes import WARMUP_STEPS
 from sdnet_cli.engine.train import _prepare
-from sdnet_cli.engine.trainer import Trainer
+from sdnet_cli.engine.trainer import Trainer, empty_meter
 
 
 def engine_trainer(args: argparse.Namespace, out: str) -> Trainer:
@@ -54,7 +55,7 @@ def engine_trainer(args: argparse.Namespace, out: str) -> Trainer:
         setup = dataclasses.replace(setup, mcfg=mcfg, model=model, optimizer=build_optimizer(cfg, model))
     trainer = Trainer(setup, Callbacks())
     trainer.loop.global_step = WARMUP_STEPS
-    trainer.meter = {"loss": 0.0, "correct": 0.0, "n": 0.0, "seconds": 0.0}  # as run_epoch starts it
+    trainer.meter = empty_meter()  # as run_epoch starts it
     trainer.net.train()
     return trainer
 
@@ -71,41 +72,29 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = engine_trainer(args, f"{tmp}/run")
         try:
-            feed = batches(trainer)
+            feed, waits = batches(trainer), []
 
-            def engine() -> float:
+            def engine() -> None:
                 x, y, data_s = next(feed)
                 trainer.step(x, y, data_s)
-                return data_s
+                waits.append(data_s)
 
             bench_step = build_step(Workload(model=args.model, batch_size=args.batch_size, image_size=args.image_size,
                                              stem=args.stem))[1]
-            return rounds(engine, bench_step, args.rounds, args.warmup)
+            t_engine, t_bench = interleaved_times([engine, bench_step], args.rounds, args.warmup, torch.device("cpu"))
+            return summary(t_engine, t_bench, waits[args.warmup:])
         finally:
             if trainer.s.run is not None:
                 trainer.s.run.close()
 
 
-def rounds(engine, bench, n: int, warmup: int) -> dict:  # noqa: ANN001
-    """``n`` timed rounds of both (after ``warmup`` untimed ones), the order alternating."""
-    for _ in range(warmup):
-        engine()
-        bench()
-    t_engine, t_bench, waits = [], [], []
-    for i in range(n):
-        for side in ((engine, bench) if i % 2 == 0 else (bench, engine)):
-            t0 = time.perf_counter()
-            wait = side()
-            dt = time.perf_counter() - t0
-            if side is engine:
-                t_engine.append(dt)
-                waits.append(wait)
-            else:
-                t_bench.append(dt)
-    ratios = sorted(a / b for a, b in zip(t_engine, t_bench))
-    q = statistics.quantiles(ratios, n=4) if n >= 2 else [ratios[0]] * 3
-    return {"rounds": n, "engine_ms": 1000 * statistics.median(t_engine), "bench_ms": 1000 * statistics.median(t_bench),
-            "paired_median": statistics.median(ratios), "quartiles": [q[0], q[2]],
+def summary(t_engine: list[float], t_bench: list[float], waits: list[float]) -> dict:
+    """Medians, the paired median of engine / bench with its quartiles, the ratio of means, the mean data wait."""
+    q = statistics.quantiles([a / b for a, b in zip(t_engine, t_bench)], n=4) if len(t_engine) >= 2 else None
+    paired = paired_ratio(t_engine, t_bench)
+    return {"rounds": len(t_engine), "engine_ms": 1000 * statistics.median(t_engine),
+            "bench_ms": 1000 * statistics.median(t_bench), "paired_median": paired,
+            "quartiles": [q[0], q[2]] if q else [paired, paired],
             "ratio_of_means": statistics.fmean(t_engine) / statistics.fmean(t_bench),
             "data_wait_ms": 1000 * statistics.fmean(waits)}
 

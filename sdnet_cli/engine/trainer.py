@@ -48,6 +48,11 @@ def criterion(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float
     return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
 
+def empty_meter() -> dict[str, float]:
+    """An epoch's running training sums, before its first step."""
+    return {"loss": 0.0, "correct": 0.0, "n": 0.0, "seconds": 0.0}
+
+
 @dataclass
 class Setup:
     """Everything a run needs, built and validated by ``train`` before anything is written."""
@@ -124,7 +129,7 @@ class Trainer:
         """The rest of epoch ``loop.epoch`` (from batch ``loop.batch``), with the configured mid-epoch states."""
         loop, t = self.loop, self.cfg.train
         loader = self.s.data.epoch_loader(loop.epoch, loop.batch)
-        self.meter = loop.meter or {"loss": 0.0, "correct": 0.0, "n": 0.0, "seconds": 0.0}
+        self.meter = loop.meter or empty_meter()
         self.cb.on_epoch_start(loop.epoch, self.steps_per_epoch, loop.batch)
         self.net.train()
         self._t_prev = time.perf_counter()
