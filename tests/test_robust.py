@@ -160,16 +160,27 @@ def test_cli_generated_noise_end_to_end(digits_model_dir, tmp_path: Path) -> Non
     assert auto(rep2) == auto(report)
 
 
-def test_cli_compares_models(digits_model_dir, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["robust", str(digits_model_dir), str(digits_model_dir), "--corruptions", "contrast",
-                              "--severities", "5", "--lambdas", "none", "--max-images", "30", "--output",
-                              str(tmp_path), "--no-plots", "--image-size", str(trained_size(digits_model_dir))])
+def test_cli_compares_models(digits_model_dir, digits_narrow_model_dir, tmp_path: Path) -> None:
+    """Two different models side by side: each comparison row is that model's own single-model result."""
+    models = [digits_model_dir, digits_narrow_model_dir]
+    common = ["--corruptions", "contrast,gaussian_noise", "--severities", "3,5", "--lambdas", "none",
+              "--max-images", "60", "--no-plots", "--image-size", str(trained_size(digits_model_dir))]
+    res = runner.invoke(app, ["robust", *map(str, models), "--output", str(tmp_path / "both"), *common])
     assert res.exit_code == 0, res.output
-    comp = json.loads((tmp_path / "comparison.json").read_text())
-    names = [m["model"] for m in comp["models"]]
-    assert len(names) == 2 and names[0] != names[1]
-    assert comp["models"][0]["mean"]["train"] == comp["models"][1]["mean"]["train"]
-    assert (tmp_path / "comparison.csv").is_file()
+    comp = json.loads((tmp_path / "both" / "comparison.json").read_text())
+    assert len(comp["models"]) == 2 and comp["models"][0]["model"] != comp["models"][1]["model"]
+    own = []
+    for i, m in enumerate(models):
+        res = runner.invoke(app, ["robust", str(m), "--output", str(tmp_path / f"one{i}"), *common])
+        assert res.exit_code == 0, res.output
+        own.append(json.loads((tmp_path / f"one{i}" / "results.json").read_text())["summary"])
+    fingerprints = [(s["clean"], s["means"]["train"]["per_corruption"]) for s in own]
+    assert fingerprints[0] != fingerprints[1], "the two models must give different results for this test to see a swap"
+    for row, s in zip(comp["models"], own):
+        assert row["clean"] == s["clean"]
+        assert row["mean"]["train"] == s["means"]["train"]["mean"]
+        assert row["per_corruption"]["train"] == s["means"]["train"]["per_corruption"]
+    assert (tmp_path / "both" / "comparison.csv").is_file()
 
 
 @pytest.mark.parametrize("args,message", [
