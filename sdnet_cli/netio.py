@@ -37,7 +37,8 @@ _ADVICE = {
     "status": "the server failed; try again later",
     "truncated": "the server or a proxy cut the transfer short; try again later (a partial file is never used)",
     "stall": "the server stopped sending; try again later, or allow longer with --timeout SECONDS",
-    "connect": "check the network connection and the address (HF_ENDPOINT for the Hub)",
+    "connect": "check the network connection and the address (HF_ENDPOINT for the Hub, SDNET_CIFAR_URL or "
+               "SDNET_CIFAR_C_URL for a dataset mirror)",
 }
 
 

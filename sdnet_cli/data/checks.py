@@ -21,12 +21,17 @@ def check_labels(labels: object, num_classes: int, source: str) -> np.ndarray:
 
     Float (or boolean) labels are refused, not truncated; ``source`` (a file or dataset) is named in the error.
     """
-    arr = np.asarray(labels)
+    try:
+        arr = np.asarray(labels)
+    except (ValueError, TypeError) as e:  # ragged nesting and the like
+        raise UsageError(f"{source}: labels must be a 1-D list of class indices ({e})") from None
     if arr.ndim != 1:
         raise UsageError(f"{source}: labels must be a 1-D list of class indices, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        first = arr.flat[0]
+        first = first.item() if isinstance(first, np.generic) else first
         raise UsageError(f"{source}: labels must be integer class indices, got {arr.dtype} values "
-                         f"(e.g. {arr.flat[0].item()!r}); store them as integers 0 … {num_classes - 1}")
+                         f"(e.g. {str(repr(first))[:40]}); store them as integers 0 … {num_classes - 1}")
     bad = np.flatnonzero((arr < 0) | (arr >= num_classes)) if arr.size else np.empty(0, np.int64)
     if len(bad):
         raise UsageError(f"{source}: label {int(arr[bad[0]])} (sample {int(bad[0])}) is outside 0 … "
