@@ -18,7 +18,7 @@ from sdnet_cli.data.splits import train_val_indices
 from sdnet_cli.errors import UsageError
 from sdnet_cli.models.files import ModelConfig, load_model_dir
 from sdnet_cli.robust.adversarial import AttackSpec, attack_rows, correct_under, run_checks, targets
-from sdnet_cli.robust.attacked import AttackedModel, FixedLambda, straight_through_clip
+from sdnet_cli.robust.attacked import AdaptiveRule, AttackedModel, FixedLambda, straight_through_clip
 from sdnet_cli.robust.bn import bn_stats, recalibrated_stats, stats_digest
 from sdnet_cli.robust.conditions import iter_conditions, parse_levels
 from sdnet_cli.robust.evaluate import evaluate_tensor, to_input, to_pixels
@@ -126,12 +126,49 @@ def test_adaptive_attack_is_at_least_as_strong(digits) -> None:
     spec = AttackSpec("pgd-linf", "linf", 10, None, 0, 100, checks=False)
     rows, _ = attack_rows(model, config.mean, config.std, pixels, labels, [4 / 255], spec, tgts)
     non_adaptive, adaptive = (next(r for r in rows if r["adaptive"] is flag) for flag in (False, True))
+    # guarded: at 0 % (or 100 %) for both the comparison says nothing
+    assert 0 < non_adaptive["accuracy"] < 100, rows
     assert adaptive["accuracy"] <= non_adaptive["accuracy"], rows
     # the rows score the defence as it runs: λ recomputed from each image (independent computation, clean ε=0)
     clean_rows, _ = attack_rows(model, config.mean, config.std, pixels, labels, [0.0], spec, tgts[1:])
     xin = to_input(x, config.mean, config.std)
     lam = fit.predict(evaluate_tensor(model, xin, y, 0.1).recon)
     assert clean_rows[0]["accuracy"] == pytest.approx(evaluate_tensor(model, xin, y, lam).accuracy)
+
+
+def test_adaptive_gradient_flows_through_lambda(digits) -> None:
+    """The adaptive model's input gradient equals finite differences of the whole defence (λ(u) included), and
+    differs from the gradient with λ held at its value: the attack really differentiates through λ."""
+    import copy
+
+    model, config, x, y = digits
+    fit = _rule(model, config, x[:100])
+    m64 = copy.deepcopy(model).double()
+    adaptive = AttackedModel(m64, config.mean, config.std, AdaptiveRule(fit)).double()
+    u = to_pixels(x[:100], 3).double()
+    with torch.no_grad():
+        lam = adaptive.lmbd_for(u, (u - adaptive.mean) / adaptive.std).flatten()
+    inside = ((lam > fit.lmbd_min + 0.05) & (lam < fit.lmbd_max - 0.05)).nonzero().flatten()[:4]
+    assert len(inside) == 4, lam  # the clip is straight-through; compare where it is not active
+    u, lam = u[inside], lam[inside]
+    frozen = AttackedModel(m64, config.mean, config.std, FixedLambda(lam.view(-1, 1, 1, 1))).double()
+    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = torch.as_tensor(y[inside.numpy()])
+
+    def loss(net, w):
+        return nn.functional.cross_entropy(net(w), labels, reduction="sum")
+
+    def directional(net):
+        w = u.clone().requires_grad_(True)
+        loss(net, w).backward()
+        return float((w.grad * v).sum())
+
+    h = 1e-6
+    with torch.no_grad():
+        fd = float(loss(adaptive, u + h * v) - loss(adaptive, u - h * v)) / (2 * h)
+    g_adaptive, g_frozen = directional(adaptive), directional(frozen)
+    assert g_adaptive == pytest.approx(fd, rel=1e-4, abs=1e-8)
+    assert abs(g_adaptive - g_frozen) > 1e-3 * abs(fd), (g_adaptive, g_frozen, fd)
 
 
 class Quantised(nn.Module):
