@@ -140,9 +140,9 @@ def test_push_to_hub_sends_exactly_the_export(run_dir, tmp_path, capsys, monkeyp
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     FakeHfApi.calls = []
     out_dir = tmp_path / "push"
-    out_dir.mkdir()
-    (out_dir / "notes.txt").write_text("a stray file the export did not write")
     root, _, _ = run_dir
+    assert run_cli(capsys, "export", root, "--output", out_dir)[0] == 0  # an earlier export, then a file of the user's
+    (out_dir / "notes.txt").write_text("a stray file the export did not write")
     code, out, err = run_cli(capsys, "export", root, "--output", out_dir, "--push-to-hub", "me/digits-sdnet18",
                              "--private", "--revision", "v1")
     assert code == 0, err

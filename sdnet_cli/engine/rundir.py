@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Config, apply_overrides, load_config, set_value
 from ..errors import MissingFileError, UsageError
-from ..fsio import atomic_write_bytes
+from ..fsio import atomic_write_bytes, check_output_dir
 
 RUN_ITEMS = ("config.yaml", "metrics.jsonl", "steps.jsonl", "best", "last", "state", "tb")
 
@@ -65,9 +65,16 @@ def resume_config(output: str | Path | None, flags: dict[str, Any] | None = None
     return apply_overrides(cfg, overrides or [])
 
 
+def run_items(path: Path) -> tuple[str, ...] | None:
+    """What ``sdnet train`` owns in ``path``: the run's items when it holds a run, else ``None`` (the output rule's
+    layout of a run directory, see :func:`sdnet_cli.fsio.check_output_dir`)."""
+    return RUN_ITEMS if is_run_dir(path) else None
+
+
 def check_output(path: Path, resume: bool, force: bool) -> None:
     """Is ``path`` usable (read-only check)? A new or empty folder; an existing run only with ``resume``
-    (continue it) or ``force`` (replace it, see :class:`~sdnet_cli.engine.workdir.RunDirectory`)."""
+    (continue it) or ``force`` (replace it, files of the user's in it carried over, see
+    :class:`~sdnet_cli.engine.workdir.RunDirectory`); a folder of other files is never used (the output rule)."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"output {path} is a file; pass a directory to --output")
     if resume:
@@ -75,10 +82,10 @@ def check_output(path: Path, resume: bool, force: bool) -> None:
             raise MissingFileError(f"cannot resume: {path} is not a run directory (no config.yaml); "
                                    "pass the --output of the interrupted run")
         return
-    if path.is_dir() and any(path.iterdir()) and not force:
-        what = "holds another run" if is_run_dir(path) else "is not empty"
-        raise UsageError(f"output directory {path} {what}; pass --resume to continue it, --force to overwrite "
-                         "it, or another --output")
+    check_output_dir(path, "train", layout=run_items)  # a folder of the user's: refused, --force or not
+    if path.is_dir() and is_run_dir(path) and not force:
+        raise UsageError(f"output directory {path} holds another run; pass --resume to continue it, --force to "
+                         "overwrite it, or another --output")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

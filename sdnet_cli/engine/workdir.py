@@ -7,8 +7,10 @@
   ``last/``, ``state/`` (:func:`~sdnet_cli.fsio.clean_stale`) and the ``.*.tmp`` files of interrupted atomic
   writes (no other process writes into a locked run).
 - **``--force`` over an existing run** writes the new run into a staging sibling; :meth:`commit` switches
-  it in (:func:`~sdnet_cli.fsio.replace_dir`) at its first complete checkpoint, after copying the old
-  folder's foreign items (anything that is not a run file, e.g. an ``export/``) into it. Before the switch
+  it in (:func:`~sdnet_cli.fsio.replace_dir`) at its first complete checkpoint, after carrying the old
+  folder's foreign items (anything that is not a run file, e.g. an ``export/``) over into it
+  (:func:`~sdnet_cli.fsio.carry_over`). A folder that holds no run is never used (the output rule of
+  :func:`~sdnet_cli.fsio.check_output_dir`); a symlinked run directory is written through. Before the switch
   the old run is intact; after it the new run is complete. A kill in between leaves a staging folder that
   the next run removes.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..fsio import OutputLock, clean_stale, replace_dir, staging_dir
+from ..fsio import OutputLock, carry_over, clean_stale, replace_dir, staging_dir
 from .rundir import RUN_ITEMS, check_output
 
 MODEL_FOLDERS = ("best", "last", "state")
@@ -70,13 +72,7 @@ class RunDirectory:
         """Switch a staged run in; ``True`` when this call switched."""
         if not self.staged:
             return False
-        for item in self.target.iterdir():
-            if item.name in RUN_ITEMS or (self.path / item.name).exists():
-                continue
-            if item.is_dir():
-                shutil.copytree(item, self.path / item.name, symlinks=True)
-            else:
-                shutil.copy2(item, self.path / item.name, follow_symlinks=False)
+        carry_over(self.target, self.path, RUN_ITEMS, "train")
         replace_dir(self.path, self.target)
         self.path = self.target
         return True

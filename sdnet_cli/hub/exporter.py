@@ -6,9 +6,11 @@ sdnet_version), ``config.json``, a ``README.md`` model card, ``robustness.json``
 ``results.json`` sits next to the run, and ``model.onnx`` with ``formats`` containing ``onnx``. The
 weights are re-serialised from the strictly loaded (and checked) model, so they round-trip bit-exactly.
 
-The whole folder is replaced in one switch (:func:`~sdnet_cli.models.files.rewrite_dir`): a kill at any
-instant leaves the complete previous export or the complete new one; files the export does not write
-are carried over; temporaries of killed exports are removed by the next one.
+The output follows the one output rule (:func:`~sdnet_cli.fsio.check_output_dir`): a new or empty folder
+or an earlier export (a model directory), never the source model or a folder holding it. It is replaced in
+one switch (:func:`~sdnet_cli.fsio.write_output`): a kill at any instant leaves the complete previous export
+or the complete new one; files the export does not write are carried over; temporaries of killed exports are
+removed by the next one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch.nn as nn
 
 from ..checks import is_int
 from ..errors import MissingFileError, UsageError
-from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, rewrite_dir, write_file, write_model_files
+from ..fsio import OutputDir, check_output_dir, write_output
+from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_file, write_model_files
 from ..models.registry import check_model_name
 from ..models.schema import STEMS, check_weights
 from ..models.sizes import check_image_size
@@ -68,8 +71,7 @@ class ExportOptions:
         object.__setattr__(self, "source", str(self.source))
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "formats", parse_formats(self.formats))
-        if self.output.exists() and not self.output.is_dir():
-            raise UsageError(f"--output {self.output} is a file; pass a directory (new, or an earlier export)")
+        self.output_dir()
         if is_official_checkpoint(self.source):
             self._check_official()
         elif self.arch is not None or self.num_classes is not None or self.stem is not None or not self.shortcut:
@@ -87,6 +89,11 @@ class ExportOptions:
             from .push import check_repo_id
 
             check_repo_id(self.push_to_hub)
+
+    def output_dir(self, model_dir: Path | None = None) -> OutputDir:
+        """``--output`` checked against the output rule; never the source (or ``model_dir``) or a folder holding it."""
+        reads = [p for p in (Path(self.source), model_dir) if p is not None and p.exists()]
+        return check_output_dir(self.output, "export", sources=reads, layout=earlier_export)
 
     def _check_official(self) -> None:
         if self.arch is None or self.num_classes is None:
@@ -116,6 +123,12 @@ class ExportResult:
     onnx_max_abs_diff: float | None = None
     commit_url: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def earlier_export(folder: Path) -> list[str] | None:
+    """What an export written before outputs had a manifest owns: a model directory with its card (``None``: not
+    one; a run's ``best/`` has no card and is not an export)."""
+    return list(EXPORT_FILES) if all((folder / n).is_file() for n in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)) else None
 
 
 def is_official_checkpoint(src: str | Path) -> bool:
@@ -196,19 +209,18 @@ def find_recipe(model_dir: Path) -> str | None:
 
 
 
-def _load_source(o: ExportOptions) -> tuple[nn.Module, ModelConfig, str, str | None, dict[str, Any] | None]:
-    """``(model, config, source sentence, recipe, robust results)`` of the export's source, loaded and checked."""
+def _load_source(o: ExportOptions) -> tuple[nn.Module, ModelConfig, str, str | None, dict[str, Any] | None, OutputDir]:
+    """``(model, config, source sentence, recipe, robust results, output)`` of the export, loaded and checked."""
     if is_official_checkpoint(o.source):
         assert o.arch is not None and o.num_classes is not None  # ExportOptions checked it
         model, config, source = load_official(o.source, o.arch, o.num_classes, o.stem, o.shortcut, o.dataset)
-        return model, config, source.partition("\n\n")[0], source.partition("\n\n")[2] or None, None
+        return model, config, source.partition("\n\n")[0], source.partition("\n\n")[2] or None, None, o.output_dir()
     model_dir = resolve_model_dir(o.source)
-    if o.output.resolve() == model_dir.resolve():
-        raise UsageError(f"--output {o.output} is the source model directory; choose another directory")
+    out = o.output_dir(model_dir)  # the source resolved (a run's best/, a Hub cache folder) is never the output
     model, config = load_model_dir(model_dir)
     if o.dataset is not None:
         config = replace(config, dataset=o.dataset)
-    return model, config, f"`{o.source}`", find_recipe(model_dir), find_robust_results(model_dir)
+    return model, config, f"`{o.source}`", find_recipe(model_dir), find_robust_results(model_dir), out
 
 
 def _onnx_shape(config: ModelConfig, image_size: int | None, dataset_size: int | None) -> tuple[int, int, int]:
@@ -247,15 +259,15 @@ def export(options: ExportOptions, on_stage: Callable[[str], None] | None = None
     """
     stage = on_stage or (lambda _text: None)
     stage(f"exporting {options.source} …")
-    model, config, source, recipe, robust = _load_source(options)
+    model, config, source, recipe, robust, out = _load_source(options)
     mean, std, size = _dataset_defaults(config.dataset)
     if config.mean is None and mean is not None:
         config = replace(config, mean=mean, std=std)
     shape = _onnx_shape(config, options.image_size, size) if "onnx" in options.formats else None
     own = model.state_dict()
     check_weights(own, own, "the model to export")
-    files, diff = rewrite_dir(options.output, lambda staged: _write_export(
-        staged, model, config, options, source, recipe, robust, shape), EXPORT_FILES)
+    files, diff = write_output(out, lambda staged: _write_export(
+        staged, model, config, options, source, recipe, robust, shape), manifest=False)  # the layout is the marker
     commit_url = None
     if options.push_to_hub:
         from .push import push_to_hub

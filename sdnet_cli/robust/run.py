@@ -1,17 +1,19 @@
 """``run(RobustOptions) -> RobustReport``: what ``sdnet robust`` does, as one library call.
 
 Order: validate everything (options at construction; here the models, their datasets and image sizes,
-the CIFAR-C folder, a ``--lambda-fit`` file, the attacks extra, the output path) → lock the output →
-resolve the device once → download CIFAR-C when asked → per model: load its data, run it
+the CIFAR-C folder, a ``--lambda-fit`` file, the attacks extra, the output folder against the one output rule
+of :func:`sdnet_cli.fsio.check_output_dir`) → resolve the device once → under the output's lock
+(:func:`sdnet_cli.fsio.write_output`): download CIFAR-C when asked → per model: load its data, run it
 (:func:`~sdnet_cli.robust.runner.run_model`), write ``results.json``/``.csv``, plots and ``lambda_fit.json``
-into a staging folder beside the output → switch the staging folder in as ``--output`` in one step
-(:func:`sdnet_cli.fsio.replace_dir`). A failure or a kill at any moment leaves the previous output whole.
+into a staging folder beside the output → switch it in as ``--output`` in one step, files of the user's
+carried over. A failure or a kill at any moment leaves the previous output whole; a folder of the user's
+(not empty, not an earlier ``sdnet robust`` output) or one holding a model being read is refused (exit 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from ..data.datasets import dataset_info, load_raw_images
 from ..data.splits import train_val_indices
 from ..devices import resolve_device
 from ..errors import UsageError
-from ..fsio import OutputLock, replace_dir, staging_dir
+from ..fsio import OutputDir, check_output_dir, write_output
 from ..models.files import ModelConfig
 from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
@@ -115,15 +117,31 @@ def _check_models(opts: RobustOptions) -> list[tuple[nn.Module, ModelConfig, Pat
     return loaded
 
 
+def earlier_output(folder: Path) -> list[str] | None:
+    """The files of a robust output written before outputs had a manifest: ``results.json`` (or
+    ``comparison.json``) among files and folders robust writes (``None``: not one)."""
+    names = os.listdir(folder)
+    mine = lambda n: n.endswith((".json", ".csv", ".png")) or (folder / n / "results.json").is_file()  # noqa: E731
+    has_report = "results.json" in names or "comparison.json" in names
+    return names if has_report and all(mine(n) for n in names) else None
+
+
+def output_dir(opts: RobustOptions, models: list[Path]) -> OutputDir:
+    """``--output`` checked against the output rule: never a model, run, CIFAR-C folder or fit being read."""
+    reads = [Path(m) for m in opts.models if Path(m).exists()] + models
+    reads += [p for p in (opts.cifar_c_dir, opts.lambda_fit) if p is not None and Path(p).exists()]
+    return check_output_dir(opts.output, "robust", sources=reads, layout=earlier_output)
+
+
 def validate(opts: RobustOptions) -> list[tuple[nn.Module, ModelConfig, Path]]:
     """Every check that needs files: models, CIFAR-C folder, ``--lambda-fit``, the attacks extra, ``--output``."""
-    if opts.output.exists() and not opts.output.is_dir():
-        raise UsageError(f"--output {opts.output} is a file; pass a folder (it is replaced as a whole)")
+    check_output_dir(opts.output, "robust", layout=earlier_output)  # a file or a folder of the user's: say so before loading anything
     if opts.is_library_attack and not is_available():
         raise UsageError(f"--attack {opts.attack} needs the 'attacks' extra: pip install \"sdnet[attacks]\" (pyautoattack)")
     if opts.lambda_fit is not None:
         LambdaFit.load(opts.lambda_fit)
     loaded = _check_models(opts)
+    output_dir(opts, [path for _, _, path in loaded])
     if opts.cifar_c_dir is not None and not opts.download:
         from ..data.cifar_c import validate_cifar_c_dir
 
@@ -178,16 +196,13 @@ def run(opts: RobustOptions, progress: Progress | None = None) -> RobustReport:
     loaded = validate(opts)
     opts = dataclasses.replace(opts, device=str(resolve_device(opts.device)))
     start = time.time()
-    with OutputLock(opts.output):
-        staged = staging_dir(opts.output)
-        try:
-            cdir = _download(opts, opts.dataset or loaded[0][1].dataset, progress)
-            reports = _run_models(opts, loaded, cdir, staged, progress, start)
-            files = _write_comparison(opts, reports, staged) if len(reports) > 1 else []
-            replace_dir(staged, opts.output)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
+
+    def write(staged: Path) -> tuple[list[dict[str, Any]], list[Path], Path]:
+        cdir = _download(opts, opts.dataset or loaded[0][1].dataset, progress)
+        reports = _run_models(opts, loaded, cdir, staged, progress, start)
+        return reports, (_write_comparison(opts, reports, staged) if len(reports) > 1 else []), staged
+
+    reports, files, staged = write_output(output_dir(opts, [path for _, _, path in loaded]), write)
     final = lambda p: str(opts.output / Path(p).relative_to(staged))  # noqa: E731
     for rep in reports:
         rep["files"] = [final(f) for f in rep["files"]]

@@ -1,14 +1,15 @@
 """``run(VisualizeOptions) -> VisualizeReport``: what ``sdnet visualize`` does, as one library call.
 
 Load the model and a class-balanced batch of its test images, draw the requested views into a folder beside
-the output (``fsio.staging_dir``) and switch it in as a whole: a failure or a kill leaves the previous output
-complete. An existing output folder is replaced only when it is empty or an earlier visualize output.
+the output and switch it in as a whole (:func:`sdnet_cli.fsio.write_output`): a failure or a kill leaves the
+previous output complete. The output follows the one output rule (:func:`sdnet_cli.fsio.check_output_dir`): a
+new or empty folder or an earlier visualize output (its other files carried over), never the model itself.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,13 +18,25 @@ import torch
 
 from ..checks import is_real, require_int
 from ..errors import UsageError
-from ..fsio import check_replaceable, replace_dir, staging_dir
+from ..fsio import OutputDir, check_output_dir, write_output
 from ..hub.resolve import load_model_with_config
+from ..models.load import local_model_dir
 from .data import load_batch
 from .lambdas import DEFAULT_VIEW_LAMBDAS
 from .report import DECODE_MODES, WHAT, VizOptions, parse_what, visualize
 
 INDEX = "index.html"
+
+
+def earlier_output(folder: Path) -> list[str] | None:
+    """The files of a visualize output written before outputs had a manifest: an ``index.html`` titled
+    ``sdnet visualize`` among PNG/JSON files only (``None``: not one)."""
+    names = os.listdir(folder)
+    try:
+        ours = b"<title>sdnet visualize" in (folder / INDEX).read_bytes()[:4096]
+    except OSError:
+        return None
+    return names if ours and all(n == INDEX or n.endswith((".png", ".json")) for n in names) else None
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,13 @@ class VisualizeOptions:
         bad = [v for v in self.lambdas if not (is_real(v) and math.isfinite(v) and v >= 0)]
         if bad or not self.lambdas:
             raise UsageError(f"--lambdas must be finite numbers >= 0 (e.g. 0,0.1,0.5,1), got {list(self.lambdas)}")
-        check_replaceable(self.output, INDEX)
+        self.output_dir()
+
+    def output_dir(self) -> OutputDir:
+        """``--output`` checked against the output rule (a run or model folder given is never written)."""
+        local = local_model_dir(self.model) if Path(self.model).exists() else None
+        sources = [Path(self.model), *([local] if local is not None else [])] if Path(self.model).exists() else []
+        return check_output_dir(self.output, "visualize", sources=sources, layout=earlier_output)
 
     def drawing(self) -> VizOptions:
         """The drawing part of the options."""
@@ -86,15 +105,11 @@ def run(opts: VisualizeOptions, progress: Callable[[str], None] | None = None) -
     net, config = load_model_with_config(opts.model)
     batch = load_batch(config, opts.dataset, opts.num_images, opts.data_root, opts.image_size)
     old_threads = torch.get_num_threads()
-    staged = staging_dir(opts.output)
     try:
         if opts.threads:
             torch.set_num_threads(opts.threads)
-        summary = visualize(net, config, batch, staged, opts.drawing(), progress)
-        replace_dir(staged, opts.output)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+        summary = write_output(opts.output_dir(), lambda staged: visualize(net, config, batch, staged,
+                                                                          opts.drawing(), progress))
     finally:
         torch.set_num_threads(old_threads)
     summary.update(output=str(opts.output), index=str(opts.output / INDEX))
