@@ -36,7 +36,7 @@ def _export(src: Path, out: Path) -> subprocess.Popen:
 
 def _temporaries(out: Path) -> list[str]:
     """Staging/backup siblings of ``out`` and ``*.tmp`` files inside it."""
-    siblings = [p.name for p in out.parent.glob(f".{out.name}.*") if not p.name.endswith(".lock")]
+    siblings = [p.name for p in out.parent.iterdir() if p.name.startswith(".sdnet.")]
     inside = [p.name for p in out.glob("*.tmp")] + [p.name for p in out.glob(".*.tmp")]
     return siblings + inside
 
@@ -49,13 +49,13 @@ def _kill_at(src: Path, out: Path, delay: float, after_staging: bool) -> bool:
     proc = _export(src, out)
     start = time.monotonic()
     if after_staging:
-        pattern = f".{out.name}.tmp-{proc.pid}-*"
+        pattern = f".sdnet.tmp-{proc.pid}-*"
         while not list(out.parent.glob(pattern)) and proc.poll() is None:
             time.sleep(0.0005)
         start = time.monotonic()
     while time.monotonic() - start < delay and proc.poll() is None:
         time.sleep(0.0005)
-    staging = bool(list(out.parent.glob(f".{out.name}.tmp-{proc.pid}-*")))
+    staging = bool(list(out.parent.glob(f".sdnet.tmp-{proc.pid}-*")))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return staging and proc.returncode == -signal.SIGKILL

@@ -238,15 +238,24 @@ def test_library_call_equals_cli_and_table_fits_80_columns(digits_model_dir, tmp
     assert "…" not in text and "λ₀" in text and "best" in text, text
 
 
-def test_output_replaced_as_a_whole(digits_model_dir, tmp_path: Path) -> None:
-    """-o DIR: a finished run replaces the folder whole; a failed one leaves the old folder as it was."""
+def test_output_never_deletes_files_of_the_user(digits_model_dir, tmp_path: Path) -> None:
+    """-o DIR holding files robust did not write: refused, nothing changed. An earlier robust output is replaced
+    as a whole (a failed run leaves it as it was), and a file the user added to it is carried over."""
+    from sdnet_cli.errors import UsageError
     from sdnet_cli.robust import RobustOptions, run
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / "old.txt").write_text("previous run")
+    (out / "old.txt").write_text("notes of the user")
     opts = RobustOptions(models=(str(digits_model_dir),), corruptions="contrast", severities="5", lambdas=(),
                          max_images=10, image_size=trained_size(digits_model_dir), output=out, plots=False)
+    with pytest.raises(UsageError, match="holds other files .old.txt. that sdnet robust did not write"):
+        run(opts)
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"] and (out / "old.txt").read_text() == "notes of the user"
+    (out / "old.txt").unlink()
+    run(opts)  # into the (now empty) folder
+    first = (out / "results.json").read_bytes()
+    (out / "old.txt").write_text("notes of the user")
 
     class Boom:
         def start(self, description: str, total: int) -> None:
@@ -257,7 +266,8 @@ def test_output_replaced_as_a_whole(digits_model_dir, tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="killed mid-run"):
         run(opts, Boom())
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert (out / "results.json").read_bytes() == first and (out / "old.txt").read_text() == "notes of the user"
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name], "no staging folder left behind"
     run(opts)
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".sdnet-output.json", "old.txt", "results.csv", "results.json"]
+    assert (out / "old.txt").read_text() == "notes of the user"
