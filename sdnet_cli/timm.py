@@ -3,17 +3,23 @@
 After the import, ``timm.list_models("sdnet*")`` lists ``sdnet18``, ``sdnet18_all``, ``sdnet34``,
 ``sdnet34_all``, and ``timm.create_model("sdnet18", num_classes=10)`` builds exactly
 ``sdnet_cli.create_model("sdnet18", num_classes=10)`` (same modules, parameters and buffers; same logits on
-the same weights), so timm's ``train.py``/``validate.py`` can use them (``--model sdnet18``, after this
-import). ``timm.create_model("hf-hub:ORG/REPO")`` loads an sdnet model directory published on the Hub:
-timm reads ``architecture``, ``num_classes``, ``model_args`` and ``pretrained_cfg`` from its ``config.json``
-(written by :func:`sdnet_cli.models.timm_cfg.timm_config_fields`) and loads ``model.safetensors``; the
-stem, which our format keeps at the top level, is read here from the same ``config.json``. Our own
+the same weights) through timm's own builder (``build_model_with_cfg``), so timm's options work as for its
+ResNets: ``num_classes=0``, ``global_pool``, ``drop_rate``, ``drop_path_rate``, ``features_only`` /
+``out_indices`` / ``feature_cls`` (timm's feature wrappers over ``feature_info`` and
+``forward_intermediates``), ``device``/``dtype``, and timm's ``train.py``/``validate.py`` (``--model sdnet18``,
+after this import). ``stem`` (``cifar`` by default) also picks the ``pretrained_cfg`` (input size,
+normalisation). ``timm.create_model("hf-hub:ORG/REPO")`` and ``timm.create_model("local-dir:PATH")`` load an
+exported sdnet model directory alike: timm reads ``architecture``, ``num_classes``, ``model_args`` and
+``pretrained_cfg`` from its ``config.json`` (written by
+:func:`sdnet_cli.models.timm_cfg.timm_config_fields`) and loads ``model.safetensors``; the stem, which our
+format keeps at the top level, is read here from the same ``config.json`` (checked by our schema). Our own
 ``resnet18``/``resnet34`` baselines are not registered: timm has models of those names.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable
 
 import torch.nn as nn
@@ -21,42 +27,58 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._hub import download_from_hf
 
 from .errors import UsageError
+from .models.files import CONFIG_NAME, ModelConfig
 from .models.registry import create_model, list_models
 from .models.timm_cfg import TIMM_PREFIX, default_pretrained_cfg
 
 SDNET_MODELS = tuple(n for n in list_models() if n.startswith(TIMM_PREFIX))
 default_cfgs = generate_default_cfgs({name: default_pretrained_cfg() for name in SDNET_MODELS})  # read by register_model
+STEM_CFG_KEYS = ("input_size", "min_input_size", "pool_size", "crop_pct", "mean", "std")
 
 
 def _cfg_value(cfg: Any, key: str) -> Any:
     return cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
 
 
-def _stem_of(pretrained_cfg: Any, cache_dir: Any) -> str | None:
-    """The ``stem`` of the sdnet ``config.json`` timm is loading from the Hub (``None`` for other sources)."""
-    hub_id = _cfg_value(pretrained_cfg, "hf_hub_id")
-    if not hub_id or _cfg_value(pretrained_cfg, "source") != "hf-hub":
-        return None
-    with open(download_from_hf(hub_id, "config.json", cache_dir=cache_dir)) as f:  # already in the cache: timm read it
-        stem = json.load(f).get("stem")
-    return stem if isinstance(stem, str) else None
+def _source_config(pretrained_cfg: Any, cache_dir: Any) -> Path | None:
+    """The ``config.json`` of the model directory timm is loading (``hf-hub:`` or ``local-dir:``), else ``None``."""
+    source = _cfg_value(pretrained_cfg, "source")
+    if source == "hf-hub" and _cfg_value(pretrained_cfg, "hf_hub_id"):  # already in the cache: timm read it
+        return Path(download_from_hf(_cfg_value(pretrained_cfg, "hf_hub_id"), CONFIG_NAME, cache_dir=cache_dir))
+    if source == "local-dir" and _cfg_value(pretrained_cfg, "file"):
+        return Path(_cfg_value(pretrained_cfg, "file")) / CONFIG_NAME
+    return None
+
+
+def _stem_of(path: Path) -> str:
+    """The stem of an sdnet ``config.json`` (the whole file checked by our schema first)."""
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path} is not a readable sdnet config.json ({e})") from None
+    try:
+        return ModelConfig.from_dict(obj).stem
+    except UsageError as e:
+        raise UsageError(f"{path} is not a valid sdnet config.json: {e}") from None
 
 
 def _build(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """timm entrypoint body: timm's options off, ours to :func:`create_model`, weights by timm's loader."""
-    drop = kwargs.pop("drop_rate", 0.0)
-    if drop:
-        raise UsageError(f"{name} has no classifier dropout (drop_rate={drop}); leave --drop at 0")
+    """timm entrypoint body: the stem from the source's ``config.json`` (or ``stem=``, default ``cifar``), the
+    model by :func:`create_model` through timm's builder (options, weights, feature wrappers)."""
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
     overlay = kwargs.pop("pretrained_cfg_overlay", None)
     cache_dir = kwargs.pop("cache_dir", None)
-    kwargs.pop("pretrained_model_args", None)  # timm's record of model_args, which kwargs already hold
-    if "stem" not in kwargs:
-        kwargs["stem"] = _stem_of(pretrained_cfg, cache_dir) or "cifar"
-    model = build_model_with_cfg(_builder(name), name, pretrained, pretrained_cfg=pretrained_cfg,
-                                 pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs)
-    model.num_classes = model.linear.out_features  # timm's scripts read it
-    return model
+    source = _source_config(pretrained_cfg, cache_dir)
+    if source is not None:
+        kwargs.setdefault("stem", _stem_of(source))
+    else:  # the registry's cfg describes the CIFAR stem: describe the stem asked for instead
+        kwargs.setdefault("stem", "cifar")
+        in_chans = kwargs.get("in_chans", 3)
+        stem_cfg = default_pretrained_cfg(kwargs["stem"], in_chans if isinstance(in_chans, int) else 3)
+        overlay = {**{k: stem_cfg[k] for k in STEM_CFG_KEYS}, **(overlay or {})}
+    return build_model_with_cfg(_builder(name), name, pretrained, pretrained_cfg=pretrained_cfg,
+                                pretrained_cfg_overlay=overlay, cache_dir=cache_dir,
+                                feature_cfg=dict(flatten_sequential=False), **kwargs)
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
