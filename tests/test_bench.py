@@ -107,11 +107,33 @@ def test_train_step_updates_weights_and_eval_step_does_not() -> None:
         assert model.training == (mode == "train")
 
 
+def _activations(amp: bool, channels_last: bool) -> dict[str, tuple[torch.dtype, bool]]:
+    """One bench train step of sdnet18; each conv / CSC / BatchNorm output's dtype and whether it is channels_last."""
+    import torch.nn as nn
+
+    from sdnet_cli.bench.step import build_step
+    from sdnet_cli.layers import CSCConv2d
+
+    model, step, _ = build_step(Workload("sdnet18", batch_size=2, image_size=8, amp=amp, channels_last=channels_last))
+    seen: dict[str, tuple[torch.dtype, bool]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, CSCConv2d, nn.BatchNorm2d)):
+            m.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(
+                name, (o.dtype, o.is_contiguous(memory_format=torch.channels_last))))
+    step()
+    return seen
+
+
 def test_amp_channels_last_workload_runs() -> None:
     rep = run(BenchOptions(models=("sdnet18",), batch_size=2, image_size=8, amp=True, channels_last=True,
                            steps=1, warmup=1, memory=False, memory_reuse=False))
     assert rep.settings["amp"] and rep.settings["channels_last"]
     assert rep.results[0].ms_per_step > 0
+    amp = _activations(amp=True, channels_last=True)
+    assert "layer0.0" in amp and len(amp) == 40  # the CSC stem, 19 convs, 20 BatchNorms
+    assert set(amp.values()) == {(torch.bfloat16, True)}, amp
+    plain = _activations(amp=False, channels_last=False)
+    assert {d for d, _ in plain.values()} == {torch.float32} and not plain["layer0.0"][1]
 
 
 @pytest.mark.slow
