@@ -13,7 +13,8 @@ class Callbacks:
 
     def on_start(self, info: dict[str, Any]) -> None:
         """Run facts: output, device, threads and memory_reuse (the CPU settings this run applied), world, dataset,
-        model, epochs, steps_per_epoch, train_images, val_images, selected_on, image_size, resumed_at, is_main."""
+        model, epochs, steps_per_epoch, train_images, val_images, selected_on, image_size, resumed_at, is_main,
+        warnings (lines to show the user, e.g. damaged log lines skipped on resume)."""
 
     def on_epoch_start(self, epoch: int, steps: int, done: int) -> None:
         """0-based ``epoch`` with ``steps`` batches, ``done`` of them already done (resume)."""

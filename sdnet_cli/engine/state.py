@@ -32,7 +32,8 @@ from safetensors.torch import load_file
 from ..fsio import replace_dir, staging_dir
 from ..layers import csc_layers
 from ..models.files import atomic_save_safetensors, atomic_write_json, load_state_strict
-from ..errors import MissingFileError
+from ..errors import MissingFileError, UsageError
+from .state_schema import check_optimizer_fits, check_record
 
 FORMAT = "sdnet-train-state"
 _NAME = re.compile(r"^ckpt-(\d+)-[0-9a-f]+\.json$")
@@ -158,43 +159,83 @@ def _write_pair(directory: Path, model: nn.Module, optimizer: torch.optim.Optimi
     return f"{stem}.json"
 
 
-def _complete(json_path: Path) -> tuple[dict[str, Any], Path] | None:
+def _read_pair(json_path: Path) -> tuple[dict[str, Any], Path] | str:
+    """``(meta, weights)`` of a complete pair (tokens match), else why not, in words."""
     try:
         meta = json.loads(json_path.read_text())
-        weights = json_path.parent / meta["weights"]
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return f"{json_path} is not readable JSON ({type(e).__name__})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("weights"), str) or not isinstance(meta.get("token"), str):
+        return f"{json_path} is not a training state record (no weights/token)"
+    weights = json_path.parent / Path(meta["weights"]).name
+    try:
         with safe_open(str(weights), "pt") as f:
-            ok = (f.metadata() or {}).get("token") == meta["token"] and meta.get("format") == FORMAT
-    except (OSError, ValueError, KeyError, TypeError, Exception):  # noqa: BLE001 - any damage = incomplete
-        return None
-    return (meta, weights) if ok else None
+            token = (f.metadata() or {}).get("token")
+    except Exception as e:  # noqa: BLE001 - any damage of the weights file = an incomplete pair
+        return f"{weights} is missing or not a safetensors file ({type(e).__name__})"
+    if token != meta["token"] or meta.get("format") != FORMAT:
+        return f"{json_path} and {weights.name} are not one pair (token or format differ)"
+    return meta, weights
 
 
 def find_state(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
     """The newest complete ``(meta, weights_path)`` in ``directory``, or ``None``."""
     for _, path in _pairs(Path(directory)):
-        found = _complete(path)
-        if found is not None:
+        found = _read_pair(path)
+        if not isinstance(found, str):
             return found
     return None
+
+
+def read_state(directory: str | Path) -> tuple[dict[str, Any], Path]:
+    """The newest complete pair of ``directory``, its record checked field by field
+    (:func:`~sdnet_cli.engine.state_schema.check_record`); a :class:`UsageError` saying what is wrong otherwise."""
+    reasons = []
+    for _, path in _pairs(Path(directory)):
+        found = _read_pair(path)
+        if isinstance(found, str):
+            reasons.append(found)
+            continue
+        check_record(path, found[0])
+        return found
+    why = f" ({reasons[0]})" if reasons else ""
+    raise MissingFileError(f"no complete training state in {directory}{why}: nothing to resume")
+
+
+def _tensors(meta: dict[str, Any], weights: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """The pair's tensors, with the CSC and RNG entries the record needs present and shaped."""
+    try:
+        tensors = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - damaged file
+        raise UsageError(f"training state {weights} is not a readable safetensors file ({e})") from None
+    need: dict[str, tuple[int, ...] | None] = {f"csc_v.{i}": None for i in range(len(csc_layers(model)))}
+    need.update({"rng.torch": None, "rng.numpy": (624,)})
+    for key, shape in need.items():
+        if key not in tensors or (shape is not None and tuple(tensors[key].shape) != shape):
+            got = tuple(tensors[key].shape) if key in tensors else "missing"
+            raise UsageError(f"cannot resume from {weights}: tensor {key} is {got}, the run's model needs {shape or 'it'}")
+    return tensors
 
 
 def load_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                scaler: Any = None, restore_rngs: bool = True) -> tuple[LoopState, dict[str, Any]]:
     """Restore the newest complete state of ``directory`` into ``model``/``optimizer``/``scaler`` (and the
-    RNGs); returns ``(loop, extra)``. Raises ``FileNotFoundError`` when there is none."""
-    found = find_state(directory)
-    if found is None:
-        raise MissingFileError(f"no complete training state in {directory}: nothing to resume")
-    meta, weights = found
-    tensors = load_file(str(weights))
+    RNGs); returns ``(loop, extra)``. Everything is checked before anything is restored: the record
+    (:func:`read_state`), the tensors, and the optimizer against ``optimizer``
+    (:func:`~sdnet_cli.engine.state_schema.check_optimizer_fits`). Raises ``FileNotFoundError`` when there is
+    no state, :class:`UsageError` for a damaged or mismatched one."""
+    meta, weights = read_state(directory)
+    tensors = _tensors(meta, weights, model)
+    optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    check_optimizer_fits(weights.with_suffix(".json"), meta["optimizer"], optim, optimizer)
     device = next(model.parameters()).device
     load_state_strict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, f"training state {weights}")
     for i, layer in enumerate(csc_layers(model)):
         layer._v = tensors[f"csc_v.{i}"].clone().to(device)
         layer._step_size_ready = True
     optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-    if scaler is not None and meta.get("scaler"):
+    if scaler is not None and meta["scaler"]:
         scaler.load_state_dict(meta["scaler"])
     if restore_rngs:
         restore_rng(tensors, meta["rng"])
-    return LoopState(**meta["loop"]), meta.get("extra", {})
+    return LoopState(**meta["loop"]), meta["extra"]

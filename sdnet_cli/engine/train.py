@@ -25,19 +25,22 @@ from .callbacks import Callbacks
 from .data import build_data
 from .precision import Precision
 from .result import NonFiniteLossError, TrainingInterrupted, TrainResult
-from .rundir import check_output, default_output, latest_run, resume_config
+from .resume import check_resume, resume_config
+from .rundir import check_output, default_output
+from .runfind import newest_run
 from .setup import build_model, build_optimizer, check_training_config, cpu_settings, model_config
 from .state import LoopState, load_state
 from .trainer import Setup, Trainer
 from .workdir import RunDirectory
 
-__all__ = ["train", "TrainResult", "NonFiniteLossError", "TrainingInterrupted", "resume_config", "latest_run"]
+__all__ = ["train", "TrainResult", "NonFiniteLossError", "TrainingInterrupted", "resume_config", "newest_run"]
 
 
 def train(cfg: Config, *, resume: bool = False, force: bool = False, callbacks: Callbacks | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` into ``cfg.train.output`` (default ``runs/<dataset>-<model>-<time>``).
 
-    ``resume`` continues the run's saved state exactly (see :func:`resume_config` for its configuration);
+    ``resume`` continues the run's saved state exactly (see :func:`resume_config` for its configuration and
+    :func:`~sdnet_cli.engine.resume.check_resume` for what may differ from the run's, checked first);
     ``force`` replaces an existing run, which stays intact until the new run's first checkpoint. Raises
     :class:`~sdnet_cli.errors.UsageError` for bad input (:class:`~sdnet_cli.fsio.OutputLocked` when another
     process holds the output), :class:`NonFiniteLossError`, :class:`TrainingInterrupted`.
@@ -73,6 +76,8 @@ def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, fo
 
     The lock comes after the checks, so a refused run leaves nothing behind, not even a lock file; under the
     lock the output is checked again and a resumed state is read again (another run may have ended between).
+    A resume is checked against the saved state (its configuration and its optimizer) before anything is
+    built, so nothing — ``config.yaml`` included — is written for a resume that cannot continue the run.
     """
     t = cfg.train
     device = resolve_device(t.device, dinfo.local_rank)
@@ -80,6 +85,8 @@ def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, fo
     if dinfo.is_main:
         OutputLock(target).probe()  # another run on it: say so first
         check_output(target, resume, force)
+    if resume:
+        check_resume(target, cfg)
     data = build_data(cfg, dinfo, device)
     mcfg = model_config(cfg, info, data.num_classes)
     model = build_model(mcfg, cfg, dinfo, device)
@@ -89,6 +96,7 @@ def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, fo
     lock = RunDirectory.acquire_lock(target) if dinfo.is_main else None
     try:
         if resume and lock is not None:
+            check_resume(target, cfg)
             loop = load_state(target / "state", model, optimizer, precision)[0]
         run = RunDirectory.open(target, lock, resume, force) if lock is not None else None
     except BaseException:
