@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,19 @@ def test_eval_cli_equals_library(digits_model_dir: Path, capsys: pytest.CaptureF
     assert lib["lmbd"] == 0.3 and lib["images"] == 360 and len(lib["per_class"]) == 10
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"lmbd": float("nan")}, {"lmbd": -0.1}, {"image_size": 0},
-                                    {"image_size": -5}, {"lmbd_layers": "some"}, {"device": "tpu"},
-                                    {"dataset": "mnist"}, {"workers": -1}])
-def test_eval_options_reject_bad_values_before_reading(kwargs: dict, tmp_path: Path) -> None:
-    with pytest.raises(UsageError):
+@pytest.mark.parametrize("kwargs,message", [
+    ({"batch_size": 0}, "--batch-size must be an integer >= 1, got 0"),
+    ({"lmbd": float("nan")}, "--lmbd must be a finite number >= 0, got nan"),
+    ({"lmbd": -0.1}, "--lmbd must be a finite number >= 0, got -0.1"),
+    ({"image_size": 0}, "--image-size must be an integer >= 1, got 0"),
+    ({"image_size": -5}, "--image-size must be an integer >= 1, got -5"),
+    ({"lmbd_layers": "some"}, "--lmbd-layers must be 'first' or 'all', got 'some'"),
+    ({"device": "tpu"}, "--device must be auto, cpu or cuda, got 'tpu'"),
+    ({"dataset": "mnist"}, "unknown dataset 'mnist'; valid: digits, cifar10"),
+    ({"workers": -1}, "--workers must be an integer >= 0, got -1"),
+])
+def test_eval_options_reject_bad_values_before_reading(kwargs: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
         EvalOptions(model=str(tmp_path / "missing"), **kwargs)  # the model path is not looked at yet
 
 
