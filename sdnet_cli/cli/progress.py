@@ -8,12 +8,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..engine.callbacks import Callbacks
-from .common import console, styled
+from .common import console
 
 
 def start_line(info: dict[str, Any]) -> str:
-    """What the run is, where it runs (threads and memory reuse on CPU) and where it writes (markup for
-    :func:`~sdnet_cli.cli.common.styled`, user values escaped)."""
+    """What the run is, where it runs (threads and memory reuse on CPU) and where it writes."""
     if info["world"] > 1:
         where = f"{info['device']} x{info['world']} processes"
     else:
@@ -23,8 +22,7 @@ def start_line(info: dict[str, Any]) -> str:
     val = f", {info['val_images']} held out for validation" if info["val_images"] else ""
     resumed = info.get("resumed_at")
     note = f" (resuming epoch {resumed[0] + 1}, batch {resumed[1]})" if resumed else ""
-    return (f"training [bold]{escape(info['model'])}[/] on [bold]{escape(info['dataset'])}[/] "
-            f"({info['train_images']} images{val}, "
+    return (f"training [bold]{info['model']}[/] on [bold]{info['dataset']}[/] ({info['train_images']} images{val}, "
             f"{info['image_size']}x{info['image_size']}; best/ selected on {info['selected_on']}) on {where} "
             f"-> {escape(info['output'])}{note}")
 
@@ -51,9 +49,9 @@ class RichProgress(Callbacks):
         self.epochs = int(info["epochs"])
         if self.quiet:
             return
-        console.print(styled(start_line(info)))
+        console.print(start_line(info))
         for warning in info.get("warnings", ()):
-            console.print(styled(f"[yellow]warning:[/] {escape(warning)}"), soft_wrap=True)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
