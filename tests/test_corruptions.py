@@ -11,8 +11,9 @@ from sdnet_cli.data.corruptions import _util
 
 GENERATED = [n for n in ALL if n != "frost" or frost_available()]
 # The original CIFAR-C parameters are not ordered by pixel change for these (e.g. saturate desaturates at
-# severities 1-2 and oversaturates at 3-5; elastic's severity 1 is a larger affine shift than severity 5).
-NOT_MONOTONE = {"glass_blur", "motion_blur", "elastic_transform", "spatter", "saturate"}
+# severities 1-2 and oversaturates at 3-5; elastic's severity 1 is a larger affine shift than severity 5;
+# frost scales the image by 1, 1, .9, .85, .75 while the texture weight grows .2 … .45).
+NOT_MONOTONE = {"glass_blur", "motion_blur", "elastic_transform", "spatter", "saturate", "frost"}
 
 
 def colour_images(n: int = 6, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -80,17 +81,45 @@ def test_change_grows_with_severity(name: str) -> None:
     assert all(v > 0 for v in d)
     if name not in NOT_MONOTONE:
         assert all(np.diff(d) > 0), d
-    elif name in ("glass_blur", "motion_blur", "spatter"):
+    elif name in ("glass_blur", "motion_blur", "spatter", "frost"):
         assert d[4] > d[0], d
     if name == "motion_blur":
         assert all(np.diff(d) >= -1e-9), d
 
 
-def test_frost_is_skipped_not_faked() -> None:
-    if frost_available():
-        pytest.skip("imagecorruptions is installed: frost uses its textures")
-    with pytest.raises(FrostUnavailable, match="imagecorruptions"):
-        corrupt(colour_images(1), "frost", 1)
+def test_frost_is_skipped_not_faked(monkeypatch) -> None:
+    """Without the imagecorruptions distribution frost says what to install; it never fakes textures."""
+    from importlib import metadata
+
+    from sdnet_cli.data.corruptions import weather
+
+    def missing(name: str):
+        raise metadata.PackageNotFoundError(name)
+
+    weather._frost_textures.cache_clear()
+    monkeypatch.setattr(weather.metadata, "distribution", missing)
+    try:
+        assert not frost_available()
+        with pytest.raises(FrostUnavailable, match="pip install imagecorruptions"):
+            corrupt(colour_images(1), "frost", 1)
+    finally:
+        weather._frost_textures.cache_clear()
+
+
+def test_frost_textures_read_without_importing_imagecorruptions() -> None:
+    """imagecorruptions 1.1.2 imports pkg_resources (gone in setuptools >= 81): we read its files instead."""
+    import importlib.metadata
+    import sys
+
+    try:
+        importlib.metadata.distribution("imagecorruptions")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("imagecorruptions is not installed here")
+    from sdnet_cli.data.corruptions import weather
+
+    weather._frost_textures.cache_clear()
+    assert frost_available() and "imagecorruptions" not in sys.modules
+    assert [t.dtype for t in weather._frost_textures()] == [np.uint8] * 5
 
 
 def test_bad_arguments() -> None:
@@ -146,10 +175,12 @@ def test_speckle_relative_sigma(severity: int, sigma: float) -> None:
 
 
 def test_sdnet_noise_levels() -> None:
-    assert SDNET_LEVELS["gaussian_noise"][0] == 0.02 and SDNET_LEVELS["gaussian_noise"][-1] == 0.2
+    """The official robust_inference.py's np.arange levels, floating-point tails included."""
+    assert len(SDNET_LEVELS["gaussian_noise"]) == 10 and SDNET_LEVELS["gaussian_noise"][0] == 0.02
+    assert SDNET_LEVELS["gaussian_noise"][-1] == 0.19999999999999998
     assert SDNET_LEVELS["shot_noise"] == tuple(float(v) for v in range(60, 0, -6))
-    assert len(SDNET_LEVELS["speckle_noise"]) == 6 and SDNET_LEVELS["speckle_noise"][-1] == 0.6
-    assert len(SDNET_LEVELS["impulse_noise"]) == 9 and SDNET_LEVELS["impulse_noise"][-1] == 0.27
+    assert len(SDNET_LEVELS["speckle_noise"]) == 6 and SDNET_LEVELS["speckle_noise"][2] == 0.30000000000000004
+    assert len(SDNET_LEVELS["impulse_noise"]) == 10 and SDNET_LEVELS["impulse_noise"][-1] == 0.30000000000000004
     x = grey()
     y = sdnet_noise(x, "gaussian_noise", 10, np.random.default_rng(0))
     assert abs((y.astype(np.float64) - x).std() / 255.0 - 0.20) / 0.20 < 0.10
@@ -157,14 +188,19 @@ def test_sdnet_noise_levels() -> None:
         sdnet_noise(x, "speckle_noise", 7, np.random.default_rng(0))
 
 
-def test_motion_kernel_profile() -> None:
-    """A single bright pixel is smeared one-sidedly along the angle with weights ∝ exp(−i²/2σ²)."""
-    x = np.zeros((15, 15, 1))
-    x[7, 3] = 1.0
-    y = _util.motion_blur(x, radius=3, sigma=2.0, angle_deg=0.0)[..., 0]
+@pytest.mark.parametrize("angle,axis", [(0.0, (0, -1)), (90.0, (-1, 0)), (180.0, (0, 1)), (-90.0, (1, 0))])
+def test_motion_kernel_profile(angle: float, axis: tuple[int, int]) -> None:
+    """ImageMagick reads ahead: out(p) = Σ kᵢ x(p + i·u), so a bright pixel spreads *against* u, with
+    weights ∝ exp(−i²/2σ²) truncated to 8 bits (ImageMagick's Q16 round, then q // 257)."""
+    x = np.zeros((1, 15, 15, 1), dtype=np.uint8)
+    x[0, 7, 7] = 255
+    y = _util.motion_blur(x, radius=3, sigma=2.0, angle_deg=angle)[0, ..., 0]
     w = np.exp(-np.arange(7) ** 2 / 8.0)
-    np.testing.assert_allclose(y[7, 3:10], w / w.sum(), rtol=1e-6)
-    assert y.sum() == pytest.approx(1.0) and np.count_nonzero(y) == 7
+    expected = np.floor(np.floor(255 * 257 * w / w.sum() + 0.5) / 257)
+    dr, dc = axis
+    got = [y[7 + dr * i, 7 + dc * i] for i in range(7)]
+    np.testing.assert_array_equal(got, expected)
+    assert np.count_nonzero(y) == np.count_nonzero(expected)
 
 
 def test_helpers() -> None:

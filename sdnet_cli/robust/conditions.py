@@ -49,7 +49,7 @@ def skipped(corruptions: list[str], cifar_c_dir: Path | None) -> dict[str, str]:
 
 
 def top_level(protocol: str, corruption: str) -> int:
-    """The highest level of ``corruption`` in ``protocol`` (CIFAR-C: 5; sdnet-noise: 10, impulse 9, speckle 6)."""
+    """The highest level of ``corruption`` in ``protocol`` (CIFAR-C: 5; sdnet-noise: 10, speckle 6)."""
     return len(SDNET_LEVELS[corruption]) if protocol == "sdnet-noise" else 5
 
 

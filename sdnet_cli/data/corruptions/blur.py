@@ -1,10 +1,10 @@
 """Blur corruptions with the CIFAR-10-C parameters (size-generic; pixels in ``[0, 1]``).
 
 - defocus: correlation with an anti-aliased disk of radius ``r`` (3×3 Gaussian alias blur);
-- glass: Gaussian blur σ, then ``iterations`` passes that swap each pixel with a random neighbour
-  at offset in ``[−δ, δ−1]`` (bottom-right to top-left, as the original), then blur σ again;
-- motion: one-sided Gaussian-weighted line kernel (radius, σ) at a random angle in ``[−45°, 45°]``
-  (our kernel-based equivalent of ImageMagick's motion blur, see :func:`._util.motion_blur`);
+- glass: Gaussian blur σ, then ``iterations`` passes in which each pixel copies a random neighbour at
+  offset in ``[−δ, δ−1]`` (what the reference's view-based "swap" does, see :func:`glass_copy`), blur σ;
+- motion: ImageMagick's motion blur (radius, σ) at a random angle in ``[−45°, 45°]``, reading ahead along
+  the angle (see :func:`._util.motion_blur`);
 - zoom: mean of the image and its centre zooms by each factor;
 - gaussian_blur: Gaussian blur σ (edge mode ``nearest``).
 """
@@ -28,28 +28,51 @@ def defocus_blur(images: np.ndarray, severity: int, rng: np.random.Generator) ->
     return to_uint8(filter_channels(to_float(images), disk_kernel(radius, alias)))
 
 
+def glass_positions(h: int, w: int, delta: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels the reference visits, in its order: rows ``h−δ … δ+1``, and in each row columns ``w−δ … δ+1``."""
+    rows, cols = np.meshgrid(np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1), indexing="ij")
+    return rows.ravel(), cols.ravel()
+
+
+def glass_copy(x: np.ndarray, offsets: np.ndarray, delta: int) -> np.ndarray:
+    """One pass of the reference's pixel "swap" on uint8 ``(N, H, W, C)``; ``offsets`` ``(N, P, 2)`` = (dx, dy).
+
+    The reference writes ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an RGB array, where both sides are
+    views: the first assignment copies the neighbour into ``(h, w)`` and the second writes that same value
+    back, so each visited pixel *copies* its neighbour ``(h + dy, w + dx)`` and the neighbour is unchanged.
+    With ``δ = 1`` the offsets are in ``{−1, 0}``, so every read is of a pixel not yet visited (visits run
+    from the bottom-right) and the pass is one gather from the unchanged image; other ``δ`` run sequentially.
+    """
+    n, h, w = x.shape[:3]
+    rows, cols = glass_positions(h, w, delta)
+    src_r, src_c = rows[None] + offsets[..., 1], cols[None] + offsets[..., 0]
+    out = x.copy()
+    idx = np.arange(n)[:, None]
+    if delta == 1:
+        out[idx, rows[None], cols[None]] = x[idx, src_r, src_c]
+        return out
+    for p in range(len(rows)):
+        out[idx[:, 0], rows[p], cols[p]] = out[idx[:, 0], src_r[:, p], src_c[:, p]]
+    return out
+
+
 def glass_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Blur, local pixel shuffling, blur (vectorised over the batch: one random offset per image and pixel)."""
+    """Blur (float64, cast to uint8), ``iterations`` passes of :func:`glass_copy`, blur again."""
     sigma, delta, iterations = GLASS[severity - 1]
     n, h, w, _ = images.shape
-    x = to_uint8(gaussian_blur_hw(to_float(images), sigma, batched=True))
-    idx = np.arange(n)
-    for _ in range(iterations):
-        for r in range(h - delta, delta, -1):
-            for c in range(w - delta, delta, -1):
-                d = rng.integers(-delta, delta, size=(n, 2))
-                r2 = np.clip(r + d[:, 1], 0, h - 1)
-                c2 = np.clip(c + d[:, 0], 0, w - 1)
-                a, b = x[idx, r, c].copy(), x[idx, r2, c2].copy()
-                x[idx, r, c], x[idx, r2, c2] = b, a
-    return to_uint8(gaussian_blur_hw(to_float(x), sigma, batched=True))
+    x = (gaussian_blur_hw(images / 255.0, sigma, batched=True) * 255).astype(np.uint8)
+    npos = len(glass_positions(h, w, delta)[0])
+    offsets = rng.integers(-delta, delta, size=(n, iterations, npos, 2))
+    for it in range(iterations):
+        x = glass_copy(x, offsets[:, it], delta)
+    return to_uint8(gaussian_blur_hw(x / 255.0, sigma, batched=True))
 
 
 def motion_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Motion blur along a random direction per image."""
+    """ImageMagick's motion blur (:func:`._util.motion_blur`) at a random angle in ``[−45°, 45°]`` per image."""
     radius, sigma = MOTION[severity - 1]
     angles = rng.uniform(-45, 45, size=images.shape[0])
-    return to_uint8(_motion(to_float(images), radius, sigma, angles))
+    return _motion(images, radius, sigma, angles)
 
 
 def zoom_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

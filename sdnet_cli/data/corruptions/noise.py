@@ -21,12 +21,13 @@ SHOT = (500, 250, 100, 75, 50)
 IMPULSE = (0.01, 0.02, 0.03, 0.05, 0.07)
 SPECKLE = (0.06, 0.10, 0.12, 0.16, 0.20)
 
-# the SDNet paper's protocol (official robust_inference.py): level 1…K
+# the SDNet paper's protocol: level 1…K, generated as the official robust_inference.py does (np.arange, so
+# e.g. impulse has 10 levels and its last is 0.30000000000000004, Gaussian's 0.19999999999999998)
 SDNET_LEVELS: dict[str, tuple[float, ...]] = {
-    "gaussian_noise": tuple(round(0.02 * i, 2) for i in range(1, 11)),    # 0.02 … 0.20
-    "shot_noise": tuple(float(60 - 6 * i) for i in range(10)),            # 60 … 6
-    "speckle_noise": tuple(round(0.1 * i, 1) for i in range(1, 7)),       # 0.1 … 0.6
-    "impulse_noise": tuple(round(0.03 * i, 2) for i in range(1, 10)),     # 0.03 … 0.27
+    "gaussian_noise": tuple(float(v) for v in np.arange(0.02, 0.21, 0.02)),  # 0.02 … 0.20, 10 levels
+    "shot_noise": tuple(float(v) for v in np.arange(60, 3, -6)),             # 60 … 6, 10 levels
+    "speckle_noise": tuple(float(v) for v in np.arange(0.1, 0.7, 0.1)),      # 0.1 … 0.6, 6 levels
+    "impulse_noise": tuple(float(v) for v in np.arange(0.03, 0.3, 0.03)),    # 0.03 … 0.30, 10 levels
 }
 
 
