@@ -14,7 +14,8 @@ and the *CDN* (another origin: another port) serves LFS blobs.
 download); ``requests`` records ``(method, path)`` of every request to both servers.
 
 Faults (``fail(where, kind)``, ``where`` = ``"hub"`` or ``"cdn"``; ``heal()`` ends them): ``"500"`` answers
-HTTP 500; ``"truncate"`` sends the full ``Content-Length`` but a third of the body, then closes (a ``Range``
+HTTP 500; ``"html"`` (hub) answers every file of an existing repo with ``200``, an HTML page and an ``ETag``
+that is neither a sha256 nor a git sha1 (an md5, as a proxy or web server sends), with ``X-Repo-Commit``; ``"truncate"`` sends the full ``Content-Length`` but a third of the body, then closes (a ``Range``
 is ignored, as by a proxy); ``"stall"`` accepts the request and sends nothing; ``"stall-body"`` sends the
 headers and a third of the body, then nothing. Stalls end at ``heal()`` (or after 60 s).
 """
@@ -109,7 +110,7 @@ class FakeHub:
 
     def fail(self, where: str, kind: str) -> None:
         """Make the ``hub`` or the ``cdn`` misbehave: ``500``, ``truncate``, ``stall`` or ``stall-body``."""
-        assert where in ("hub", "cdn") and kind in ("500", "truncate", "stall", "stall-body"), (where, kind)
+        assert where in ("hub", "cdn") and kind in ("500", "html", "truncate", "stall", "stall-body"), (where, kind)
         self._healed.clear()
         self.faults[where] = kind
 
@@ -189,6 +190,11 @@ class FakeHub:
                 data = repo.commits[commit].get(filename)
                 if data is None:
                     return self._error("EntryNotFound", body, commit)
+                if hub.faults.get("hub") == "html":
+                    page = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Log in</body></html>"
+                    headers = {"X-Repo-Commit": commit, "ETag": f'"{hashlib.md5(page).hexdigest()}"',
+                               "Content-Type": "text/html; charset=utf-8"}
+                    return self._send(200, headers, page, body)
                 if filename.endswith(LFS_SUFFIXES):
                     sha = hashlib.sha256(data).hexdigest()
                     pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {len(data)}\n"

@@ -31,6 +31,26 @@ def test_zoo_entries_match_the_official_table() -> None:
     assert "--no-shortcut" in entries["sdnet18_all-noshortcut-cifar100"].export_command()
 
 
+# The official README's Google Drive folder per model (shared/reference/official_checkpoints.md).
+DRIVE = {
+    "sdnet18-cifar10": "1oZELeYgrNicKMtuO6RcZgafJMieixawy", "sdnet18_all-cifar10": "184YiNng89l2S1g-DPQD_gp8jb3vaTCLw",
+    "sdnet18_all-noshortcut-cifar10": "1SaVLqGJak-EmaTGwU14juvwIBJn9baFJ",
+    "sdnet18-cifar100": "1EMA-f-6PsxAvaObp1zXuivl-EDFW4MPc", "sdnet18_all-cifar100": "1XYtv8Oh4wgHhP_UAF2P0AZHG0fH6AQEc",
+    "sdnet18_all-noshortcut-cifar100": "1Jx871n7JAFVCkly8JRCBqKeQAnCNI-rH",
+    "sdnet18-imagenet": "1USIY9H3Aa4EV0K0T71gCe2VDSbyBIVO0", "sdnet18_all-imagenet": None,
+    "sdnet18_all-noshortcut-imagenet": "1uKl1QrZyR4M0tNu7d0EF8awQtg2kMLa-",
+}
+
+
+def test_drive_folders_match_the_official_readme() -> None:
+    entries = {e.name: e for e in zoo.list_entries()}
+    assert {n: e.drive_folder for n, e in entries.items()} == DRIVE
+    assert all(e.drive_sha256 is None for e in entries.values())  # pinned only from a real download
+    assert {n: e.source for n, e in entries.items()} == {n: "drive" if f else "none" for n, f in DRIVE.items()}
+    with pytest.raises(ValueError, match="drive_sha256 must be 64 hex"):
+        zoo.ZooEntry(**{**entries["sdnet18-cifar10"].__dict__, "drive_sha256": "abc"})
+
+
 def test_entry_builds_the_architecture_it_names() -> None:
     from sdnet_cli import create_model
 
@@ -68,7 +88,9 @@ def test_list_json_and_table(tmp_path, monkeypatch, capsys) -> None:
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)["models"]}
     assert {n: rows[n]["accuracy"] for n in OFFICIAL} == OFFICIAL
-    assert rows["sdnet18-cifar10"]["published"] is False and rows["sdnet18-cifar10"]["cached"] is None
+    assert rows["sdnet18-cifar10"]["published"] is False and rows["sdnet18-cifar10"]["cached"] is False
+    assert rows["sdnet18-cifar10"]["source"] == "drive" and rows["sdnet18-test"]["source"] == "hub"
+    assert rows["sdnet18_all-imagenet"]["source"] == "none" and rows["sdnet18_all-imagenet"]["cached"] is None
     assert rows["sdnet18-cifar10"]["size"] is None
     # float32 params + BN running mean/var (4,800 channels in 20 BNs) + int64 counters + the stem's step size
     assert rows["sdnet18-cifar10"]["size_estimate"] == 4 * 11_173_962 + 4 * 2 * 4800 + 8 * 20 + 4 * 1
@@ -81,7 +103,10 @@ def test_list_json_and_table(tmp_path, monkeypatch, capsys) -> None:
     assert {r["name"]: r for r in json.loads(out)["models"]}["sdnet18-test"]["cached"] is True
     code, out, err = run_cli(capsys, "pull-weights", "--list", "--cache-dir", tmp_path)
     assert code == 0 and out == ""
-    assert "sdnet18_all-noshortcut-imagenet" in err and "69.03" in err and "not yet" in err and "42.0 MiB" in err
+    assert "sdnet18_all-noshortcut-imagenet" in err and "69.03" in err and "42.0 MiB" in err
+    sources = {ln.split()[1]: ln for ln in err.splitlines() if ln.startswith("│ sdnet18")}
+    assert "official Drive" in sources["sdnet18-cifar10"] and "cached (Hub)" in sources["sdnet18-test"]
+    assert "official" not in sources["sdnet18_all-imagenet"]  # the README links no folder for it
 
 
 @pytest.mark.parametrize("args, expect", [([], "name a model"), (["sdnet18-cifar10", "--list"], "not both")])

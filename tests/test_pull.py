@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,8 @@ def test_pull_zoo_name_cli_json_and_load_model(hub, exported, env, monkeypatch, 
     code, out, err = run_cli(capsys, "pull-weights", "sdnet18-test", "--json")
     assert code == 0, err
     got = json.loads(out)
-    assert set(got) == {"name", "repo_id", "revision", "path", "sha256"}
+    assert set(got) == {"name", "repo_id", "revision", "path", "sha256", "source", "original_sha256"}
+    assert got["source"] == "hub" and got["original_sha256"] is None
     assert got["name"] == "sdnet18-test" and got["revision"] == hub.v1  # the pin, not main (v2)
     assert got["sha256"] == _sha(d1 / "model.safetensors")
     with torch.no_grad():
@@ -160,7 +162,7 @@ def test_offline_warm_cache_works_cold_cache_says_what_to_do(hub, exported, env,
     ("org/bad--name", "malformed Hub repo id"),
     (f"{REPO}@no-such-branch", "revision 'no-such-branch' not found"),
     ("org/missing-repo", "not found on"),
-    ("sdnet18-cifar10", "not published on the Hub yet"),
+    ("sdnet18_all-imagenet", "not published on the Hub yet"),
 ])
 def test_bad_input_is_one_line_exit_2(hub, env, capsys, arg, expect) -> None:
     code, out, err = run_cli(capsys, "pull-weights", arg)
@@ -194,3 +196,73 @@ def test_library_call_equals_cli(hub, env, capsys) -> None:
     code, out, err = run_cli(capsys, "pull-weights", REPO, "--json")
     assert code == 0, err
     assert json.loads(out) == res.to_dict() and res.revision == hub.v2
+
+
+# -- content, not only the ETag (issue 23): an HTML page, NaN weights, a broken config.json ---------------
+def _snapshot_files(cache: Path, repo: str) -> list[Path]:
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    return [p for p in repo_dir.glob("snapshots/*/*") if p.exists()] + list(repo_dir.glob("blobs/*"))
+
+
+def test_html_page_with_non_sha_etag_is_refused(hub, exported, env, capsys) -> None:
+    hub.fail("hub", "html")
+    try:
+        code, out, err = run_cli(capsys, "pull-weights", REPO)
+    finally:
+        hub.heal()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "failed the content check" in err and "HTML page" in err
+    assert _snapshot_files(env, REPO) == []  # nothing usable (nor any blob) is left in the cache
+    assert pull(PullOptions(REPO)).sha256 == _sha(exported[3] / "model.safetensors")  # a clean retry works
+
+
+def _bad_copy(src: Path, dst: Path, what: str) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    if what == "nan":
+        tensors = load_file(str(dst / "model.safetensors"))
+        tensors["linear.weight"][0, 0] = float("nan")
+        save_file(tensors, str(dst / "model.safetensors"))
+    else:
+        cfg = json.loads((dst / "config.json").read_text())
+        cfg["num_classes"] = "ten"
+        (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.mark.parametrize("what, expect", [("nan", "holds NaN values"), ("config", "num_classes must be an integer")])
+def test_bad_content_under_valid_hashes_is_refused(hub, exported, env, tmp_path, capsys, what, expect) -> None:
+    repo = f"org/bad-{what}"
+    hub.add_folder(repo, _bad_copy(exported[0], tmp_path / what, what))
+    code, out, err = run_cli(capsys, "pull-weights", repo)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "failed the content check" in err and expect in err
+    assert _snapshot_files(env, repo) == []
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda h: {**h, "w": {**h["w"], "dtype": "X9"}}, "no known dtype"),
+    (lambda h: {**h, "w": {**h["w"], "data_offsets": [0, 4000]}}, "outside the file"),
+    (lambda h: {**h, "w": {**h["w"], "shape": [3]}}, "wrong byte count"),
+    (lambda h: [1, 2], "not an object"),
+])
+def test_safetensors_header_is_checked(tmp_path, mutate, expect) -> None:
+    import struct
+
+    from safetensors.torch import save
+
+    from sdnet_cli.hub.verify import check_safetensors_header
+
+    good = save({"w": torch.ones(2, 2)})
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(good)
+    assert set(check_safetensors_header(path, "m")) >= {"w"}
+    n = struct.unpack("<Q", good[:8])[0]
+    header = json.dumps(mutate(json.loads(good[8:8 + n]))).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + good[8 + n:])
+    with pytest.raises(ValueError, match=expect):
+        check_safetensors_header(path, "m")
+    path.write_bytes(b"<!DOCTYPE html><html></html>")
+    with pytest.raises(ValueError, match="an HTML page"):
+        check_safetensors_header(path, "m")

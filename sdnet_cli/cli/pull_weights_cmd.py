@@ -1,4 +1,7 @@
-"""``sdnet pull-weights``: download a zoo model or Hub repo into the Hub cache, verified; ``--list`` shows the zoo."""
+"""``sdnet pull-weights``: a zoo model or Hub repo into the Hub cache, verified; ``--list`` shows the zoo.
+
+A zoo model not yet pinned on the Hub comes from its official Google Drive folder (converted locally).
+"""
 
 from __future__ import annotations
 
@@ -17,19 +20,27 @@ def _size(n: int | None, estimate: int) -> str:
     return f"≈{estimate / 2**20:.1f} MiB" if n is None else f"{n / 2**20:.1f} MiB"
 
 
+_SOURCE = {"hub": "Hub", "drive": "official Drive", "none": "–"}
+_CACHED = {"hub": "cached (Hub)", "drive": "cached (Drive)"}
+
+
 def pull_weights_command(
     model: Optional[str] = typer.Argument(None, help="Zoo name (see --list), or Hub repo ORG/NAME or ORG/NAME@REV."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Hub cache directory (default: HF_HUB_CACHE)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (same as @REVISION)."),
     timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", metavar="SECONDS",
                                   help="Give up after this long without new data (connect, reads, retries)."),
-    list_zoo: bool = typer.Option(False, "--list", help="Show the zoo: accuracy, published or not, size, cached."),
+    list_zoo: bool = typer.Option(False, "--list", help="Show the zoo: accuracy, source (Hub / official Drive / cached), size."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Download a model's safetensors weights from the Hugging Face Hub and print its local model directory.
 
     Uses the huggingface_hub cache, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE=1.
-    Weights are checked against the zoo's pinned sha256 or the Hub's sha256.
+    Weights are checked against the zoo's pinned sha256 or the Hub's sha256,
+    then by content (safetensors header, config.json, finite weights).
+    A zoo model not on the Hub yet is fetched from its official Google Drive
+    folder (model_best.pth.tar, read without running code, converted); its
+    sha256 is recorded at the first download and a changed file is refused.
     A download with no new data for --timeout seconds (default 60), or that
     fails 3 times, stops with one line saying what the server did.
 
@@ -57,7 +68,7 @@ def pull_weights_command(
     if not model:
         raise UsageError("name a model: a zoo name (sdnet pull-weights --list) or ORG/NAME[@REVISION]")
     options = PullOptions(model, cache_dir=cache_dir, revision=revision, timeout=timeout)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), console=console,
                   transient=True) as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -70,18 +81,25 @@ def pull_weights_command(
     if json_out:
         print_json(result.to_dict())
         return
-    console.print(f"{result.name} @ {result.revision[:12]}: model.safetensors sha256 {result.sha256}", soft_wrap=True)
+    if result.source == "drive":
+        console.print(f"{result.name} from the official Google Drive file {result.revision[6:]} (model_best.pth.tar "
+                      f"sha256 {result.original_sha256}): model.safetensors sha256 {result.sha256}",
+                      soft_wrap=True, markup=False)
+    else:
+        console.print(f"{result.name} @ {result.revision[:12]}: model.safetensors sha256 {result.sha256}",
+                      soft_wrap=True, markup=False)
     print(result.path)
 
 
 def _zoo_table(rows: list[dict]) -> Table:
     orgs = sorted({r["repo_id"].split("/")[0] for r in rows})
     table = Table(title="sdnet model zoo (official accuracies, top-1 %)",
-                  caption=f"Hub repos: {', '.join(o + '/<name>' for o in orgs)}; --json for repo, revision, sha256")
-    for col in ("name", "accuracy", "published", "size", "cached"):
-        table.add_column(col, justify="right" if col in ("accuracy", "size") else "left", no_wrap=col == "name")
+                  caption=f"Hub repos: {', '.join(o + '/<name>' for o in orgs)}; source –: no official link, convert it "
+                          "with 'sdnet export'; ≈: float32 weights (size unknown until downloaded); --json for repo, "
+                          "revision, sha256, Drive folder")
+    for col in ("name", "accuracy", "source", "size"):
+        table.add_column(col, justify="right" if col in ("accuracy", "size") else "left", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], f"{r['accuracy']:.2f}", "yes" if r["published"] else "not yet",
-                      _size(r["size"], r["size_estimate"]),
-                      "–" if r["cached"] is None else ("yes" if r["cached"] else "no"))
+        source = _CACHED[r["source"]] if r["cached"] else _SOURCE[r["source"]]
+        table.add_row(r["name"], f"{r['accuracy']:.2f}", source, _size(r["size"], r["size_estimate"]))
     return table

@@ -7,8 +7,11 @@ because ``huggingface_hub`` freezes them into ``huggingface_hub.constants`` when
 
 Every file is fetched under :func:`sdnet_cli.hub.bounded.hf_bounded`: at most ``timeout`` seconds without a new
 byte and ``retries`` more attempts of a failed request, then one line naming what the server did
-(``NetworkError``, exit 1). Integrity: :mod:`~sdnet_cli.hub.verify` (pinned or announced hash; a mismatch
-leaves nothing usable in the cache).
+(``NetworkError``, exit 1). Integrity: :mod:`~sdnet_cli.hub.verify` (pinned or announced hash, then the
+content: safetensors header, config.json schema, weights; a failure leaves nothing usable in the cache).
+
+A zoo entry not yet pinned on the Hub comes from its official Google Drive folder
+(:func:`sdnet_cli.hub.drive_pull.pull_official`); once pinned, the Hub revision takes precedence.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..errors import MissingFileError, NetworkError, UsageError
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME
 from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NetBounds, Progress, Transfer, origin
 from .bounded import hf_bounded
-from .verify import verify_cached_file
+from .verify import verify_cached_file, verify_model_content
 from .zoo import ZooEntry, get_entry
 
 _REPO_SPEC = re.compile(r"(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?")
@@ -72,10 +75,14 @@ class PullOptions:
     def __post_init__(self) -> None:
         NetBounds(self.timeout, self.retries)
         entry, _, spec_rev = parse_source(self.source)
-        if entry is not None and not entry.published:
+        if entry is not None and entry.source == "none":
             raise UsageError(
-                f"zoo model {entry.name} is not published on the Hub yet (planned repo {entry.repo_id}); "
-                f"convert the official checkpoint yourself: {entry.export_command()}")
+                f"zoo model {entry.name} is not published on the Hub yet (planned repo {entry.repo_id}) and the "
+                f"official README links no Google Drive folder for it; convert the official checkpoint yourself: "
+                f"{entry.export_command()}")
+        if entry is not None and entry.source == "drive" and self.revision is not None:
+            raise UsageError(f"--revision applies to Hub repos; zoo model {entry.name} comes from its official "
+                             "Google Drive folder (not published on the Hub yet)")
         if self.revision is not None and spec_rev is not None and self.revision != spec_rev and entry is None:
             raise UsageError(f"two revisions given: {spec_rev!r} in {self.source!r} and {self.revision!r}; pass one")
         if self.cache_dir is not None:
@@ -88,13 +95,19 @@ class PullOptions:
 
 @dataclass(frozen=True)
 class PullResult:
-    """Where a pulled model lives: ``path`` is the model directory (a snapshot in the Hub cache)."""
+    """Where a pulled model lives: ``path`` is the model directory (a Hub snapshot, or a converted Drive checkpoint).
+
+    ``sha256`` is that of ``model.safetensors``; ``source`` is ``"hub"`` or ``"drive"`` (then ``revision`` is
+    ``drive:<file id>`` and ``original_sha256`` the sha256 of the official ``model_best.pth.tar``).
+    """
 
     name: str
     repo_id: str
     revision: str
     path: str
     sha256: str
+    source: str = "hub"
+    original_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,8 +239,8 @@ def _download(f: _Fetch, filename: str) -> str:
 def pull(options: PullOptions, progress: Progress | None = None) -> PullResult:
     """Download (or find in the cache) a zoo model or a Hub repo; verify it; return its model directory.
 
-    Zoo entries download their pinned revision and check the pinned sha256; ``options.revision``
-    overrides ``@REVISION``. With ``HF_HUB_OFFLINE=1`` only the cache is used. ``progress(what, done,
+    Zoo entries download their pinned revision and check the pinned sha256 (unpinned ones: their official
+    Drive checkpoint, converted); ``options.revision`` overrides ``@REVISION``. With ``HF_HUB_OFFLINE=1`` only the cache is used. ``progress(what, done,
     total)`` is called as bytes arrive.
     """
     entry, repo_id, spec_rev = parse_source(options.source)
@@ -236,6 +249,10 @@ def pull(options: PullOptions, progress: Progress | None = None) -> PullResult:
     cache = str(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
     if cache is not None:
         check_cache_dir(Path(cache))
+    if entry is not None and not entry.published:
+        from .drive_pull import pull_official
+
+        return pull_official(entry, cache, options.bounds, is_offline(), progress)
     fetch = _Fetch(repo_id, rev, cache, options.token, is_offline(), label, options.bounds, progress)
     weights = _download(fetch, entry.filename if entry else WEIGHTS_NAME)
     digest = verify_cached_file(weights, entry.sha256 if entry and rev == entry.revision else None,
@@ -245,12 +262,18 @@ def pull(options: PullOptions, progress: Progress | None = None) -> PullResult:
     snapshot = Path(weights).parent
     if Path(config).parent != snapshot:  # the branch moved between the two downloads
         raise NetworkError(f"{repo_id} changed while downloading; pull again")
+    verify_model_content(snapshot, label, (weights, config))
     return PullResult(name=entry.name if entry else repo_id, repo_id=repo_id, revision=snapshot.name,
                       path=str(snapshot), sha256=digest)
 
 
 def zoo_rows(cache_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The zoo as rows (``sdnet pull-weights --list``): accuracy, pins, size, and whether it is cached."""
+    """The zoo as rows (``sdnet pull-weights --list``): accuracy, source (Hub / official Drive), size, cached.
+
+    ``size``: bytes of the file a pull downloads when known (the Hub pin, or the Drive file recorded at
+    its first download), else ``None`` (``size_estimate`` is the float32 state dict's size).
+    """
+    from .drive_pull import drive_cache_state
     from .zoo import list_entries
 
     if cache_dir is not None:
@@ -258,13 +281,16 @@ def zoo_rows(cache_dir: Path | None = None) -> list[dict[str, Any]]:
     cache = str(cache_dir) if cache_dir else default_cache_dir()
     rows = []
     for e in list_entries():
-        cached = None
+        cached, size = None, e.size
         if e.published:
             from huggingface_hub import try_to_load_from_cache
 
             cached = isinstance(try_to_load_from_cache(e.repo_id, e.filename, cache_dir=cache, revision=e.revision), str)
+        elif e.source == "drive":
+            cached, size = drive_cache_state(e, cache)
         rows.append({"name": e.name, "architecture": e.architecture, "dataset": e.dataset, "accuracy": e.accuracy,
-                     "repo_id": e.repo_id, "published": e.published, "revision": e.revision, "sha256": e.sha256,
-                     "size": e.size, "size_estimate": e.estimated_size(), "cached": cached,
+                     "source": e.source, "repo_id": e.repo_id, "published": e.published, "revision": e.revision,
+                     "sha256": e.sha256, "drive_folder": e.drive_url, "drive_sha256": e.drive_sha256,
+                     "size": size, "size_estimate": e.estimated_size(), "cached": cached,
                      "export_command": e.export_command()})
     return rows

@@ -1,10 +1,13 @@
-"""The model zoo: named SDNet checkpoints on the Hugging Face Hub.
+"""The model zoo: named SDNet checkpoints on the Hugging Face Hub, or in their official Google Drive folder.
 
 Each entry names a Hub repository (a model directory: ``model.safetensors`` + ``config.json`` +
 ``README.md``), the architecture it holds and the official top-1 accuracy (SDNet paper / official
 README). An entry is *published* once its Hub ``revision`` (a 40-hex commit) and the ``sha256`` of its
-``model.safetensors`` are pinned here; until then pulling it says so. Never fill those fields with
-anything but values read from the uploaded repository (``sdnet export … --push-to-hub`` prints them).
+``model.safetensors`` are pinned here. Until then it is fetched from ``drive_folder``, the public Google
+Drive folder the official README links (``model_best.pth.tar``, converted on the user's machine:
+:mod:`~sdnet_cli.hub.drive_pull`); ``drive_sha256`` pins that file once a maintainer has read it. Never fill
+pins with anything but values read from the uploaded repository or the downloaded file
+(``scripts/publish_official.py`` prints them).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ OFFICIAL_CSC_ARGS: dict[str, Any] = {"lmbd": 0.1, "n_steps": 2, "mu": 0.0, "non_
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_DRIVE_ID = re.compile(r"[-\w]{10,}")
+DRIVE_FILENAME = "model_best.pth.tar"
+"""The checkpoint taken from an official Google Drive folder (the folder also holds the last checkpoint and logs)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,16 @@ class ZooEntry:
     """sha256 of ``filename`` at ``revision``; ``None`` until published."""
     size: int | None = None
     """Size of ``filename`` in bytes, when known."""
+    drive_folder: str | None = None
+    """Id of the official Google Drive folder holding ``model_best.pth.tar`` (``None``: the README links none)."""
+    drive_sha256: str | None = None
+    """sha256 of the official ``model_best.pth.tar``, once a maintainer has pinned it (else recorded at first use)."""
 
     def __post_init__(self) -> None:
+        if self.drive_folder is not None and not _DRIVE_ID.fullmatch(self.drive_folder):
+            raise UsageError(f"zoo entry {self.name}: drive_folder must be a Google Drive id, got {self.drive_folder!r}")
+        if self.drive_sha256 is not None and not _SHA256.fullmatch(self.drive_sha256):
+            raise UsageError(f"zoo entry {self.name}: drive_sha256 must be 64 hex digits, got {self.drive_sha256!r}")
         if (self.revision is None) != (self.sha256 is None):
             raise UsageError(f"zoo entry {self.name}: pin both revision and sha256, or neither")
         if self.revision is not None and not _COMMIT.fullmatch(self.revision):
@@ -70,6 +84,16 @@ class ZooEntry:
     def published(self) -> bool:
         """Whether the weights are on the Hub with a pinned revision and sha256."""
         return self.revision is not None and self.sha256 is not None
+
+    @property
+    def source(self) -> str:
+        """Where a pull gets it: ``"hub"`` (pinned there), ``"drive"`` (official folder) or ``"none"``."""
+        return "hub" if self.published else ("drive" if self.drive_folder else "none")
+
+    @property
+    def drive_url(self) -> str | None:
+        """The official folder's public URL (as the official README links it)."""
+        return f"https://drive.google.com/drive/folders/{self.drive_folder}" if self.drive_folder else None
 
     @property
     def model_args(self) -> dict[str, Any]:
@@ -97,24 +121,25 @@ class ZooEntry:
         return f"sdnet export model_best.pth.tar {flags} --dataset {self.dataset} --output {self.name}"
 
 
-def _entry(arch: str, dataset: str, shortcut: bool, accuracy: float) -> ZooEntry:
+def _entry(arch: str, dataset: str, shortcut: bool, accuracy: float, drive_folder: str | None) -> ZooEntry:
     num_classes, stem = {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"), "imagenet": (1000, "imagenet")}[dataset]
     name = f"{arch}{'' if shortcut else '-noshortcut'}-{dataset}"
     return ZooEntry(name=name, architecture=arch, dataset=dataset, num_classes=num_classes, stem=stem,
-                    shortcut=shortcut, accuracy=accuracy, repo_id=f"{HUB_ORG}/{name}")
+                    shortcut=shortcut, accuracy=accuracy, repo_id=f"{HUB_ORG}/{name}", drive_folder=drive_folder)
 
 
-# Official accuracies: the official SDNet README's "Pre-trained Models" table (top-1, %).
+# Official accuracies and Drive folders: the official SDNet README's "Pre-trained Models" table (top-1, %;
+# shared/reference/official_checkpoints.md). sdnet18_all-imagenet was added last to the README, without a link.
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
-    _entry("sdnet18", "cifar10", True, 95.34),
-    _entry("sdnet18_all", "cifar10", True, 95.02),
-    _entry("sdnet18_all", "cifar10", False, 94.89),
-    _entry("sdnet18", "cifar100", True, 78.45),
-    _entry("sdnet18_all", "cifar100", True, 77.89),
-    _entry("sdnet18_all", "cifar100", False, 77.28),
-    _entry("sdnet18", "imagenet", True, 69.78),
-    _entry("sdnet18_all", "imagenet", True, 69.68),
-    _entry("sdnet18_all", "imagenet", False, 69.03),
+    _entry("sdnet18", "cifar10", True, 95.34, "1oZELeYgrNicKMtuO6RcZgafJMieixawy"),
+    _entry("sdnet18_all", "cifar10", True, 95.02, "184YiNng89l2S1g-DPQD_gp8jb3vaTCLw"),
+    _entry("sdnet18_all", "cifar10", False, 94.89, "1SaVLqGJak-EmaTGwU14juvwIBJn9baFJ"),
+    _entry("sdnet18", "cifar100", True, 78.45, "1EMA-f-6PsxAvaObp1zXuivl-EDFW4MPc"),
+    _entry("sdnet18_all", "cifar100", True, 77.89, "1XYtv8Oh4wgHhP_UAF2P0AZHG0fH6AQEc"),
+    _entry("sdnet18_all", "cifar100", False, 77.28, "1Jx871n7JAFVCkly8JRCBqKeQAnCNI-rH"),
+    _entry("sdnet18", "imagenet", True, 69.78, "1USIY9H3Aa4EV0K0T71gCe2VDSbyBIVO0"),
+    _entry("sdnet18_all", "imagenet", True, 69.68, None),
+    _entry("sdnet18_all", "imagenet", False, 69.03, "1uKl1QrZyR4M0tNu7d0EF8awQtg2kMLa-"),
 )}
 
 

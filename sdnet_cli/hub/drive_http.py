@@ -1,0 +1,154 @@
+"""Bounded HTTP GETs for Google Drive: a page (HTML, size-capped) or a file (resumable), under a ``Transfer``.
+
+Google Drive answers the same URL with either the file or an HTML page (a confirmation form, a rate-limit
+notice, an error), so every GET here looks at the answer's ``Content-Type`` before writing a byte:
+:func:`get` returns an HTML answer as a :class:`Page` and streams anything else into the ``part`` file,
+resuming what it holds with ``Range``. Each attempt runs under :class:`~sdnet_cli.netio.Transfer` (its
+connect/read timeout, its count of failed attempts: HTTP 5xx/408/429, a body cut short, a stall, a refused
+connection), which raises the one-line :class:`~sdnet_cli.errors.NetworkError` once its bounds are spent.
+Redirects are followed (at most urllib's 10).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NetworkError
+from ..netio import RETRY_STATUS, Transfer, origin
+
+PAGE_LIMIT = 4 << 20
+"""Largest HTML page read (bytes): Drive's folder and confirmation pages are a few hundred KB."""
+FILE_LIMIT = 4 << 30
+"""Largest file accepted (bytes): the official checkpoints are well below."""
+USER_AGENT = "sdnet (https://github.com/Delay-Xili/SDNet checkpoints)"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Page:
+    """An HTML answer: the URL it came from (after redirects), its HTTP status and its text."""
+
+    url: str
+    status: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """A file answer, complete in the part file: the URL it came from and its ``Content-Disposition``."""
+
+    url: str
+    disposition: str
+
+
+class _Again(Exception):
+    """This attempt failed; the transfer has attempts left."""
+
+
+def _fail(transfer: Transfer, url: str, kind: str, text: str) -> _Again:
+    if transfer.failed("GET", url, kind, text):
+        raise transfer.error() from None
+    return _Again()
+
+
+def _open(url: str, have: int, transfer: Transfer) -> Any:
+    """One GET (``Range`` when ``have`` > 0); an HTTP error status is returned as a response, not raised."""
+    timeout = transfer.begin("GET", url)
+    headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={have}-"} if have else {})}
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code in RETRY_STATUS:
+            e.close()
+            raise _fail(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
+        return e
+    except (socket.timeout, TimeoutError):
+        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+        raise _fail(transfer, url, "connect", f"cannot connect to {origin(url)} ({reason})") from None
+
+
+def _read_page(response: Any, url: str, transfer: Transfer) -> Page:
+    """The whole HTML body (at most :data:`PAGE_LIMIT` bytes) as a :class:`Page`."""
+    try:
+        data = response.read(PAGE_LIMIT + 1)
+    except (socket.timeout, TimeoutError):
+        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+    except (http.client.IncompleteRead, ConnectionError, OSError) as e:
+        raise _fail(transfer, url, "truncated", f"page cut short by {origin(url)} ({type(e).__name__})") from None
+    if len(data) > PAGE_LIMIT:
+        raise NetworkError(f"{origin(url)} sent an HTML page over {PAGE_LIMIT >> 20} MiB for {transfer.what}; "
+                           "it is not Google Drive's protocol (check SDNET_DRIVE_ENDPOINT)")
+    transfer.received("GET", url, len(data), len(data))
+    status = getattr(response, "status", None) or response.getcode()
+    return Page(url=response.geturl() or url, status=int(status), text=data.decode("utf-8", errors="replace"))
+
+
+def _read_file(response: Any, part: Path, have: int, url: str, transfer: Transfer) -> None:
+    """Append the body to ``part`` (restarted when the server ignored ``Range``); raises unless complete."""
+    if have and response.status != 206:
+        have = 0
+    length = response.headers.get("Content-Length")
+    total = have + int(length) if length is not None and length.isdigit() else None
+    if total is not None and total > FILE_LIMIT:
+        raise NetworkError(f"{origin(url)} announces {total} bytes for {transfer.what}, over the "
+                           f"{FILE_LIMIT >> 30} GiB an official checkpoint can be; refused")
+    done = have
+    with open(part, "r+b" if have else "wb") as f:
+        f.seek(have)
+        f.truncate()
+        try:
+            while block := response.read(_CHUNK):
+                f.write(block)
+                done += len(block)
+                if done > FILE_LIMIT:
+                    raise NetworkError(f"{origin(url)} sent over {FILE_LIMIT >> 30} GiB for {transfer.what}; refused")
+                transfer.received("GET", url, done, total)
+        except (socket.timeout, TimeoutError):
+            raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)} "
+                        f"after {done} bytes") from None
+        except (http.client.IncompleteRead, ConnectionError, OSError):
+            pass  # judged below by the byte count
+        finally:
+            f.flush()
+    if total is not None and done < total:
+        raise _fail(transfer, url, "truncated", f"truncated at {done} of {total} bytes by {origin(url)}")
+
+
+def _is_html(response: Any) -> bool:
+    return "html" in (response.headers.get("Content-Type") or "").lower()
+
+
+def get(url: str, part: Path, transfer: Transfer) -> Page | FileDone:
+    """GET ``url``: an HTML answer (any status) as a :class:`Page`; a file streamed into ``part`` (resumed).
+
+    A non-HTML answer with an error status raises :class:`NetworkError` naming it. Attempts are retried
+    with what ``part`` holds as ``Range`` until ``transfer``'s bounds are spent.
+    """
+    part.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        have = part.stat().st_size if part.is_file() else 0
+        try:
+            response = _open(url, have, transfer)
+            with response:
+                status = int(getattr(response, "status", None) or response.getcode())
+                if _is_html(response):
+                    return _read_page(response, url, transfer)
+                if status == 416 and have:
+                    return FileDone(url, response.headers.get("Content-Disposition") or "")
+                if status >= 400:
+                    raise NetworkError(f"downloading {transfer.what} failed: HTTP {status} from {origin(url)}")
+                _read_file(response, part, have, url, transfer)
+                return FileDone(response.geturl() or url, response.headers.get("Content-Disposition") or "")
+        except _Again:
+            time.sleep(min(1.0, max(transfer.bounds.timeout - transfer.idle(), 0.0)))
