@@ -1,0 +1,19 @@
+"""The model argument of ``eval``, ``robust``, ``visualize`` and ``export`` when none is typed: the newest
+finished run under ``./runs`` (:func:`sdnet_cli.engine.runfind.default_run`), said on stderr."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+
+from ..engine.runfind import default_run
+from .common import console
+
+
+def model_or_newest_run(model: str | None) -> str:
+    """``model`` when given; else the newest finished run under ``runs/`` (one stderr line names it), or a
+    :class:`~sdnet_cli.errors.UsageError` saying to train first or name a model."""
+    if model:
+        return model
+    run = default_run()
+    console.print(f"no model given: using the newest finished run {escape(str(run))}", soft_wrap=True)
+    return str(run)
