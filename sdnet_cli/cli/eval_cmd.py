@@ -10,11 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..engine.eval_model import EvalOptions, evaluate
+from .default_run import model_or_newest_run
 from .common import console, print_json
 
 
 def eval_command(
-    model: str = typer.Argument(..., help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV."),
+    model: Optional[str] = typer.Argument(None, help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the model was trained on)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the dataset."),
     lmbd: Optional[float] = typer.Option(None, "--lmbd", help="Test-time λ of the CSC layers (see --lmbd-layers)."),
@@ -30,13 +31,15 @@ def eval_command(
 
     Examples:
 
+      sdnet eval                                    # the newest finished run under runs/
+
       sdnet eval runs/digits-sdnet18-20261125-101500
 
       sdnet eval runs/digits-sdnet18-20261125-101500 --lmbd 0.5 --json
 
       sdnet eval sdnet18-cifar10 --data-root ~/data --lmbd 0.3 --lmbd-layers all
     """
-    opts = EvalOptions(model=model, dataset=dataset, data_root=data_root, lmbd=lmbd, lmbd_layers=lmbd_layers,
+    opts = EvalOptions(model=model_or_newest_run(model), dataset=dataset, data_root=data_root, lmbd=lmbd, lmbd_layers=lmbd_layers,
                        batch_size=batch_size, device=device, image_size=image_size, workers=workers,
                        download=not no_download)
     progress = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -8,11 +8,13 @@ from typing import Optional
 import typer
 
 from .common import console, print_json
+from .default_run import model_or_newest_run
 
 
 def export_command(
-    model: str = typer.Argument(
-        ..., help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint."),
+    model: Optional[str] = typer.Argument(
+        None, help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint "
+        "(default: the newest finished run under runs/)."),
     output: Path = typer.Option(..., "--output", "-o", help="Directory to write the exported model into."),
     formats: str = typer.Option("safetensors", "--format", help="Comma list: safetensors (always), onnx."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Official checkpoint only: sdnet18, sdnet18_all, …"),
@@ -43,7 +45,7 @@ def export_command(
     """
     from ..hub import ExportOptions, export
 
-    options = ExportOptions(model, output, formats=formats, arch=arch, num_classes=num_classes, stem=stem,
+    options = ExportOptions(model_or_newest_run(model), output, formats=formats, arch=arch, num_classes=num_classes, stem=stem,
                             shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
                             push_to_hub=push_to_hub, private=private, revision=revision)
     with console.status("exporting …") as status:

@@ -12,11 +12,12 @@ from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from ..robust.attacks import ATTACKS, parse_eps
 from ..robust.options import DEFAULT_LAMBDA_SPEC, RobustOptions, parse_lambdas
 from .common import console, print_json
+from .default_run import model_or_newest_run
 from .robust_tables import Bar, render
 
 
 def robust_command(
-    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV; several are compared."),
+    models: Optional[list[str]] = typer.Argument(None, metavar="[MODEL]...", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV; several are compared (default: the newest finished run under runs/)."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", "-c", help="all | benchmark | noise | blur | weather | digital | extra | comma list of names (default: noise; sdnet-noise: its 4 noises)."),
     severities: Optional[str] = typer.Option(None, "--severities", "-s", help="all (default) | 1-5 | 3,5 | per corruption NAME=LEVELS;NAME=LEVELS (sdnet-noise: 10 levels, speckle 6)."),
     protocol: str = typer.Option("cifar-c", "--protocol", help="cifar-c (CIFAR-10-C parameters) | sdnet-noise (the SDNet paper's noise levels)."),
@@ -64,7 +65,7 @@ def robust_command(
       sdnet robust runs/digits --attack autoattack --eps 8/255 --max-images 100 --auto-lambda --lambdas 0.1,0.5,1
     """
     opts = RobustOptions(
-        models=tuple(models), corruptions=corruptions, severities=severities, protocol=protocol,
+        models=tuple(models or [model_or_newest_run(None)]), corruptions=corruptions, severities=severities, protocol=protocol,
         cifar_c_dir=cifar_c_dir, download=download, timeout=timeout, dataset=dataset, data_root=data_root, image_size=image_size,
         lambdas=parse_lambdas(lambdas), lmbd_layers=lmbd_layers, auto_lambda=auto_lambda, lambda_fit=lambda_fit,
         calib_images=calib_images, recalibrate_bn=recalibrate_bn, attack=attack, norm=norm, eps=tuple(parse_eps(eps)),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import UsageError, console, print_json
+from .default_run import model_or_newest_run
 
 
 def _floats(text: str) -> list[float]:
@@ -18,7 +19,7 @@ def _floats(text: str) -> list[float]:
 
 
 def visualize_command(
-    model: str = typer.Argument(..., help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV."),
+    model: Optional[str] = typer.Argument(None, help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
     what: str = typer.Option("all", "--what", help="Comma list of: dictionary, features, sparsity, convergence, lambda (or all)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of the test images (default: the model's)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the dataset lives (downloaded datasets)."),
@@ -58,7 +59,7 @@ def visualize_command(
     from ..viz.run import VisualizeOptions, run
 
     opts = VisualizeOptions(
-        model=model, what=tuple(t for t in what.split(",")), output=output, dataset=dataset, data_root=data_root,
+        model=model_or_newest_run(model), what=tuple(t for t in what.split(",")), output=output, dataset=dataset, data_root=data_root,
         image_size=image_size, num_images=num_images, decode=decode,
         points=tuple(p.strip() for p in layers.split(",") if p.strip()) if layers else None,
         lambdas=tuple(_floats(lambdas)), max_steps=max_steps, opt_steps=opt_steps, threads=threads)
