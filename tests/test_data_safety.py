@@ -167,3 +167,86 @@ def test_bad_meta_is_one_line(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({"label_names": ["a"] * 3}))
     with pytest.raises(UsageError, match=r"batches\.meta: expected a dict whose 'label_names' lists 10 class names"):
         load_cifar("cifar10", "train", tmp_path, download=False)
+
+
+# -- CIFAR-C .npy files (item 7) ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Untrained sdnet18 model folders: CIFAR-10 at 32×32 and digits at 8×8 (10 classes each)."""
+    from sdnet_cli.data.datasets import DIGITS_MEAN, DIGITS_STD
+
+    args = {"in_chans": 3, "lmbd": 0.1, "n_steps": 2, "mu": 0.0, "non_negative": True, "expansion": 1}
+    root = tmp_path_factory.mktemp("cc_models")
+    torch.manual_seed(0)
+    cifar = ModelConfig("sdnet18", 10, "cifar", args, "cifar10", list(CIFAR_MEAN), list(CIFAR_STD), {"image_size": 32})
+    digits = ModelConfig("sdnet18", 10, "cifar", args, "digits", list(DIGITS_MEAN), list(DIGITS_STD), {"image_size": 8})
+    return {"cifar10": save_model(cifar.build().eval(), root / "c10", cifar),
+            "digits": save_model(digits.build().eval(), root / "dg", digits)}
+
+
+def _cc_folder(tmp: Path, images: np.ndarray | None = None, labels: np.ndarray | None = None) -> Path:
+    folder = tmp / "CIFAR-10-C"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(folder / "labels.npy", np.tile(np.arange(10), 5).astype(np.uint8) if labels is None else labels,
+            allow_pickle=labels is not None and labels.dtype == object)
+    np.save(folder / "gaussian_noise.npy",
+            rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8) if images is None else images)
+    return folder
+
+
+def _robust(model: Path, folder: Path, out: Path, *extra: str) -> list[str]:
+    return ["robust", str(model), "--cifar-c-dir", str(folder), "--corruptions", "gaussian_noise", "--severities",
+            "1", "--lambdas", "none", "--no-plots", "--output", str(out), *extra]
+
+
+def _evil_labels(marker: Path) -> np.ndarray:
+    from cifar_files import _Reduce
+
+    arr = np.empty(50, dtype=object)
+    arr[:] = [int(v) for v in np.tile(np.arange(10), 5)]
+    arr[3] = _Reduce(os.system, (f"touch {marker}",))
+    return arr
+
+
+u8 = np.uint8
+CASES = [
+    ("16x16 images", "cifar10", lambda m: dict(images=np.zeros((50, 16, 16, 3), u8)), ["16x16", "32x32"]),
+    ("channels first", "cifar10", lambda m: dict(images=np.zeros((50, 3, 32, 32), u8)), ["channels", "(50, 3, 32, 32)"]),
+    ("not square", "cifar10", lambda m: dict(images=np.zeros((50, 32, 30, 3), u8)), ["32x30"]),
+    ("uint16 images", "cifar10", lambda m: dict(images=np.zeros((50, 32, 32, 3), np.uint16)), ["uint16", "uint8"]),
+    ("3-D images", "cifar10", lambda m: dict(images=np.zeros((50, 32, 96), u8)), ["(50, 32, 96)"]),
+    ("object labels", "cifar10", lambda m: dict(labels=_evil_labels(m)), ["labels.npy", "object"]),
+    ("float labels", "cifar10", lambda m: dict(labels=np.tile(np.arange(10.0), 5)), ["labels.npy", "float64"]),
+    ("labels beyond classes", "cifar10", lambda m: dict(labels=np.arange(50).astype(np.int16)), ["label 10", "0 … 9"]),
+    ("labels beyond classes, digits model", "digits", lambda m: dict(images=np.zeros((50, 8, 8, 3), u8),
+                                                                     labels=np.arange(50)), ["label 10"]),
+    ("object labels, digits model", "digits", lambda m: dict(images=np.zeros((50, 8, 8, 3), u8),
+                                                             labels=_evil_labels(m)), ["object"]),
+]
+
+
+@pytest.mark.parametrize("what, model, make, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_cifar_c_files_exit_2_before_work(models, tmp_path, capsys, what, model, make, words):
+    marker = tmp_path / "PWNED"
+    folder = _cc_folder(tmp_path, **make(marker))
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, *_robust(models[model], folder, out))
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and all(w in lines[0] for w in words), lines
+    assert not out.exists() and not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CIFAR-10-C"]  # nothing written beside
+
+
+def test_good_cifar_c_folder_passes_the_checks(tmp_path):
+    from sdnet_cli.data.cifar_c import load_cifar_c, validate_cifar_c_dir
+
+    images = np.random.default_rng(1).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    folder = _cc_folder(tmp_path, images=images)
+    assert validate_cifar_c_dir(tmp_path, ["gaussian_noise"], "cifar10") == folder
+    x, y = load_cifar_c(folder, "gaussian_noise", 2, num_classes=10, image_size=32)
+    np.testing.assert_array_equal(x, images[10:20])
+    assert y.tolist() == list(range(10)) and y.dtype == np.int64
+    with pytest.raises(UsageError, match="16x16"):  # the model's size, when it is not the dataset's, is passed in
+        validate_cifar_c_dir(folder, ["gaussian_noise"], "cifar10", image_size=16)
