@@ -41,3 +41,23 @@ def exact_step_size(layer: CSCConv2d, input_shape: tuple[int, ...]) -> float:
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     return 0.9 / float(eigsh(op, k=1, which="LA", tol=1e-10, v0=np.ones(n))[0][0])
+
+
+def adjoint_decode(layer: CSCConv2d, y: torch.Tensor, x_shape: tuple[int, ...]) -> torch.Tensor:
+    """``D(y − b)`` computed independently of the layer's decoder: the gradient in ``x`` of ``⟨conv2d(x), y − b⟩``
+    (autograd of the conv, the adjoint by definition), on an input of ``x_shape`` ``(N, C, H, W)``; with
+    ``expansion`` > 1 the mean over the stacked copies (the gradient sums them)."""
+    code = (y if layer.bias is None else y - layer.bias.reshape(1, -1, 1, 1)).detach()
+    x = torch.zeros(x_shape, dtype=code.dtype, requires_grad=True)
+    with torch.enable_grad():
+        out = torch.nn.functional.conv2d(x.repeat(1, layer.expansion, 1, 1), layer.weight.detach(), None,
+                                         layer.stride, layer.padding, layer.dilation, layer.groups)
+        (out * code).sum().backward()
+    return x.grad / layer.expansion
+
+
+def bn_inverse_by_hand(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
+    """``(y − β) / γ · √(var + ε) + mean`` with the running statistics, written out."""
+    view = (1, -1, 1, 1)
+    scale = torch.sqrt(bn.running_var + bn.eps).view(view) / bn.weight.view(view)
+    return (y - bn.bias.view(view)) * scale + bn.running_mean.view(view)

@@ -20,6 +20,8 @@ from sdnet_cli.robust.evaluate import evaluate_images as evaluate, lambda_overri
 from sdnet_cli.robust.lambda_fit import LambdaFit, fit_line
 from sdnet_cli.robust.report import summarize
 
+from csc_helpers import adjoint_decode
+
 runner = CliRunner()
 
 
@@ -57,7 +59,7 @@ def test_evaluate_matches_direct_and_restores_lambda(loaded, digits_model_dir) -
     layer = csc_layers(model)[0]
     xt = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0 - config.mean[0]) / config.std[0]
     with torch.no_grad():
-        direct = (xt - layer.decode(layer(xt))).pow(2).flatten(1).sum(1).numpy()
+        direct = (xt - adjoint_decode(layer, layer(xt), xt.shape)).pow(2).flatten(1).sum(1).numpy()
     res = evaluate(model, x, y, config.mean, config.std, None)
     np.testing.assert_allclose(res.recon, direct, rtol=1e-4)
     # larger λ → sparser code → larger reconstruction error

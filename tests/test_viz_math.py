@@ -19,7 +19,7 @@ from sdnet_cli.viz.dictionary import atom_images
 from sdnet_cli.viz.inversion import forward_ops, point_depth
 from sdnet_cli.viz.lambdas import layer_settings
 
-from csc_helpers import quick_step_sizes
+from csc_helpers import adjoint_decode, bn_inverse_by_hand, quick_step_sizes
 
 DIGITS_MEAN, DIGITS_STD = 0.3054, 0.3185
 
@@ -109,7 +109,7 @@ def test_invert_stem_cifar_is_first_layer_decoding() -> None:
     x = digits_batch(3)
     rec = csc_io(m, x, upto=1)[0]
     out = invert_features(m, x, ["layer0"])["layer0"]
-    torch.testing.assert_close(out, rec.layer.decode(rec.code), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out, adjoint_decode(rec.layer, rec.code, x.shape), atol=1e-4, rtol=1e-4)
 
 
 def test_invert_imagenet_stem_goes_through_both_csc_layers() -> None:
@@ -117,7 +117,8 @@ def test_invert_imagenet_stem_goes_through_both_csc_layers() -> None:
     x = torch.randn(2, 3, 32, 32)
     first, second = csc_io(m, x, upto=2)
     with torch.no_grad():
-        want = first.layer.decode(inverse_batchnorm(m.layer0[1], second.layer.decode(second.code)))
+        mid = adjoint_decode(second.layer, second.code, first.code.shape)
+        want = adjoint_decode(first.layer, bn_inverse_by_hand(m.layer0[1], mid), x.shape)
     got = invert_features(m, x, ["layer0"])["layer0"]
     assert got.shape == x.shape
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
@@ -127,10 +128,12 @@ def test_invert_block_point_by_hand() -> None:
     m = no_shortcut("cifar")
     x = digits_batch(2)
     with torch.no_grad():
-        h = m.layer1[0](m.layer0(x))
+        h0 = m.layer0(x)
+        h = m.layer1[0](h0)
         b = m.layer1[0]
-        y = b.conv1.decode(inverse_batchnorm(b.bn1, b.conv2.decode(inverse_batchnorm(b.bn2, h))))
-        want = m.layer0[0].decode(inverse_batchnorm(m.layer0[1], y))
+        y = adjoint_decode(b.conv2, bn_inverse_by_hand(b.bn2, h), h0.shape)
+        y = adjoint_decode(b.conv1, bn_inverse_by_hand(b.bn1, y), h0.shape)
+        want = adjoint_decode(m.layer0[0], bn_inverse_by_hand(m.layer0[1], y), x.shape)
     got = invert_features(m, x, ["layer1.0", "layer0"])
     assert list(got) == ["layer1.0", "layer0"]
     torch.testing.assert_close(got["layer1.0"], want, atol=1e-4, rtol=1e-4)
