@@ -269,3 +269,49 @@ def test_offline_cold_cache_says_what_to_do(drive, env, monkeypatch, capsys) -> 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = run_cli(capsys, "pull-weights", NAME)
     assert code == 2 and "HF_HUB_OFFLINE" in err and drive.requests == []
+
+
+def test_sdnet_eval_of_the_pulled_model_matches_the_official_forward(drive, official, env, tmp_path, capsys) -> None:
+    """``sdnet eval`` on a 2-image ImageFolder: its loss equals cross-entropy of the official forward's logits."""
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from sdnet_cli.data.datasets import load_raw_images
+
+    path = pull(PullOptions(NAME)).path
+    rng = np.random.default_rng(0)
+    for i in range(1000):  # the class list comes from train/; val/ holds one image of two classes
+        (tmp_path / "inet" / "train" / f"n{i:05d}").mkdir(parents=True)
+    for c in ("n00007", "n00993"):
+        (tmp_path / "inet" / "val" / c).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)).save(tmp_path / "inet" / "val" / c / "a.png")
+    code, out, err = run_cli(capsys, "eval", path, "--data-root", tmp_path / "inet", "--image-size", "64",
+                             "--batch-size", "2", "--device", "cpu", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    images, labels = load_raw_images("imagenet", "test", tmp_path / "inet", 64)  # the same resize + centre crop
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = off_forward(official[1], x, LAYOUTS["sdnet18-imagenet-sc-1000"])
+    assert res["loss"] == pytest.approx(F.cross_entropy(logits, torch.from_numpy(labels)).item(), abs=1e-4)
+    assert res["top1"] == pytest.approx(100 * (logits.argmax(1).numpy() == labels).mean())
+    assert list(labels) == [7, 993]
+
+
+def test_a_pinned_hub_revision_takes_precedence(drive, env, tmp_path, monkeypatch) -> None:
+    from hub_server import FakeHub, make_model_dir
+
+    model_dir, _, _ = make_model_dir(tmp_path / "exported")
+    hub = FakeHub().start()
+    try:
+        commit = hub.add_folder(ENTRY.repo_id, model_dir)
+        sha = _sha((model_dir / "model.safetensors").read_bytes())
+        monkeypatch.setitem(zoo.ZOO, NAME, zoo.ZooEntry(**{**ENTRY.__dict__, "revision": commit, "sha256": sha}))
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        res = pull(PullOptions(NAME))
+    finally:
+        hub.stop()
+    assert (res.source, res.revision, res.sha256) == ("hub", commit, sha)
+    assert drive.requests == [] and hub.count("GET", "/lfs/") == 1
