@@ -7,7 +7,11 @@ Two HTTP servers, as on the real service (``SDNET_DRIVE_ENDPOINT`` / ``SDNET_DRI
   whose text is the file name (``embedded=False`` answers 404, as for the older clients' path);
 - ``GET /drive/folders/F``: the folder page, ``window['_DRIVE_ivd'] = '<\\x-escaped JSON>'`` holding
   ``[[[id, F, name, mime, …], …], …]``;
-- ``GET /uc?export=download&id=X``: ``303`` to ``{usercontent}/download?id=X&export=download``.
+- ``GET /uc?export=download&id=X``: ``303`` to ``{usercontent}/download?id=X&export=download``; with
+  ``confirm_style = "link"`` or ``"cookie"`` (the older service) it answers itself: the file below
+  ``confirm_above`` bytes, else a warning page holding a link ``/uc?export=download&confirm=T&id=X``
+  (``"link"``, gdown's case) or setting the cookie ``download_warning_<n>=T`` that must come back with
+  ``confirm=T`` (``"cookie"``, RobustBench's case).
 
 *usercontent* (drive.usercontent.google.com): ``GET /download?id=X&export=download`` serves the file
 (``Content-Disposition: attachment``, ``Range`` → ``206``) when it is below ``confirm_above`` bytes, else
@@ -49,6 +53,7 @@ class FakeDrive:
         self.files: dict[str, bytes] = {}
         self.confirm_above = confirm_above
         self.embedded = True
+        self.confirm_style = "form"
         self.fault: str | None = None
         self.requests: list[tuple[str, str, str | None]] = []
         self._uuids: set[str] = set()
@@ -153,10 +158,28 @@ class FakeDrive:
                     return self._send(200, drive.embedded_page(q["id"]))
                 if parts.path.startswith("/drive/folders/") and parts.path.split("/")[-1] in drive.folders:
                     return self._send(200, drive.folder_page(parts.path.split("/")[-1]))
+                if parts.path == "/uc" and q.get("id") and drive.confirm_style != "form":
+                    return self._old_uc(q)
                 if parts.path == "/uc" and q.get("id"):
                     where = f"{drive.usercontent}/download?id={q['id']}&export=download"
                     return self._send(303, b"", headers={"Location": where})
                 return self._send(404, ERROR_PAGE)
+
+            def _old_uc(self, q: dict[str, str]) -> None:
+                data = drive.files.get(q["id"])
+                if data is None:
+                    return self._send(404, ERROR_PAGE)
+                confirmed = q.get("confirm") == "T0k3n" and (
+                    drive.confirm_style == "link" or "download_warning_18=T0k3n" in (self.headers.get("Cookie") or ""))
+                if len(data) <= drive.confirm_above or confirmed:
+                    return self._serve(data)
+                page = ("<html><head><title>Google Drive - Virus scan warning</title></head><body>"
+                        f"<a id=\"uc-download-link\" href=\"/uc?export=download&amp;confirm=T0k3n&amp;id={q['id']}\">"
+                        "Download anyway</a></body></html>" if drive.confirm_style == "link" else
+                        "<html><head><title>Google Drive - Virus scan warning</title></head><body>Google Drive "
+                        "can't scan this file for viruses.</body></html>")
+                cookie = {"Set-Cookie": "download_warning_18=T0k3n; Path=/"} if drive.confirm_style == "cookie" else {}
+                return self._send(200, page.encode(), headers=cookie)
 
             def _usercontent(self, path: str, q: dict[str, str]) -> None:
                 data = drive.files.get(q.get("id", ""))
@@ -164,6 +187,9 @@ class FakeDrive:
                     return self._send(404, ERROR_PAGE)
                 if len(data) > drive.confirm_above and not (q.get("confirm") == "t" and q.get("uuid") in drive._uuids):
                     return self._send(200, drive.confirm_page(q["id"]))
+                self._serve(data)
+
+            def _serve(self, data: bytes) -> None:
                 fault = drive.fault
                 if fault == "rate-limit":
                     return self._send(200, RATE_LIMIT_PAGE)

@@ -315,3 +315,15 @@ def test_a_pinned_hub_revision_takes_precedence(drive, env, tmp_path, monkeypatc
         hub.stop()
     assert (res.source, res.revision, res.sha256) == ("hub", commit, sha)
     assert drive.requests == [] and hub.count("GET", "/lfs/") == 1
+
+
+@pytest.mark.parametrize("style", ["link", "cookie"])
+def test_older_confirmation_pages(drive, official, env, style) -> None:
+    """The warning page of the older service: a confirm link (gdown) or a download_warning cookie (RobustBench)."""
+    drive.confirm_style = style
+    try:
+        res = pull(PullOptions(NAME))
+    finally:
+        drive.confirm_style = "form"
+    assert res.original_sha256 == _sha(official[0])
+    assert drive.count("confirm=T0k3n") == 1 and drive.count("/download") == 0

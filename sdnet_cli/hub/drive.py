@@ -7,7 +7,9 @@
 - **File**: ``GET {drive}/uc?export=download&id=ID`` answers the file (``Content-Disposition: attachment``)
   or, for a file too large to scan for viruses, an HTML page with ``<form id="download-form">`` whose hidden
   inputs (``id``, ``export``, ``confirm``, ``uuid``, …) are sent to ``{usercontent}/download`` to get the
-  file. Other HTML answers are refusals: "Too many users have viewed or downloaded this file recently"
+  file. The older forms of that page are understood too: a link ``/uc?export=download&confirm=…&id=…``
+  (gdown), or a ``download_warning…`` cookie whose value is the ``confirm`` token (RobustBench's
+  ``download_gdrive``). Other HTML answers are refusals: "Too many users have viewed or downloaded this file recently"
   (rate limit), a sign-in page (not shared publicly), an error page.
 
 ``{drive}`` and ``{usercontent}`` come from ``SDNET_DRIVE_ENDPOINT`` (default ``https://drive.google.com``)
@@ -25,11 +27,11 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..errors import NetworkError
 from ..netio import Transfer, origin
-from .drive_http import FileDone, Page, get
+from .drive_http import FileDone, Page, Session, get
 
 DRIVE_ENDPOINT = "https://drive.google.com"
 USERCONTENT_ENDPOINT = "https://drive.usercontent.google.com"
@@ -152,14 +154,15 @@ def list_folder(folder_id: str, scratch: Path, transfer: Transfer) -> list[Drive
     """The files of a public Drive folder (embedded view, else the folder page's ``_DRIVE_ivd``)."""
     drive, _ = endpoints()
     what = f"the listing of folder {folder_id}"
-    embedded = get(f"{drive}/embeddedfolderview?{urlencode({'id': folder_id})}", scratch, transfer)
+    session = Session()
+    embedded = get(session, f"{drive}/embeddedfolderview?{urlencode({'id': folder_id})}", scratch, transfer)
     scratch.unlink(missing_ok=True)
     listed = None
     if isinstance(embedded, Page) and embedded.status == 200 and parse_page(embedded.text).title:
         listed = parse_embedded_listing(embedded.text)
         if listed:
             return listed
-    answer = get(f"{drive}/drive/folders/{quote(folder_id)}", scratch, transfer)
+    answer = get(session, f"{drive}/drive/folders/{quote(folder_id)}", scratch, transfer)
     scratch.unlink(missing_ok=True)
     if not isinstance(answer, Page):
         raise NetworkError(f"{origin(drive)} sent a file for {what}, not a folder page (check SDNET_DRIVE_ENDPOINT)")
@@ -169,13 +172,25 @@ def list_folder(folder_id: str, scratch: Path, transfer: Transfer) -> list[Drive
     return files or listed or []
 
 
-def confirm_url(page: Page) -> str | None:
-    """The download URL a virus-scan confirmation page asks for (``{usercontent}/download?…``), else ``None``."""
-    form = parse_page(page.text).form
-    if not form or "id" not in form:
-        return None
-    _, usercontent = endpoints()
-    return f"{usercontent}/download?{urlencode(form)}"
+def confirm_url(page: Page, file_id: str) -> str | None:
+    """The download URL a virus-scan confirmation page asks for, else ``None``.
+
+    The form ``download-form`` → ``{usercontent}/download?<its hidden inputs>``; a link
+    ``…/uc?export=download&confirm=…`` → that path and query on ``{drive}``; a ``download_warning`` cookie →
+    ``{drive}/uc?export=download&confirm=<its value>&id=ID``. Hosts named in the page are never contacted.
+    """
+    drive, usercontent = endpoints()
+    parsed = parse_page(page.text)
+    if parsed.form and "id" in parsed.form:
+        return f"{usercontent}/download?{urlencode(parsed.form)}"
+    for href, _text in parsed.links:
+        link = urlsplit(href)
+        if link.path.endswith("/uc") and "export=download" in link.query and "confirm=" in link.query:
+            return f"{drive}/uc?{link.query}"
+    for name, value in page.cookies:
+        if name.startswith("download_warning") and value:
+            return f"{drive}/uc?{urlencode({'export': 'download', 'confirm': value, 'id': file_id})}"
+    return None
 
 
 def download_file(file_id: str, part: Path, transfer: Transfer) -> str:
@@ -187,11 +202,12 @@ def download_file(file_id: str, part: Path, transfer: Transfer) -> str:
     drive, _ = endpoints()
     url = f"{drive}/uc?{urlencode({'export': 'download', 'id': file_id})}"
     what = f"Drive file {file_id} ({transfer.what})"
+    session = Session()
     for _hop in range(2):
-        answer = get(url, part, transfer)
+        answer = get(session, url, part, transfer)
         if isinstance(answer, FileDone):
             return answer.url
-        next_url = confirm_url(answer)
+        next_url = confirm_url(answer, file_id)
         if next_url is None:
             raise _refusal(answer, what)
         url = next_url

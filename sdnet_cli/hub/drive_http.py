@@ -6,12 +6,14 @@ notice, an error), so every GET here looks at the answer's ``Content-Type`` befo
 resuming what it holds with ``Range``. Each attempt runs under :class:`~sdnet_cli.netio.Transfer` (its
 connect/read timeout, its count of failed attempts: HTTP 5xx/408/429, a body cut short, a stall, a refused
 connection), which raises the one-line :class:`~sdnet_cli.errors.NetworkError` once its bounds are spent.
-Redirects are followed (at most urllib's 10).
+Redirects are followed (at most urllib's 10); cookies the server sets are sent back within one
+:class:`Session` (Drive's older confirmation flow keys on a ``download_warning`` cookie).
 """
 
 from __future__ import annotations
 
 import http.client
+import http.cookiejar
 import socket
 import time
 import urllib.error
@@ -33,11 +35,23 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Page:
-    """An HTML answer: the URL it came from (after redirects), its HTTP status and its text."""
+    """An HTML answer: the URL it came from (after redirects), its HTTP status, its text, the cookies it set."""
 
     url: str
     status: int
     text: str
+    cookies: tuple[tuple[str, str], ...] = ()
+
+
+class Session:
+    """One download's HTTP client: urllib with a cookie jar of its own (nothing outlives the pull)."""
+
+    def __init__(self) -> None:
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookies(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.name, c.value or "") for c in self.jar)
 
 
 @dataclass(frozen=True)
@@ -58,12 +72,12 @@ def _fail(transfer: Transfer, url: str, kind: str, text: str) -> _Again:
     return _Again()
 
 
-def _open(url: str, have: int, transfer: Transfer) -> Any:
+def _open(session: Session, url: str, have: int, transfer: Transfer) -> Any:
     """One GET (``Range`` when ``have`` > 0); an HTTP error status is returned as a response, not raised."""
     timeout = transfer.begin("GET", url)
     headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={have}-"} if have else {})}
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return session.opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code in RETRY_STATUS:
             e.close()
@@ -78,7 +92,7 @@ def _open(url: str, have: int, transfer: Transfer) -> Any:
         raise _fail(transfer, url, "connect", f"cannot connect to {origin(url)} ({reason})") from None
 
 
-def _read_page(response: Any, url: str, transfer: Transfer) -> Page:
+def _read_page(response: Any, url: str, transfer: Transfer, session: Session) -> Page:
     """The whole HTML body (at most :data:`PAGE_LIMIT` bytes) as a :class:`Page`."""
     try:
         data = response.read(PAGE_LIMIT + 1)
@@ -91,7 +105,8 @@ def _read_page(response: Any, url: str, transfer: Transfer) -> Page:
                            "it is not Google Drive's protocol (check SDNET_DRIVE_ENDPOINT)")
     transfer.received("GET", url, len(data), len(data))
     status = getattr(response, "status", None) or response.getcode()
-    return Page(url=response.geturl() or url, status=int(status), text=data.decode("utf-8", errors="replace"))
+    return Page(url=response.geturl() or url, status=int(status), text=data.decode("utf-8", errors="replace"),
+                cookies=session.cookies())
 
 
 def _read_file(response: Any, part: Path, have: int, url: str, transfer: Transfer) -> None:
@@ -129,7 +144,7 @@ def _is_html(response: Any) -> bool:
     return "html" in (response.headers.get("Content-Type") or "").lower()
 
 
-def get(url: str, part: Path, transfer: Transfer) -> Page | FileDone:
+def get(session: Session, url: str, part: Path, transfer: Transfer) -> Page | FileDone:
     """GET ``url``: an HTML answer (any status) as a :class:`Page`; a file streamed into ``part`` (resumed).
 
     A non-HTML answer with an error status raises :class:`NetworkError` naming it. Attempts are retried
@@ -139,11 +154,11 @@ def get(url: str, part: Path, transfer: Transfer) -> Page | FileDone:
     while True:
         have = part.stat().st_size if part.is_file() else 0
         try:
-            response = _open(url, have, transfer)
+            response = _open(session, url, have, transfer)
             with response:
                 status = int(getattr(response, "status", None) or response.getcode())
                 if _is_html(response):
-                    return _read_page(response, url, transfer)
+                    return _read_page(response, url, transfer, session)
                 if status == 416 and have:
                     return FileDone(url, response.headers.get("Content-Disposition") or "")
                 if status >= 400:
