@@ -132,7 +132,7 @@ def pull_official(entry: ZooEntry, cache: str | None, bounds: NetBounds, offline
         lock.release()
 
 
-def _pick(entry: ZooEntry, files: list[Any]) -> str:
+def pick_checkpoint(entry: ZooEntry, files: list[Any]) -> str:
     """The Drive id of the folder's ``model_best.pth.tar`` (exactly one)."""
     ids = [f.id for f in files if f.name == DRIVE_FILENAME]
     if len(ids) != 1:
@@ -148,7 +148,7 @@ def _fetch(entry: ZooEntry, root: Path, record: dict[str, Any] | None, bounds: N
     """Download, check, convert and write ``entry``; returns the new record (written last)."""
     partial = root / ".partial"
     transfer = Transfer(bounds, f"{entry.name}/{DRIVE_FILENAME}", progress)
-    file_id = _pick(entry, list_folder(entry.drive_folder or "", partial / f"{entry.name}.listing", transfer))
+    file_id = pick_checkpoint(entry, list_folder(entry.drive_folder or "", partial / f"{entry.name}.listing", transfer))
     part = partial / f"{file_id}.part"
     source_url = download_file(file_id, part, transfer)
     try:

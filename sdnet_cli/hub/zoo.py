@@ -121,11 +121,20 @@ class ZooEntry:
         return f"sdnet export model_best.pth.tar {flags} --dataset {self.dataset} --output {self.name}"
 
 
+# Pins per entry name: ``revision``, ``sha256``, ``size`` of the uploaded repo's model.safetensors, and
+# ``drive_sha256`` of the official file. Written by scripts/publish_official.py from the uploaded repo and the
+# downloaded file (between the two marker lines); never by hand.
+# -- pins: begin --
+PINS: dict[str, dict[str, Any]] = {}
+# -- pins: end --
+
+
 def _entry(arch: str, dataset: str, shortcut: bool, accuracy: float, drive_folder: str | None) -> ZooEntry:
     num_classes, stem = {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"), "imagenet": (1000, "imagenet")}[dataset]
     name = f"{arch}{'' if shortcut else '-noshortcut'}-{dataset}"
     return ZooEntry(name=name, architecture=arch, dataset=dataset, num_classes=num_classes, stem=stem,
-                    shortcut=shortcut, accuracy=accuracy, repo_id=f"{HUB_ORG}/{name}", drive_folder=drive_folder)
+                    shortcut=shortcut, accuracy=accuracy, repo_id=f"{HUB_ORG}/{name}", drive_folder=drive_folder,
+                    **PINS.get(name, {}))
 
 
 # Official accuracies and Drive folders: the official SDNet README's "Pre-trained Models" table (top-1, %;
