@@ -36,7 +36,7 @@ Progress = Callable[[str, int, "int | None"], None]
 _ADVICE = {
     "status": "the server failed; try again later",
     "truncated": "the server or a proxy cut the transfer short; try again later (a partial file is never used)",
-    "stall": "the server stopped sending; try again later, or allow longer with --timeout SECONDS",
+    "stall": "the server stopped sending; try again later, or allow longer with {longer}",
     "connect": "check the network connection and the address (HF_ENDPOINT for the Hub, SDNET_CIFAR_URL or "
                "SDNET_CIFAR_C_URL for a dataset mirror)",
 }
@@ -72,6 +72,8 @@ class Transfer:
     what: str
     progress: Progress | None = None
     clock: Callable[[], float] = time.monotonic
+    longer: str = "--timeout SECONDS"
+    """How the user allows a longer wait (named in the advice after a stall)."""
     attempts: int = 0
     problem: tuple[str, str] | None = None
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -120,7 +122,7 @@ class Transfer:
         kind, text = self.problem or ("stall", f"no data for {self.bounds.timeout:g} s")
         tries = f"{self.attempts} request{'s' if self.attempts != 1 else ''}"
         return NetworkError(f"downloading {self.what} failed: {text} ({tries} in {self.clock() - self._start:.0f} s); "
-                            f"{_ADVICE[kind]}")
+                            f"{_ADVICE[kind].format(longer=self.longer)}")
 
 
 # -- plain HTTP (urllib) -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cifar import LAYOUTS, OFFICIAL_BASE
-from .download import Progress, env_bounds, fetch_archive, mirror_url, unpack_tar
+from .download import ENV_LONGER, Progress, env_bounds, fetch_archive, mirror_url, unpack_tar
 from ..errors import NetworkError, UsageError
 from ..netio import NetBounds
 
@@ -42,7 +42,8 @@ def download_cifar(name: str, root: str | Path, progress: Progress | None = None
         raise UsageError(f"{folder} already exists; move it away (nothing is deleted for you) to download afresh")
     url = cifar_url(name)
     try:
-        archive = fetch_archive(url, root / layout.archive, md5 or layout.md5, progress, bounds or env_bounds())
+        archive = fetch_archive(url, root / layout.archive, md5 or layout.md5, progress, bounds or env_bounds(),
+                                "--timeout SECONDS" if bounds else ENV_LONGER)
     except NetworkError as e:
         raise NetworkError(f"{name} is not in {root}: {e}; or fetch {url} yourself and extract it into "
                            f"{root}") from None

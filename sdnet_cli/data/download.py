@@ -34,6 +34,8 @@ from ..netio import NetBounds, Transfer, fetch_to_file
 
 Progress = Callable[[int, "int | None"], None]  # (bytes done, total bytes or None)
 TIMEOUT_ENV = "SDNET_DOWNLOAD_TIMEOUT"
+ENV_LONGER = f"{TIMEOUT_ENV}=SECONDS"
+"""The advice after a stall of a download bounded by :func:`env_bounds`."""
 
 
 def mirror_url(env: str, official: str, filename: str) -> str:
@@ -59,18 +61,19 @@ def env_bounds() -> NetBounds:
 
 
 def download_file(url: str, dest: str | Path, md5: str | None = None, progress: Progress | None = None,
-                  bounds: NetBounds | None = None) -> Path:
+                  bounds: NetBounds | None = None, longer: str = "--timeout SECONDS") -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming it with HTTP ``Range``, bounded by ``bounds``.
 
     At most ``bounds.timeout`` seconds without a new byte and ``bounds.retries`` more attempts of a failed
     request (resuming each time), then a :class:`~sdnet_cli.errors.NetworkError` naming what the server did;
     the partial file stays for a later call to resume. The file becomes ``dest`` only when complete and its
-    MD5 equals ``md5`` (when given); a wrong checksum deletes the partial file.
+    MD5 equals ``md5`` (when given); a wrong checksum deletes the partial file. ``longer``: how the user
+    allows a longer wait (named after a stall).
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     report = (lambda _what, done, total: progress(done, total)) if progress else None
-    fetch_to_file(url, part, Transfer(bounds or NetBounds(), dest.name, report))
+    fetch_to_file(url, part, Transfer(bounds or NetBounds(), dest.name, report, longer=longer))
     if md5 is not None:
         got = file_digest(part, "md5")
         if got != md5.lower():
@@ -82,7 +85,7 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, progress: 
 
 
 def fetch_archive(url: str, archive: Path, md5: str, progress: Progress | None = None,
-                  bounds: NetBounds | None = None) -> Path:
+                  bounds: NetBounds | None = None, longer: str = "--timeout SECONDS") -> Path:
     """``archive`` with the MD5 ``md5``: the file already there (checked) or downloaded by :func:`download_file`."""
     if archive.is_file():
         got = file_digest(archive, "md5")
@@ -90,7 +93,7 @@ def fetch_archive(url: str, archive: Path, md5: str, progress: Progress | None =
             raise UsageError(f"{archive} has md5 {got}, not the published {md5}: it is damaged or another file; "
                              "remove it and run again to download a fresh copy")
         return archive
-    return download_file(url, archive, md5, progress, bounds)
+    return download_file(url, archive, md5, progress, bounds, longer)
 
 
 def _safe_members(tar: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:
