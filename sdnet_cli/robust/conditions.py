@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from ..data import cifar_c
 from ..data.corruptions import ALL, SDNET_LEVELS, corrupt, frost_available, parse_severities, sdnet_noise
+from ..data.corruptions.cache import cache_folder, generate, load_block
 from ..errors import UsageError
 
 PROTOCOLS = ("cifar-c", "sdnet-noise")
@@ -101,8 +102,12 @@ def iter_conditions(
     seed: int = 0,
     max_images: int | None = None,
     channels: int = 3,
+    generated: Path | None = None,
 ) -> Iterator[Condition]:
-    """Yield the clean condition (when ``clean`` is given), then every (corruption, level) of ``levels``."""
+    """Yield the clean condition (when ``clean`` is given), then every (corruption, level) of ``levels``.
+
+    ``generated``: a folder of :func:`generate_cached` for these clean images; its blocks are read instead
+    of corrupting again (the same images: block ``s`` is ``corrupt(clean, name, s, condition_seed(…))``)."""
     if clean is not None:
         idx = subsample(len(clean[1]), max_images, seed)
         images, labels = clean if idx is None else (clean[0][idx], clean[1][idx])
@@ -127,8 +132,20 @@ def iter_conditions(
             if protocol == "sdnet-noise":
                 images = sdnet_noise(base, name, sev, np.random.default_rng(rng_seed))
                 yield Condition(name, sev, images, labels, SDNET_LEVELS[name][sev - 1])
+            elif generated is not None and idx is None:
+                yield Condition(name, sev, load_block(generated, name, sev), labels)
             else:
                 yield Condition(name, sev, corrupt(base, name, sev, rng_seed), labels)
+
+
+def generate_cached(root: Path, levels: dict[str, tuple[int, ...]], clean: tuple[np.ndarray, np.ndarray], seed: int,
+                    channels: int, on_done: Callable[[str, int], None] | None = None) -> Path:
+    """Generate (in parallel, all 5 severities of each corruption) or reuse the CIFAR-C-layout set of ``clean``
+    in the model's channel space under ``root/generated-c/``; the folder for ``iter_conditions(generated=…)``."""
+    images = in_channels(clean[0], channels)
+    folder = cache_folder(root, images, clean[1], seed)
+    names = [c for c in levels if c not in skipped(list(levels), None)]
+    return generate(folder, images, clean[1], names, lambda c, s: condition_seed(seed, c, s), on_done=on_done)
 
 
 def count_conditions(levels: dict[str, tuple[int, ...]], cifar_c_dir: Path | None, with_clean: bool) -> int:

@@ -23,7 +23,8 @@ import torch.nn as nn
 from ..models.files import ModelConfig
 from .adversarial import AttackSpec, attack_rows, targets
 from .bn import Stats, recalibrated_stats, stats_digest, using_bn_stats
-from .conditions import count_conditions, in_channels, iter_conditions, skipped, subsample
+from ..data.datasets import default_root
+from .conditions import count_conditions, generate_cached, in_channels, iter_conditions, skipped, subsample
 from .evaluate import EvalResult, evaluate_tensor, first_csc, sweep_lambdas, to_input, to_pixels
 from .lambda_fit import LambdaFit, auto_lambda, calibrate
 from .options import RobustOptions
@@ -130,15 +131,34 @@ def _condition_rows(model: nn.Module, x: torch.Tensor, labels: np.ndarray, opts:
     return rows
 
 
+def _generated(opts: RobustOptions, data: ModelData, levels: dict[str, tuple[int, ...]], channels: int,
+               dataset: str | None, progress: Progress, label: str) -> Path | None:
+    """The CIFAR-C protocol on the whole clean test set: its generated set, made in parallel or reused from
+    ``<data root>/generated-c/`` (None: files given, another protocol, a subsample, or no writable cache)."""
+    if data.cifar_c_dir is not None or data.clean is None or opts.protocol != "cifar-c":
+        return None
+    if subsample(len(data.clean[1]), opts.max_images, opts.seed) is not None:
+        return None
+    root = opts.data_root if opts.data_root is not None else default_root(dataset or "")
+    progress.start(f"{label}: generating corrupted test sets (or reusing them)", 5 * len(levels))
+    try:
+        return generate_cached(Path(root), levels, data.clean, opts.seed, channels, lambda *_: progress.advance())
+    except OSError as e:
+        data.notes.append(f"generated corruptions not cached ({e}); made in memory for this run")
+        return None
+
+
 def _corruption_rows(model: nn.Module, opts: RobustOptions, data: ModelData, mean: list[float], std: list[float],
                      lambdas: list[float], lm_train: float | None, fit: LambdaFit | None,
-                     bn: dict[str, Stats] | None, progress: Progress, label: str) -> list[dict[str, Any]]:
+                     bn: dict[str, Stats] | None, progress: Progress, label: str,
+                     dataset: str | None = None) -> list[dict[str, Any]]:
     levels = opts.levels()
+    generated = _generated(opts, data, levels, len(mean), dataset, progress, label)
     n_cond = count_conditions(levels, data.cifar_c_dir, data.clean is not None)
     progress.start(f"{label}: {n_cond} conditions", n_cond)
     rows: list[dict[str, Any]] = []
     for cond in iter_conditions(levels, opts.protocol, data.clean, data.cifar_c_dir, opts.seed, opts.max_images,
-                                len(mean)):
+                                len(mean), generated):
         x = to_input(cond.images, mean, std)
         extra = {"param": cond.param} if cond.param is not None else {}
         variants = [None] + ([bn] if bn is not None else [])
@@ -168,7 +188,8 @@ def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label:
         notes.append(f"warning: per-sample λ {fit.fallback}")
     bn = _bn_stats(model, opts, data, mean, std, sorted(set(lambdas) | {lm_train}, key=lambda v: (v is None, v or 0)),
                    fit) if opts.recalibrate_bn else None
-    rows = _corruption_rows(model, opts, data, mean, std, lambdas, lm_train, fit, bn, progress, label)
+    rows = _corruption_rows(model, opts, data, mean, std, lambdas, lm_train, fit, bn, progress, label,
+                            opts.dataset or config.dataset)
     checks: list[dict[str, Any]] = []
     if opts.attack and data.clean is not None:
         attack, checks = _attack(model, opts, data, mean, std, lambdas, lm_train, fit, progress, label)

@@ -6,6 +6,7 @@ so every corruption is size-generic (digits 16×16, CIFAR 32×32, …).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -29,27 +30,15 @@ def gaussian_blur_hw(x: np.ndarray, sigma: float, batched: bool = False) -> np.n
     return ndimage.gaussian_filter(x, sig, mode="nearest", truncate=4.0)
 
 
-def gaussian_kernel_3x3(sigma: float) -> np.ndarray:
-    """Normalised 3×3 Gaussian kernel (what ``GaussianBlur(ksize=(3, 3), sigma)`` uses)."""
-    g = np.exp(-(np.arange(-1, 2) ** 2) / (2.0 * sigma * sigma))
-    g /= g.sum()
-    return np.outer(g, g)
-
-
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
-    """Anti-aliased disk: indicator of ``x² + y² ≤ r²`` on a 17×17 grid, normalised, then a 3×3 Gaussian blur."""
+    """Anti-aliased disk as the reference makes it: indicator of ``x² + y² ≤ r²`` on a 17×17 grid (float32),
+    normalised, then ``cv2.GaussianBlur`` with a 3×3 kernel of σ ``alias_blur`` (border reflect-101)."""
     half = 8 if radius <= 8 else int(np.ceil(radius))
     coords = np.arange(-half, half + 1)
     xx, yy = np.meshgrid(coords, coords)
     disk = ((xx ** 2 + yy ** 2) <= radius ** 2).astype(np.float32)
     disk /= disk.sum()
-    return ndimage.convolve(disk, gaussian_kernel_3x3(alias_blur), mode="mirror")
-
-
-def filter_channels(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """2-D correlation of each channel of ``(…, H, W, C)`` with ``kernel`` (border: reflect-101)."""
-    k = kernel.reshape((1,) * (x.ndim - 3) + kernel.shape + (1,))
-    return ndimage.correlate(x, k, mode="mirror")
+    return cv2.GaussianBlur(disk, ksize=(3, 3), sigmaX=alias_blur)
 
 
 def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:

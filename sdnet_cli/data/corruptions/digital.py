@@ -17,7 +17,7 @@ from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
 from scipy import ndimage
 
-from ._util import per_image, to_float, to_uint8
+from ._util import per_image, to_uint8
 
 BRIGHTNESS = (0.05, 0.1, 0.15, 0.2, 0.3)
 CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
@@ -29,7 +29,7 @@ ELASTIC = ((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 
 
 def brightness(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Raise the HSV value by b = .05 … .3."""
-    hsv = rgb_to_hsv(to_float(images))
+    hsv = rgb_to_hsv(images / 255.0)  # float64, as the reference
     hsv[..., 2] = np.clip(hsv[..., 2] + BRIGHTNESS[severity - 1], 0, 1)
     return to_uint8(hsv_to_rgb(hsv))
 
@@ -37,14 +37,14 @@ def brightness(images: np.ndarray, severity: int, rng: np.random.Generator) -> n
 def saturate(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Scale and shift the HSV saturation."""
     a, b = SATURATE[severity - 1]
-    hsv = rgb_to_hsv(to_float(images))
+    hsv = rgb_to_hsv(images / 255.0)  # float64, as the reference
     hsv[..., 1] = np.clip(hsv[..., 1] * a + b, 0, 1)
     return to_uint8(hsv_to_rgb(hsv))
 
 
 def contrast(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Shrink towards the per-image, per-channel mean by c = .75 … .15."""
-    x = to_float(images)
+    x = images / 255.0
     mean = x.mean(axis=(1, 2), keepdims=True)
     return to_uint8((x - mean) * CONTRAST[severity - 1] + mean)
 

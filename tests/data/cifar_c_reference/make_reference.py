@@ -2,10 +2,12 @@
 
 Usage (outside the package; the reference code is read from a fetched copy and never committed)::
 
-    python tests/data/cifar_c_reference/make_reference.py /path/to/make_cifar_c.py /path/to/frost_dir OUT.npz
+    python tests/data/cifar_c_reference/make_reference.py MAKE_CIFAR_C FROST_DIR ROBUST_INFERENCE OUT.npz
 
 ``make_cifar_c.py`` is ``ImageNet-C/create_c/make_cifar_c.py`` of hendrycks/robustness and ``frost_dir`` the
-folder with its ``frost1.png`` … ``frost6.jpg`` (same folder in that repository). Needs Wand + ImageMagick,
+folder with its ``frost1.png`` … ``frost6.jpg`` (same folder in that repository); ``ROBUST_INFERENCE`` is
+``robust_inference.py`` of the official SDNet code (Delay-Xili/SDNet), whose noise functions and
+``build_noise_transforms`` are taken out of it with ``ast`` and run alone. Needs Wand + ImageMagick,
 scikit-image, OpenCV, SciPy. Only the distortion functions of the script are executed (its CIFAR loop is
 cut off); shims make it run on current libraries without changing what it computes: ``multichannel=True``
 → ``channel_axis=-1``, ``np.float_`` → ``float64``, ``np.fromstring`` → ``np.frombuffer``,
@@ -16,6 +18,9 @@ Written arrays:
 - ``replay/<name>`` uint8 (5, N, 32, 32, 3): the reference's output with its ``np.random`` draws replaced by
   :class:`tests.cifar_c_replay.Replay` seeded with ``replay_seed(ALL.index(name), severity, image)``
   (impulse noise: skimage's own ``rng`` set to that stream's generator); stored as ``(out − image) mod 256``;
+- ``sdnet_levels/<name>`` float64: the levels of the official ``build_noise_transforms`` (sdnet-noise protocol);
+- ``sdnet/<name>`` uint8 (L, 2, 32, 32, 3): the official noise function at each level on the first 2 images,
+  draws from ``Replay([28, noise index, level, image])``, stored as ``(out − image) mod 256``;
 - ``stats/<name>`` float64 (5, K, S): the statistics of :func:`tests.cifar_c_replay.change_statistics` of the
   reference with its own random numbers, ``np.random.seed(k)`` for k = 0 … K−1 (impulse: skimage ``rng=k``).
 """
@@ -37,7 +42,7 @@ from tests.cifar_c_replay import Replay, change_statistics, replay_seed  # noqa:
 
 RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur", "snow",
           "frost", "fog", "spatter", "elastic_transform")
-SEEDS = 8
+SEEDS = 24
 
 
 class _NumpyShim(types.ModuleType):
@@ -100,10 +105,48 @@ def run(ns: dict, name: str, image: np.ndarray, severity: int, draws, sk_rng: np
     return out
 
 
-def main(ref_path: str, frost_dir: str, out_path: str, n: int = 10) -> None:
+SDNET_NOISES = {"gaussian_noise": "gaussian", "shot_noise": "shot", "speckle_noise": "speckle", "impulse_noise": "impulse"}
+
+
+def load_official_noise(path: str) -> dict:
+    """The official noise functions and ``build_noise_transforms`` of ``robust_inference.py`` (nothing else)."""
+    import ast
+    tree = ast.parse(Path(path).read_text())
+    keep = {"gaussian_noise", "shot_noise", "speckle_noise", "impulse_noise", "build_noise_transforms"}
+    body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in keep]
+    assert {f.name for f in body} == keep, "robust_inference.py no longer has the expected functions"
+    ns: dict = {"np": _NumpyShim()}
+    exec(compile(ast.Module(body=body, type_ignores=[]), path, "exec"), ns)  # noqa: S102
+    return ns
+
+
+def sdnet_arrays(path: str, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Levels and replayed outputs of the official SDNet noise protocol (see the module doc)."""
+    import skimage as sk
+    ns = load_official_noise(path)
+    out: dict[str, np.ndarray] = {}
+    for ni, (name, kind) in enumerate(SDNET_NOISES.items()):
+        levels, fn = ns["build_noise_transforms"](kind)
+        out[f"sdnet_levels/{name}"] = np.asarray(levels, dtype=np.float64)
+        rep = np.empty((len(levels), 2) + images.shape[1:], np.uint8)
+        for li, c in enumerate(levels):
+            for i in range(2):
+                draws = Replay([28, ni, li + 1, i])
+                ns["np"].random = draws
+                ns["sk"] = types.SimpleNamespace(util=types.SimpleNamespace(
+                    random_noise=lambda x, **kw: sk.util.random_noise(x, rng=draws.base, **kw)))
+                y = fn(np.array(images[i]), c).astype(np.uint8)
+                rep[li, i] = (y.astype(np.int16) - images[i]) % 256
+        out[f"sdnet/{name}"] = rep
+    return out
+
+
+def main(ref_path: str, frost_dir: str, sdnet_path: str, out_path: str, n: int = 10) -> None:
     ns = load_reference(ref_path)
     images = photo_crops(n)
     arrays: dict[str, np.ndarray] = {"images": images}
+    arrays.update(sdnet_arrays(sdnet_path, images))
+    out_path = str(Path(out_path).resolve())
     os.chdir(frost_dir)  # the reference reads './frost1.png' …
     for ci, name in enumerate(ALL):
         rep = np.empty((5,) + images.shape, np.uint8)
@@ -129,4 +172,4 @@ def main(ref_path: str, frost_dir: str, out_path: str, n: int = 10) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
