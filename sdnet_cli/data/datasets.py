@@ -1,4 +1,5 @@
-"""Datasets by name: ``digits`` (bundled), ``cifar10``, ``cifar100`` (torchvision), ``imagenet`` (ImageFolder).
+"""Datasets by name: ``digits`` (bundled), ``cifar10``, ``cifar100`` (torchvision's on-disk layout, read by
+:mod:`~sdnet_cli.data.cifar` with a restricted unpickler), ``imagenet`` (ImageFolder).
 
 - :func:`dataset_info` — classes, image size, normalisation and stem of a dataset.
 - :func:`build_dataset` — a torch ``Dataset`` of ``(normalised float (C, H, W), int label)``.
