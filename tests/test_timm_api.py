@@ -212,6 +212,8 @@ def test_local_dir_reads_the_stem_from_config(tmp_path: Path, stem: str, size: i
         assert [o.shape[1] for o in net(x)] == [W, W, 2 * W, 4 * W, 8 * W]
     fresh = timm.create_model(f"local-dir:{tmp_path / 'export'}")  # the architecture without the weights
     assert fresh.layer0[0].kernel_size in (kernel, (kernel, kernel))
+    tuned = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True, num_classes=3)  # a new head
+    assert tuned.linear.out_features == 3 and torch.equal(tuned.layer0[0].weight, model.layer0[0].weight)
 
 
 def test_converted_timm_model_keeps_its_api() -> None:
