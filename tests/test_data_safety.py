@@ -250,3 +250,12 @@ def test_good_cifar_c_folder_passes_the_checks(tmp_path):
     assert y.tolist() == list(range(10)) and y.dtype == np.int64
     with pytest.raises(UsageError, match="16x16"):  # the model's size, when it is not the dataset's, is passed in
         validate_cifar_c_dir(folder, ["gaussian_noise"], "cifar10", image_size=16)
+
+
+def test_oversized_pickle_is_refused_unread(tmp_path):
+    from sdnet_cli.data.safe_pickle import load_pickle
+
+    (tmp_path / "big").write_bytes(pickle.dumps(list(range(1000))))
+    assert load_pickle(tmp_path / "big") == list(range(1000))
+    with pytest.raises(UsageError, match="more than any dataset file"):
+        load_pickle(tmp_path / "big", max_bytes=100)

@@ -200,3 +200,12 @@ def test_network_failure_is_not_a_usage_error(silent, tmp_path):
     with pytest.raises(NetworkError) as e:
         load_raw_images("cifar10", "test", tmp_path / "data")
     assert not isinstance(e.value, ValueError)
+
+
+def test_archive_that_breaks_midway_leaves_no_folder(served, tmp_path):
+    """Unpacking is staged: an archive cut in the middle of its members gives no folder and no temporary."""
+    payload, _ = _archive(tmp_path)
+    served("cifar10", payload[: len(payload) // 2])  # its own MD5 is taken as published: only unpacking can fail
+    with pytest.raises(UsageError, match="could not be unpacked"):
+        download_cifar("cifar10", tmp_path / "data")
+    assert _entries(tmp_path / "data") == ["cifar-10-python.tar.gz"]  # no folder, no hidden staging folder left

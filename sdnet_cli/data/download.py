@@ -119,7 +119,7 @@ def unpack_tar(archive: str | Path, root: str | Path, required: tuple[str, ...] 
     """
     archive, root = Path(archive), Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    staged = staging_dir(root / archive.name)
+    staged = staging_dir(root / f"{archive.name}.unpacked")  # a hidden sibling in root's real folder
     try:
         try:
             with tarfile.open(archive) as tar:
@@ -140,7 +140,13 @@ def unpack_tar(archive: str | Path, root: str | Path, required: tuple[str, ...] 
                              "again to download a fresh copy")
         made = []
         for name in names:
-            os.rename(staged / name, root / name)
+            try:
+                os.rename(staged / name, root / name)
+            except OSError as e:
+                if not os.path.lexists(root / name):
+                    raise
+                raise UsageError(f"{root / name} appeared while {archive.name} was unpacked (another process?); "
+                                 "nothing was replaced, run again") from None
             made.append(root / name)
         return made
     finally:

@@ -92,10 +92,18 @@ def loads_pickle(data: bytes, source: str) -> Any:
                          "it is damaged, replace it with a fresh copy") from None
 
 
-def load_pickle(path: str | Path) -> Any:
-    """Read the pickle file ``path`` with :func:`loads_pickle` (no code in it runs)."""
+MAX_BYTES = 1 << 30
+"""Largest file read (the biggest official batch, CIFAR-100 ``train``, is 155 MB)."""
+
+
+def load_pickle(path: str | Path, max_bytes: int = MAX_BYTES) -> Any:
+    """Read the pickle file ``path`` (at most ``max_bytes``) with :func:`loads_pickle` (no code in it runs)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UsageError(f"{path} is {size} bytes, more than any dataset file read this way ({max_bytes}); "
+                             "it is not the official file, replace it with a fresh copy")
         data = path.read_bytes()
     except OSError as e:
         raise UsageError(f"{path} could not be read ({e.strerror or e})") from None
