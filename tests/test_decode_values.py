@@ -42,3 +42,4 @@ def test_reconstruction_error_with_expansion_by_hand() -> None:
     torch.testing.assert_close(layer.reconstruction_error(x, y), want, rtol=1e-10, atol=1e-12)
     # and decode is the mean of the two copies' reconstructions
     torch.testing.assert_close(layer.decode(y), stacked.grad.unflatten(1, (2, 3)).mean(1), rtol=1e-10, atol=1e-12)
+

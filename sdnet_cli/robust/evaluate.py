@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.channels import in_model_channels
 from ..layers import csc_layers, set_lmbd
 from ..layers.csc import CSCConv2d
 
@@ -45,10 +46,8 @@ class EvalResult:
 def to_pixels(images: np.ndarray, channels: int = 3) -> Tensor:
     """uint8 ``(N, H, W, C)`` → float ``(N, channels, H, W)`` in ``[0, 1]``; ``channels=1`` keeps the first
     channel of RGB images (what training feeds a grey model)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    if channels == 1 and x.shape[1] != 1:
-        x = x[:, :1]
-    return x.contiguous()
+    x = torch.from_numpy(np.ascontiguousarray(in_model_channels(images, channels)))
+    return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
 def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:

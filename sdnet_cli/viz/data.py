@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.channels import in_model_channels
 from ..models.files import ModelConfig
 from ..errors import UsageError
 
@@ -75,9 +76,8 @@ def load_batch(config: ModelConfig, dataset: str | None = None, num_images: int 
     if same_data:
         mean, std = config.mean or mean, config.std or std
     idx = balanced_indices(labels, num_images)
-    x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 255.0
-    if int(config.model_args.get("in_chans", 3)) == 1:  # a model trained on grey images
-        x = x.mean(1, keepdim=True)
+    picked = in_model_channels(np.ascontiguousarray(images[idx]), int(config.model_args.get("in_chans", 3)))
+    x = torch.from_numpy(np.ascontiguousarray(picked)).permute(0, 3, 1, 2).float() / 255.0
     if mean is not None and std is not None:
         m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
