@@ -92,7 +92,8 @@ class ResNet(nn.Module):
     Stage ``i`` has ``width·2^i`` channels (``width`` 64: the paper's models and the official checkpoints; a
     smaller width gives the same architecture at ~``(width/64)²`` of the FLOPs, e.g. for quick experiments).
     ``num_classes=0``: no classifier (``forward`` gives the pooled features); ``global_pool``: ``avg`` (the
-    paper's), ``max``, ``avgmax``, ``catavgmax`` or ``''`` (none; only without a classifier); ``drop_rate``:
+    paper's), ``max``, ``avgmax``, ``catavgmax`` or ``''`` (none: meant for ``num_classes=0``; timm allows a
+    classifier after it, which then sees the unpooled map); ``drop_rate``:
     dropout before the classifier; ``drop_path_rate``: stochastic depth, rising linearly over the blocks to
     this rate (timm's rule); ``device``/``dtype`` for every parameter and buffer."""
 
@@ -137,9 +138,6 @@ class ResNet(nn.Module):
         self.pretrained_cfg = self.default_cfg = default_pretrained_cfg(stem, in_chans, num_classes=num_classes)
 
     def _set_head(self, num_classes: int, global_pool: str, dd: dict) -> None:
-        if not global_pool and num_classes:
-            raise UsageError("global_pool='' (no pooling) needs num_classes=0 (no classifier): the classifier "
-                             "takes pooled features")
         self.global_pool = GlobalPool(global_pool)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.linear = linear_or_identity(self.head_hidden_size, num_classes, **dd)
