@@ -53,6 +53,7 @@ def fetch_checkpoint(entry: zoo.ZooEntry, workdir: Path, bounds: NetBounds) -> P
     file_id = pick_checkpoint(entry, list_folder(entry.drive_folder, workdir / "listing.part", transfer))
     part = workdir / f"{file_id}.part"
     download_file(file_id, part, transfer)
+    Path(str(part) + ".json").unlink(missing_ok=True)  # the resume record of drive_http
     return part.rename(workdir / zoo.DRIVE_FILENAME)
 
 

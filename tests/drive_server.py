@@ -14,7 +14,7 @@ Two HTTP servers, as on the real service (``SDNET_DRIVE_ENDPOINT`` / ``SDNET_DRI
   ``confirm=T`` (``"cookie"``, RobustBench's case).
 
 *usercontent* (drive.usercontent.google.com): ``GET /download?id=X&export=download`` serves the file
-(``Content-Disposition: attachment``, ``Range`` → ``206``) when it is below ``confirm_above`` bytes, else
+(``Content-Disposition: attachment``, ``ETag``, ``Range`` → ``206`` unless ``If-Range`` names another ETag) when it is below ``confirm_above`` bytes, else
 the virus-scan page ``<form id="download-form" action="https://drive.usercontent.google.com/download">``
 with hidden ``id``, ``export``, ``confirm=t``, ``uuid``; the file once ``confirm=t`` and that ``uuid`` come back.
 
@@ -28,6 +28,7 @@ until healed). ``requests`` records ``(method, path with query, Range header)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -202,12 +203,14 @@ class FakeDrive:
                 self._file(data, fault)
 
             def _file(self, data: bytes, fault: str | None) -> None:
-                rng = self.headers.get("Range")
-                start = int(rng[6:].split("-")[0]) if rng and fault != "truncate" else 0
+                rng, etag = self.headers.get("Range"), f'"{hashlib.md5(data).hexdigest()}"'
+                if_range = self.headers.get("If-Range")
+                start = int(rng[6:].split("-")[0]) if rng and fault != "truncate" and if_range in (None, etag) else 0
                 body = data[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Disposition", 'attachment; filename="model_best.pth.tar"')
+                self.send_header("ETag", etag)
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(body)))

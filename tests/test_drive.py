@@ -327,3 +327,20 @@ def test_older_confirmation_pages(drive, official, env, style) -> None:
         drive.confirm_style = "form"
     assert res.original_sha256 == _sha(official[0])
     assert drive.count("confirm=T0k3n") == 1 and drive.count("/download") == 0
+
+
+def test_a_file_changed_between_cut_and_resume_is_fetched_whole(drive, official, env, capsys) -> None:
+    """The resume sends If-Range with the first answer's ETag: a changed file comes back whole, never mixed."""
+    drive.set_fault("stall")
+    code, _, _ = run_cli(capsys, "pull-weights", NAME, "--timeout", "1")
+    assert code == 1
+    drive.heal()
+    state = {k: v.clone() for k, v in official[1].items()}
+    state["linear.bias"] += 1.0
+    other = _checkpoint(state)
+    drive.add_folder(FOLDER, {"model_best.pth.tar": (FILE_ID, other)})
+    drive.requests.clear()
+    res = pull(PullOptions(NAME))
+    assert res.original_sha256 == _sha(other)  # no record yet: the new file, whole
+    assert [r for _, p, r in drive.requests if "confirm=t" in p][0].startswith("bytes=")
+    assert torch.equal(load_model_dir(res.path)[0].linear.bias, state["linear.bias"])

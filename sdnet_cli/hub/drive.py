@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from ..errors import NetworkError
 from ..netio import Transfer, origin
-from .drive_http import FileDone, Page, Session, get
+from .drive_http import FileDone, Page, Session, discard_part, get
 
 DRIVE_ENDPOINT = "https://drive.google.com"
 USERCONTENT_ENDPOINT = "https://drive.usercontent.google.com"
@@ -156,14 +156,14 @@ def list_folder(folder_id: str, scratch: Path, transfer: Transfer) -> list[Drive
     what = f"the listing of folder {folder_id}"
     session = Session()
     embedded = get(session, f"{drive}/embeddedfolderview?{urlencode({'id': folder_id})}", scratch, transfer)
-    scratch.unlink(missing_ok=True)
+    discard_part(scratch)
     listed = None
     if isinstance(embedded, Page) and embedded.status == 200 and parse_page(embedded.text).title:
         listed = parse_embedded_listing(embedded.text)
         if listed:
             return listed
     answer = get(session, f"{drive}/drive/folders/{quote(folder_id)}", scratch, transfer)
-    scratch.unlink(missing_ok=True)
+    discard_part(scratch)
     if not isinstance(answer, Page):
         raise NetworkError(f"{origin(drive)} sent a file for {what}, not a folder page (check SDNET_DRIVE_ENDPOINT)")
     files = parse_ivd_listing(answer.text) if answer.status == 200 else None

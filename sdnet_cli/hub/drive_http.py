@@ -8,12 +8,19 @@ connect/read timeout, its count of failed attempts: HTTP 5xx/408/429, a body cut
 connection), which raises the one-line :class:`~sdnet_cli.errors.NetworkError` once its bounds are spent.
 Redirects are followed (at most urllib's 10); cookies the server sets are sent back within one
 :class:`Session` (Drive's older confirmation flow keys on a ``download_warning`` cookie).
+
+A resumed file must be the same file: beside ``part`` a small ``<part>.json`` keeps the total size and the
+validator (``ETag``, else ``Last-Modified``) of the answer that started it. A resume sends ``If-Range`` with
+that validator (a changed file comes back whole, ``200``, and replaces the part) and checks the ``206``'s
+``Content-Range`` (start and total); a part without its ``.json`` is started again.
 """
 
 from __future__ import annotations
 
 import http.client
 import http.cookiejar
+import json
+import re
 import socket
 import time
 import urllib.error
@@ -31,6 +38,7 @@ FILE_LIMIT = 4 << 30
 """Largest file accepted (bytes): the official checkpoints are well below."""
 USER_AGENT = "sdnet (https://github.com/Delay-Xili/SDNet checkpoints)"
 _CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,34 @@ def _fail(transfer: Transfer, url: str, kind: str, text: str) -> _Again:
     return _Again()
 
 
-def _open(session: Session, url: str, have: int, transfer: Transfer) -> Any:
-    """One GET (``Range`` when ``have`` > 0); an HTTP error status is returned as a response, not raised."""
+def _meta(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def discard_part(part: Path) -> None:
+    """Delete a part file and its ``.json``."""
+    part.unlink(missing_ok=True)
+    _meta(part).unlink(missing_ok=True)
+
+
+def _resume_state(part: Path) -> tuple[int, dict[str, Any]]:
+    """``(bytes held, {"total", "validator"})`` of a part file; ``(0, {})`` when it cannot be resumed."""
+    try:
+        meta = json.loads(_meta(part).read_text())
+        have = part.stat().st_size
+    except (OSError, ValueError):
+        return 0, {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("total"), (int, type(None))):
+        return 0, {}
+    return have, meta
+
+
+def _open(session: Session, url: str, have: int, validator: str | None, transfer: Transfer) -> Any:
+    """One GET (``Range``/``If-Range`` when resuming); an HTTP error status is returned as a response, not raised."""
     timeout = transfer.begin("GET", url)
     headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={have}-"} if have else {})}
+    if have and validator:
+        headers["If-Range"] = validator
     try:
         return session.opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
@@ -109,10 +141,23 @@ def _read_page(response: Any, url: str, transfer: Transfer, session: Session) ->
                 cookies=session.cookies())
 
 
+def _start(response: Any, part: Path, have: int, meta: dict[str, Any], url: str, transfer: Transfer) -> int:
+    """Where this answer's body goes in ``part``: ``have`` for a matching ``206``, else 0 (a new ``.json``)."""
+    if have and response.status == 206:
+        m = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range") or "")
+        if m and int(m.group(1)) == have and meta.get("total") in (None, int(m.group(2))):
+            return have
+        discard_part(part)
+        raise _fail(transfer, url, "truncated", f"{origin(url)} answered a resume with another range or file size")
+    length = response.headers.get("Content-Length")
+    validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+    total = int(length) if length is not None and length.isdigit() else None
+    _meta(part).write_text(json.dumps({"total": total, "validator": validator}))
+    return 0
+
+
 def _read_file(response: Any, part: Path, have: int, url: str, transfer: Transfer) -> None:
-    """Append the body to ``part`` (restarted when the server ignored ``Range``); raises unless complete."""
-    if have and response.status != 206:
-        have = 0
+    """Write the body into ``part`` from byte ``have``; raises unless complete."""
     length = response.headers.get("Content-Length")
     total = have + int(length) if length is not None and length.isdigit() else None
     if total is not None and total > FILE_LIMIT:
@@ -152,18 +197,20 @@ def get(session: Session, url: str, part: Path, transfer: Transfer) -> Page | Fi
     """
     part.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        have = part.stat().st_size if part.is_file() else 0
+        have, meta = _resume_state(part)
         try:
-            response = _open(session, url, have, transfer)
+            response = _open(session, url, have, meta.get("validator"), transfer)
             with response:
                 status = int(getattr(response, "status", None) or response.getcode())
                 if _is_html(response):
                     return _read_page(response, url, transfer, session)
-                if status == 416 and have:
+                if status == 416 and have and have == meta.get("total"):
                     return FileDone(url, response.headers.get("Content-Disposition") or "")
                 if status >= 400:
+                    discard_part(part)
                     raise NetworkError(f"downloading {transfer.what} failed: HTTP {status} from {origin(url)}")
-                _read_file(response, part, have, url, transfer)
+                start = _start(response, part, have, meta, url, transfer)
+                _read_file(response, part, start, url, transfer)
                 return FileDone(response.geturl() or url, response.headers.get("Content-Disposition") or "")
         except _Again:
             time.sleep(min(1.0, max(transfer.bounds.timeout - transfer.idle(), 0.0)))

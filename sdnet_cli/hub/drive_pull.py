@@ -18,7 +18,8 @@ Cache layout, inside the Hub cache (``--cache-dir`` / ``HF_HUB_CACHE`` / ``HF_HO
     sdnet-drive/<name>/            the model directory (what the pull prints)
     sdnet-drive/<name>.json        the record: file id, source URL, sha256 and size of model_best.pth.tar,
                                    sha256 of each file of the model directory
-    sdnet-drive/.partial/<id>.part a cut download, resumed by the next pull (never used as a model)
+    sdnet-drive/.partial/<id>.part a cut download (+ .json: its size and validator), resumed by the next
+                                   pull (never used as a model)
 
 A later pull uses the directory only when the record exists and every file still has its recorded sha256
 (no network); otherwise it downloads again and the original's sha256 must match the record.
@@ -41,6 +42,7 @@ from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, atomic_write_
 from ..models.files import write_file, write_model_files
 from ..netio import NetBounds, Progress, Transfer
 from .drive import download_file, list_folder
+from .drive_http import discard_part
 from .puller import PullResult
 from .zoo import DRIVE_FILENAME, OFFICIAL_NORMALIZATION, ZooEntry
 
@@ -157,7 +159,7 @@ def _fetch(entry: ZooEntry, root: Path, record: dict[str, Any] | None, bounds: N
         _check_archive(part, entry, size)
         model, config = convert_official(part, entry, file_id)
     except (UsageError, NetworkError):
-        part.unlink(missing_ok=True)  # a refused file is never resumed or used
+        discard_part(part)  # a refused file is never resumed or used
         raise
     provenance = {"source": "official SDNet Google Drive folder", "folder_url": entry.drive_url,
                   "file_name": DRIVE_FILENAME, "file_id": file_id, "source_url": source_url, "sha256": sha256,
@@ -165,7 +167,7 @@ def _fetch(entry: ZooEntry, root: Path, record: dict[str, Any] | None, bounds: N
     files = rewrite_dir(root / entry.name, lambda staged: _write(staged, model, config, entry, provenance), OWNED)
     new = {"name": entry.name, **provenance, "files": files}
     atomic_write_json(root / f"{entry.name}.json", new)
-    part.unlink(missing_ok=True)
+    discard_part(part)
     return new
 
 
