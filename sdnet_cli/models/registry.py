@@ -86,7 +86,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     Keyword arguments: ``num_classes``, ``stem`` (``cifar`` | ``imagenet``), ``in_chans``, ``width`` (channels of
     the first stage, default 64), ``shortcut``
-    (the ``_all`` models) and the CSC options ``lmbd``, ``n_steps``, ``mu``, ``non_negative``, ``expansion``.
+    (the ``_all`` models) and the CSC options ``lmbd``, ``n_steps``, ``mu``, ``non_negative``, ``expansion``;
+    timm's ``global_pool``, ``drop_rate``, ``drop_path_rate``, ``device``, ``dtype`` (:class:`.resnet.ResNet`;
+    ``num_classes=0``: no classifier, the pooled features).
     ``torchvision:NAME`` / ``timm:NAME`` also take ``convert`` and ``init`` (see :mod:`.ecosystem`).
     """
     if is_ecosystem_name(name):
