@@ -344,3 +344,12 @@ def test_a_file_changed_between_cut_and_resume_is_fetched_whole(drive, official,
     assert res.original_sha256 == _sha(other)  # no record yet: the new file, whole
     assert [r for _, p, r in drive.requests if "confirm=t" in p][0].startswith("bytes=")
     assert torch.equal(load_model_dir(res.path)[0].linear.bias, state["linear.bias"])
+
+
+def test_one_pull_at_a_time_per_entry(drive, env) -> None:
+    from sdnet_cli.fsio import OutputLock
+
+    with OutputLock(env / "sdnet-drive" / NAME):  # as another process pulling it would hold it
+        with pytest.raises(ValueError, match="being pulled .* by another process"):
+            pull(PullOptions(NAME))
+    assert drive.requests == []

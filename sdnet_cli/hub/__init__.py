@@ -2,7 +2,8 @@
 
 Library calls behind the commands: :func:`export` (``sdnet export``: ``ExportOptions -> ExportResult``)
 and :func:`pull` (``sdnet pull-weights``: ``PullOptions -> PullResult``); :func:`load_model` resolves any
-model source (local folder, zoo name, ``ORG/REPO[@REV]``).
+model source (local folder, zoo name, ``ORG/REPO[@REV]``). A zoo name not yet pinned on the Hub is fetched
+from its official Google Drive folder and converted (:mod:`~sdnet_cli.hub.drive_pull`).
 """
 
 from .exporter import ExportOptions, ExportResult, export
