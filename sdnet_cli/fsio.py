@@ -242,8 +242,8 @@ def check_output_dir(target: str | Path, command: str, *, sources: Iterable[str 
         raise UsageError(f"{flag} {given} is a file; pass {what}")
     for src, s in zip(sources, srcs):
         if s == real or real in s.parents:
-            raise UsageError(f"{flag} {given} {'is' if s == real else 'holds'} {src}, which this command reads; "
-                             "pass another folder")
+            what_it_is = "is what this command reads" if s == real else f"holds {src}, which this command reads"
+            raise UsageError(f"{flag} {given} {what_it_is}; pass another folder (nothing was changed)")
     out = OutputDir(given, real, command, frozenset(), flag, srcs, layout)
     entries = {n for n in os.listdir(real) if not _is_temporary(n)} if real.is_dir() else set()
     if not entries:

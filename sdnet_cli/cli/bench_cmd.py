@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..bench import DEFAULT_MODELS, BenchOptions, BenchReport, run
 from .common import console, print_json
@@ -18,7 +18,8 @@ def _table(report: BenchReport) -> Table:
     flags = " ".join(f for f, on in (("amp", s["amp"]), ("channels-last", s["channels_last"]),
                                      ("compile", s["compile"])) if on)
     table = Table(title=f"sdnet bench: {s['mode']}, batch {s['batch_size']}, {s['image_size']}x{s['image_size']}, "
-                        f"{escape(report.machine)}{', ' + flags if flags else ''}")
+                        f"{report.machine}{', ' + flags if flags else ''}")
+    table.title = Text(str(table.title))  # the machine's name is printed as it is
     for col in ("model", "params", "img/s", "ms/step", "ratio", "step size", "memory MB", "mem ratio"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in report.results:
@@ -70,7 +71,7 @@ def bench_command(
     with console.status("benchmarking") as status:
 
         def progress(message: str) -> None:  # phases update the spinner; the memory-reuse note stays on screen
-            (console.print if message.startswith("CPU memory") else status.update)(escape(message))
+            (console.print if message.startswith("CPU memory") else status.update)(Text(message))
 
         report = run(opts, on_progress=progress)
     if json_out:
@@ -78,4 +79,4 @@ def bench_command(
         return
     console.print(_table(report))
     if output is not None:
-        console.print(f"wrote {escape(str(output))}")
+        console.print(f"wrote {output}")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..engine.eval_model import EvalOptions, evaluate
 from .default_run import model_or_newest_run
-from .common import console, print_json
+from .common import console, print_json, styled
 
 
 def eval_command(
@@ -60,10 +60,11 @@ def eval_command(
         print_json(res)
         return
     lm = f", λ={res['lmbd']:g} ({res['lmbd_layers']} CSC layer{'s' if res['lmbd_layers'] == 'all' else ''})" if res["lmbd"] is not None else ""
-    console.print(f"[bold]{escape(res['architecture'])}[/] from {escape(res['model_dir'])} on {res['dataset']} test "
-                  f"({res['images']} images, {res['image_size']}x{res['image_size']}, {res['device']}{lm})")
-    console.print(f"top-1 [bold]{res['top1']:.2f}%[/]  top-5 {res['top5']:.2f}%  loss {res['loss']:.4f}  "
-                  f"{res['images_per_s']:.0f} img/s")
+    console.print(styled(f"[bold]{escape(res['architecture'])}[/] from {escape(res['model_dir'])} on "
+                         f"{escape(str(res['dataset']))} test ({res['images']} images, {res['image_size']}x"
+                         f"{res['image_size']}, {res['device']}{escape(lm)})"))
+    console.print(styled(f"top-1 [bold]{res['top1']:.2f}%[/]  top-5 {res['top5']:.2f}%  loss {res['loss']:.4f}  "
+                         f"{res['images_per_s']:.0f} img/s"))
     if res["recorded_top1"] is not None and res["lmbd"] is None:
         console.print(f"recorded at training time: top-1 {res['recorded_top1']:.2f}%")
     if res["selected_on"] is not None:

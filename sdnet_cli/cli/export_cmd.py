@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 from .common import console, print_json
 from .default_run import model_or_newest_run
@@ -49,7 +50,7 @@ def export_command(
                             shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
                             push_to_hub=push_to_hub, private=private, revision=revision)
     with console.status("exporting …") as status:
-        result = export(options, on_stage=lambda text: status.update(text))
+        result = export(options, on_stage=lambda text: status.update(Text(text)))
     if json_out:
         print_json({"output": str(result.output), "files": result.files, "architecture": result.config.architecture,
                     "onnx_max_abs_diff": result.onnx_max_abs_diff, "commit_url": result.commit_url})

@@ -8,11 +8,29 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..engine.callbacks import Callbacks
-from .common import console
+from .common import console, styled
+
+
+class LazyProgress(Progress):
+    """A rich progress display that appears with its first task: a command that stops before any work (a bad
+    value, a missing file) prints its one error line and no empty progress line before it."""
+
+    def __enter__(self) -> "LazyProgress":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.live.is_started:
+            self.stop()
+
+    def add_task(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
 
 
 def start_line(info: dict[str, Any]) -> str:
-    """What the run is, where it runs (threads and memory reuse on CPU) and where it writes."""
+    """What the run is, where it runs (threads and memory reuse on CPU) and where it writes (markup for
+    :func:`~sdnet_cli.cli.common.styled`, user values escaped)."""
     if info["world"] > 1:
         where = f"{info['device']} x{info['world']} processes"
     else:
@@ -22,7 +40,8 @@ def start_line(info: dict[str, Any]) -> str:
     val = f", {info['val_images']} held out for validation" if info["val_images"] else ""
     resumed = info.get("resumed_at")
     note = f" (resuming epoch {resumed[0] + 1}, batch {resumed[1]})" if resumed else ""
-    return (f"training [bold]{info['model']}[/] on [bold]{info['dataset']}[/] ({info['train_images']} images{val}, "
+    return (f"training [bold]{escape(info['model'])}[/] on [bold]{escape(info['dataset'])}[/] "
+            f"({info['train_images']} images{val}, "
             f"{info['image_size']}x{info['image_size']}; best/ selected on {info['selected_on']}) on {where} "
             f"-> {escape(info['output'])}{note}")
 
@@ -49,9 +68,9 @@ class RichProgress(Callbacks):
         self.epochs = int(info["epochs"])
         if self.quiet:
             return
-        console.print(start_line(info))
+        console.print(styled(start_line(info)))
         for warning in info.get("warnings", ()):
-            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+            console.print(styled(f"[yellow]warning:[/] {escape(warning)}"), soft_wrap=True)
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn
 from rich.table import Table
 
 from ..netio import DEFAULT_TIMEOUT
 from .common import UsageError, console, print_json
+from .progress import LazyProgress
 
 
 def _size(n: int | None, estimate: int) -> str:
@@ -68,7 +69,7 @@ def pull_weights_command(
     if not model:
         raise UsageError("name a model: a zoo name (sdnet pull-weights --list) or ORG/NAME[@REVISION]")
     options = PullOptions(model, cache_dir=cache_dir, revision=revision, timeout=timeout)
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), console=console,
+    with LazyProgress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), console=console,
                   transient=True) as bar:
         tasks: dict[str, TaskID] = {}
 

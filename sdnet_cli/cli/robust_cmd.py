@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from ..robust.attacks import ATTACKS, parse_eps
 from ..robust.options import DEFAULT_LAMBDA_SPEC, RobustOptions, parse_lambdas
 from .common import console, print_json
 from .default_run import model_or_newest_run
+from .progress import LazyProgress
 from .robust_tables import Bar, render
 
 
@@ -73,7 +74,7 @@ def robust_command(
         device=device, output=output, plots=plots)
     from ..robust import run
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=json_out) as progress:
         report = run(opts, Bar(progress))
     if json_out:

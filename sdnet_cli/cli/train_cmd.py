@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..config import Config, resolve_config
 from ..engine.train import NonFiniteLossError, TrainingInterrupted, resume_config, train
 from ..errors import UsageError
-from .common import EXIT_BAD_INPUT, console, error_line, print_json
+from .common import EXIT_BAD_INPUT, console, error_line, print_json, styled
 from .progress import RichProgress
 
 
@@ -77,7 +77,8 @@ def _run(cfg: Config, resume: bool, force: bool, json_out: bool) -> None:
     except TrainingInterrupted as e:
         progress.close()
         if is_main:
-            console.print(f"[yellow]interrupted[/]: state saved; continue with: sdnet train --resume --output {escape(str(e.output))}")
+            console.print(styled(f"[yellow]interrupted[/]: state saved; continue with: sdnet train --resume --output "
+                                 f"{escape(str(e.output))}"), soft_wrap=True)
         raise SystemExit(130)
     except NonFiniteLossError as e:
         progress.close()
@@ -90,8 +91,8 @@ def _run(cfg: Config, resume: bool, force: bool, json_out: bool) -> None:
     if json_out:
         print_json(dataclasses.asdict(result))
     out = result.output
-    console.print(f"[bold green]done[/] in {result.seconds:.0f}s: test top-1 [bold]{result.top1:.2f}%[/] "
-                  f"(best/: epoch {result.best_epoch}, selected on {result.selected_on}) -> {escape(out)}")
+    console.print(styled(f"[bold green]done[/] in {result.seconds:.0f}s: test top-1 [bold]{result.top1:.2f}%[/] "
+                         f"(best/: epoch {result.best_epoch}, selected on {result.selected_on}) -> {escape(out)}"))
     console.print("next:\n"
                   f"  sdnet eval {out}\n"
                   f"  sdnet robust {out} --corruptions noise\n"

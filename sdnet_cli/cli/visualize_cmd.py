@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 from .common import UsageError, console, print_json
 from .default_run import model_or_newest_run
@@ -64,7 +65,7 @@ def visualize_command(
         points=tuple(p.strip() for p in layers.split(",") if p.strip()) if layers else None,
         lambdas=tuple(_floats(lambdas)), max_steps=max_steps, opt_steps=opt_steps, threads=threads)
     with console.status("visualizing") as status:
-        report = run(opts, progress=lambda m: status.update(f"visualize: {m}"))
+        report = run(opts, progress=lambda m: status.update(Text(f"visualize: {m}")))
     if json_out:
         print_json(report.summary)
     else:
