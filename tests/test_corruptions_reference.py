@@ -133,3 +133,14 @@ def test_glass_pass_equals_the_reference_loop(delta: int) -> None:
     if (dx, dy) != (0, 0):
         swapped[[r, r + dy], [c, c + dx]] = swapped[[r + dy, r], [c + dx, c]]
         assert np.array_equal(ours[0][r + dy, c + dx], x[0][r + dy, c + dx])
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (16, 16), (24, 20)])
+def test_zoom_matrices_equal_scipy_zoom(h: int, w: int) -> None:
+    """zoom_blur's two matrix products equal the reference's step, ``clipped_zoom`` (``ndimage.zoom``, order 1)."""
+    from sdnet_cli.data.corruptions._util import clipped_zoom, zoom_axis_matrix
+
+    x = np.random.default_rng(h).random((2, h, w, 3))
+    for f in np.arange(1.0, 1.26, 0.01):
+        ours = np.einsum("ri,nijc,sj->nrsc", zoom_axis_matrix(h, f), x, zoom_axis_matrix(w, f))
+        np.testing.assert_allclose(ours, clipped_zoom(x, f), rtol=0, atol=1e-12, err_msg=f"factor {f}")

@@ -52,6 +52,24 @@ def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     return zoomed[..., th:th + h, tw:tw + w, :]
 
 
+def zoom_axis_matrix(size: int, factor: float) -> np.ndarray:
+    """``(size, size)`` float64 matrix of :func:`clipped_zoom` along one axis: crop the centre ``⌈size/f⌉``,
+    zoom it as ``ndimage.zoom(order=1)`` does (output ``round(c·f)`` samples at ``j·(c−1)/(m−1)``, linear
+    between neighbours), keep the centre ``size``. ``clipped_zoom(x) = A_h · x · A_wᵀ`` per image and channel."""
+    c = int(np.ceil(size / factor))
+    top = (size - c) // 2
+    m = int(round(c * factor))
+    pos = np.arange(m) * ((c - 1) / (m - 1)) if m > 1 else np.zeros(1)
+    lo = np.minimum(np.floor(pos).astype(int), c - 1)
+    frac = pos - lo
+    full = np.zeros((m, size))
+    full[np.arange(m), top + lo] += 1.0 - frac
+    hi = lo + 1 < c
+    full[np.arange(m)[hi], top + lo[hi] + 1] += frac[hi]
+    trim = (m - size) // 2
+    return full[trim:trim + size]
+
+
 def plasma_fractal(size: int, wibble_decay: float, rng: np.random.Generator) -> np.ndarray:
     """Diamond-square height map ``(n, n)`` in ``[0, 1]`` with ``n`` the power of two ≥ ``size``."""
     n = 1 << max(1, int(np.ceil(np.log2(size))))

@@ -16,7 +16,7 @@ import numpy as np
 
 import cv2
 
-from ._util import clipped_zoom, disk_kernel, gaussian_blur_hw, motion_blur as _motion, to_float, to_uint8
+from ._util import disk_kernel, zoom_axis_matrix, gaussian_blur_hw, motion_blur as _motion, to_float, to_uint8
 
 DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1))
 GLASS = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))
@@ -79,14 +79,28 @@ def motion_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> 
     return _motion(images, radius, sigma, angles)
 
 
-def zoom_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """``(x + Σ_f zoom_f(x)) / (K + 1)`` over factors ``f = 1.00, 1.01, …``."""
+def zoom_blur(images: np.ndarray, severity: int, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+    """``(x + Σ_f zoom_f(x)) / (K + 1)`` over factors ``f = 1.00, 1.01, …`` (float32, as the reference).
+
+    Each ``zoom_f`` is :func:`._util.clipped_zoom` done as two matrix products (:func:`._util.zoom_axis_matrix`,
+    float64, then cast to float32 like ``ndimage.zoom``'s float32 output); the zooms are added in order in
+    float32 as the reference does. ``chunk`` images at a time bound the memory.
+    """
     factors = np.arange(1.0, ZOOM_MAX[severity - 1], 0.01)
-    x = to_float(images)
-    out = np.zeros_like(x)
-    for f in factors:
-        out += clipped_zoom(x, f)
-    return to_uint8((x + out) / (len(factors) + 1))
+    n, h, w, c = images.shape
+    rows = np.concatenate([zoom_axis_matrix(h, f) for f in factors])   # (K·h, h)
+    cols_t = [zoom_axis_matrix(w, f).T for f in factors]                # K × (w, w)
+    out = np.empty_like(images)
+    for start in range(0, n, chunk):
+        x = to_float(images[start:start + chunk])                       # (b, h, w, c) float32
+        b = len(x)
+        t = (rows @ x.transpose(1, 0, 3, 2).reshape(h, -1).astype(np.float64)).reshape(len(factors), h * b * c, w)
+        acc = np.zeros((h * b * c, w), dtype=np.float32)                 # rows (y, image, channel), columns x
+        for k, ct in enumerate(cols_t):
+            acc += (t[k] @ ct).astype(np.float32)
+        acc = acc.reshape(h, b, c, w).transpose(1, 0, 3, 2)
+        out[start:start + chunk] = to_uint8((x + acc) / (len(factors) + 1))
+    return out
 
 
 def gaussian_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

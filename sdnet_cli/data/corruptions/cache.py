@@ -19,8 +19,9 @@ import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -125,9 +126,26 @@ def _run_jobs(folder: Path, jobs: list[tuple[str, int, int]], workers: int | Non
             finished(*_job(str(folder), *job))
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_job, str(folder), *job) for job in jobs]
+        with _one_thread_per_worker():
+            futures = [pool.submit(_job, str(folder), *job) for job in jobs]
         for fut in as_completed(futures):
             finished(*fut.result())
+
+
+@contextmanager
+def _one_thread_per_worker() -> Iterator[None]:
+    """While workers start: one BLAS/OpenMP thread each (the pool already uses every core); restored after."""
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def load_block(folder: str | Path, name: str, severity: int) -> np.ndarray:
