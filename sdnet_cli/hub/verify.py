@@ -5,8 +5,9 @@ The cache names every blob by the server's ETag: the sha256 of the content for L
 (no usable file is left) and raises a ``UsageError`` saying so. An ETag that is neither (a proxy or a
 server answering an HTML page) proves nothing, so every pull also checks the content
 (:func:`verify_model_content`): the safetensors header (:func:`check_safetensors_header`), the
-``config.json`` schema, and the weights as every load checks them (keys, shapes, dtype kinds, finite). A
-failure deletes the pulled files' blobs and snapshot links before the error is raised.
+``config.json`` schema, and every tensor as a load checks it (readable, floating tensors finite). A failure
+deletes the pulled files' blobs and snapshot links before the error is raised. (Whether the tensors fit the
+architecture is checked where the model is built: ``load_model_dir``.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
-from ..models.files import WEIGHTS_NAME, file_digest, load_model_dir
+from ..models.files import WEIGHTS_NAME, file_digest, read_config, read_weights
+from ..models.schema import check_weights
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -126,7 +128,7 @@ def check_safetensors_header(path: str | Path, what: str) -> dict[str, Any]:
 
 
 def verify_model_content(directory: str | Path, label: str, pointers: Iterable[str]) -> None:
-    """Check a pulled model directory by content (header, config.json schema, weights as a load checks them).
+    """Check a pulled model directory by content: safetensors header, config.json schema, tensors finite.
 
     On failure the files ``pointers`` (snapshot links) and their blobs are deleted, then a ``UsageError``
     names the problem: nothing usable is left in the cache.
@@ -134,7 +136,9 @@ def verify_model_content(directory: str | Path, label: str, pointers: Iterable[s
     directory = Path(directory)
     try:
         check_safetensors_header(directory / WEIGHTS_NAME, f"{label}/{WEIGHTS_NAME}")
-        load_model_dir(directory)
+        read_config(directory)
+        tensors = read_weights(directory / WEIGHTS_NAME)
+        check_weights(tensors, tensors, f"{label}/{WEIGHTS_NAME}")
     except UsageError as e:
         for pointer in pointers:
             _discard(pointer)
