@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .config_checks import check_values
+from .config_sizes import pick_image_size
 from .config_values import coerce
 from .errors import MissingFileError, UsageError
 
@@ -236,9 +237,12 @@ def resolve_config(
     config: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Config:
     """Defaults → ``config`` (or the preset of ``flags['data.dataset']``) → ``flags`` (``key: value``, ``None``
-    skipped) → ``overrides`` (``--set`` items)."""
+    skipped) → ``overrides`` (``--set`` items) → choices left to the tool: an unset ``data.image_size`` below
+    what a ``torchvision:``/``timm:`` model takes becomes its minimum
+    (:func:`~sdnet_cli.config_sizes.pick_image_size`), said in a line appended to ``notes``."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     if config is None and flags.get("data.dataset") in PRESETS:
         cfg = preset(flags["data.dataset"])
@@ -247,6 +251,9 @@ def resolve_config(
     for key, value in flags.items():
         set_value(cfg, key, value)
     apply_overrides(cfg, overrides or [])
+    note = pick_image_size(cfg)
+    if note is not None and notes is not None:
+        notes.append(note)
     check_config(cfg)
     return cfg
 

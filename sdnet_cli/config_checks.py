@@ -124,25 +124,30 @@ def check_convert(cfg: Any) -> None:
 
 
 def _check_image_size(cfg: Any) -> None:
+    """``data.image_size`` (``None``: the dataset's) at least the model's minimum
+    (:func:`~sdnet_cli.config_sizes.model_min_size`); CIFAR at 32 only."""
+    from .config_sizes import RESIZABLE, model_min_size
     from .data.datasets import dataset_info
-    from .models.sizes import MIN_IMAGE_SIZE
-
     from .models.ecosystem import is_ecosystem_name
 
-    name = cfg.data.dataset
-    stem = "imagenet" if is_ecosystem_name(cfg.model.name) else dataset_info(name).stem  # as model_config records it
-    least = MIN_IMAGE_SIZE.get(stem, 1)
+    name, model = cfg.data.dataset, cfg.model.name
+    stem = "imagenet" if is_ecosystem_name(model) else dataset_info(name).stem  # as model_config records it
+    least = model_min_size(model, stem)
+    native = dataset_info(name).image_size
     size = cfg.data.image_size
-    if size is None and dataset_info(name).image_size < least:
-        raise _fail("data.image_size", size, f"an integer >= {least} for the {stem} stem ({name} images are "
-                    f"{dataset_info(name).image_size}x{dataset_info(name).image_size}; e.g. 32)")
+    if name not in RESIZABLE and max(size or native, native) < least:
+        raise UsageError(f"{model} takes images of at least {least}x{least}; {name} images are used at "
+                         f"{native}x{native} only: choose a model that takes them (e.g. sdnet18)")
+    if size is None and native < least:
+        raise _fail("data.image_size", size, f"an integer >= {least} for {model} ({name} images are "
+                    f"{native}x{native}; e.g. {max(least, 32)})")
     if size is None:
         return
     if not is_int(size) or size < least:
-        raise _fail("data.image_size", size, f"an integer >= {least} (the smallest input the {name} model's "
-                    f"{stem} stem takes) or null for the dataset's size")
-    if name in ("cifar10", "cifar100") and size != 32:
-        raise _fail("data.image_size", size, f"32 or null ({name} images are 32x32)")
+        raise _fail("data.image_size", size, f"an integer >= {least} (the smallest input {model} takes with "
+                    f"the {stem} stem) or null for the dataset's size")
+    if name not in RESIZABLE and size != native:
+        raise _fail("data.image_size", size, f"{native} or null ({name} images are {native}x{native})")
 
 
 def _check_names(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:

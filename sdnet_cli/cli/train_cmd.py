@@ -64,7 +64,10 @@ def train_command(
     if resume:
         cfg = resume_config(output, flags, set_ or [])
     else:
-        cfg = resolve_config(config, {**flags, "train.output": output}, set_ or [])
+        notes: list[str] = []
+        cfg = resolve_config(config, {**flags, "train.output": output}, set_ or [], notes)
+        for note in notes:  # choices the tool made (e.g. the image size a torchvision:/timm: model needs)
+            console.print(escape(note), soft_wrap=True)
     _run(cfg, resume, force, json_out)
 
 

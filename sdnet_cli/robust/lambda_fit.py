@@ -86,9 +86,27 @@ class LambdaFit:
             for name in ("slope", "intercept", "probe_lmbd", "lmbd_min", "lmbd_max"):
                 if not np.isfinite(float(getattr(fit, name))):
                     raise UsageError(name)
+            _check_parts(fit)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path} is not an sdnet lambda_fit.json ({type(e).__name__}: {e})") from None
         return fit
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_parts(fit: LambdaFit) -> None:
+    """The descriptive fields of a loaded fit have the types the report and plots read (else a TypeError)."""
+    if not isinstance(fit.layers, str) or not (fit.fallback is None or isinstance(fit.fallback, str)):
+        raise TypeError("layers must be a string and fallback a string or null")
+    if not isinstance(fit.calibration, dict) or not isinstance(fit.quality, dict):
+        raise TypeError("calibration and quality must be objects")
+    if fit.quality and not all(_number(fit.quality.get(k)) for k in ("r2", "rms_residual")):
+        raise TypeError("quality must hold numbers r2 and rms_residual")
+    if not isinstance(fit.points, list) or not all(
+            isinstance(p, dict) and _number(p.get("recon_error")) and _number(p.get("best_lambda")) for p in fit.points):
+        raise TypeError("points must be a list of objects with numbers recon_error and best_lambda")
 
 
 def fit_line(recon: Sequence[float], best: Sequence[float]) -> tuple[float, float]:
