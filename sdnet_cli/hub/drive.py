@@ -193,14 +193,19 @@ def confirm_url(page: Page, file_id: str) -> str | None:
     return None
 
 
+def file_url(file_id: str) -> str:
+    """The public download URL of a Drive file (at the endpoint in use)."""
+    drive, _ = endpoints()
+    return f"{drive}/uc?{urlencode({'export': 'download', 'id': file_id})}"
+
+
 def download_file(file_id: str, part: Path, transfer: Transfer) -> str:
     """Download the Drive file ``file_id`` into ``part`` (resuming what it holds); returns the URL that served it.
 
     Follows one confirmation page. Raises :class:`NetworkError` for a rate limit, a sign-in or error page,
     or when the transfer's bounds are spent (``part`` then keeps what arrived, for the next attempt).
     """
-    drive, _ = endpoints()
-    url = f"{drive}/uc?{urlencode({'export': 'download', 'id': file_id})}"
+    url = file_url(file_id)
     what = f"Drive file {file_id} ({transfer.what})"
     session = Session()
     for _hop in range(2):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,8 +41,8 @@ from ..errors import MissingFileError, NetworkError, UsageError
 from ..fsio import OutputLock, OutputLocked
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, atomic_write_json, file_digest, rewrite_dir
 from ..models.files import write_file, write_model_files
-from ..netio import NetBounds, Progress, Transfer
-from .drive import download_file, list_folder
+from ..netio import NetBounds, Progress, Transfer, origin
+from .drive import download_file, file_url, list_folder
 from .drive_http import discard_part
 from .puller import PullResult
 from .zoo import DRIVE_FILENAME, OFFICIAL_NORMALIZATION, ZooEntry
@@ -123,6 +124,8 @@ def pull_official(entry: ZooEntry, cache: str | None, bounds: NetBounds, offline
                              f"differs from the zoo's pin {pinned[:16]}…; delete {model_dir} and {record_path}, then pull again")
         if record is not None and _intact(model_dir, record):
             return _result(entry, model_dir, record)
+        if model_dir.exists():  # damaged, or written by a pull killed before its record: never used
+            shutil.rmtree(model_dir)
         if offline:
             raise MissingFileError(
                 f"{entry.name} is not in the cache {root} and HF_HUB_OFFLINE is set: run 'sdnet pull-weights "
@@ -152,7 +155,7 @@ def _fetch(entry: ZooEntry, root: Path, record: dict[str, Any] | None, bounds: N
     transfer = Transfer(bounds, f"{entry.name}/{DRIVE_FILENAME}", progress)
     file_id = pick_checkpoint(entry, list_folder(entry.drive_folder or "", partial / f"{entry.name}.listing", transfer))
     part = partial / f"{file_id}.part"
-    source_url = download_file(file_id, part, transfer)
+    served_by = origin(download_file(file_id, part, transfer))
     try:
         sha256, size = file_digest(part, "sha256"), part.stat().st_size
         _check_sha256(entry, sha256, record, root)
@@ -162,7 +165,8 @@ def _fetch(entry: ZooEntry, root: Path, record: dict[str, Any] | None, bounds: N
         discard_part(part)  # a refused file is never resumed or used
         raise
     provenance = {"source": "official SDNet Google Drive folder", "folder_url": entry.drive_url,
-                  "file_name": DRIVE_FILENAME, "file_id": file_id, "source_url": source_url, "sha256": sha256,
+                  "file_name": DRIVE_FILENAME, "file_id": file_id, "source_url": file_url(file_id),
+                  "served_by": served_by, "sha256": sha256,
                   "size": size, "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     files = rewrite_dir(root / entry.name, lambda staged: _write(staged, model, config, entry, provenance), OWNED)
     new = {"name": entry.name, **provenance, "files": files}
