@@ -209,3 +209,17 @@ def test_archive_that_breaks_midway_leaves_no_folder(served, tmp_path):
     with pytest.raises(UsageError, match="could not be unpacked"):
         download_cifar("cifar10", tmp_path / "data")
     assert _entries(tmp_path / "data") == ["cifar-10-python.tar.gz"]  # no folder, no hidden staging folder left
+
+
+def test_refused_connection_says_how(tmp_path, monkeypatch):
+    """Nothing listens on the mirror's port: exit-1 kind, naming the archive, the server and the way round."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # the port is now closed: connections are refused
+    monkeypatch.setenv("SDNET_CIFAR_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(NetworkError) as e:
+        load_raw_images("cifar100", "train", tmp_path / "data")
+    msg = str(e.value)
+    assert f"cannot connect to http://127.0.0.1:{port}" in msg and "(3 requests" in msg, msg
+    assert "cifar-100-python.tar.gz" in msg and "SDNET_CIFAR_URL" in msg and "extract it into" in msg, msg

@@ -73,7 +73,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 # what reading a damaged (not malicious) file raises from inside the unpickler and NumPy's __setstate__
 _DAMAGE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-           UnicodeDecodeError, OverflowError, RecursionError, MemoryError)
+           UnicodeDecodeError, OverflowError, RecursionError)
 
 
 def loads_pickle(data: bytes, source: str) -> Any:
