@@ -1,4 +1,5 @@
-"""The output directory of a training run: its layout, finding runs, and what may be written where.
+"""The output directory of a training run: its layout and what may be written where (finding runs:
+:mod:`~sdnet_cli.engine.runfind`; resuming one: :mod:`~sdnet_cli.engine.resume`).
 
 Layout::
 
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, apply_overrides, load_config, set_value
 from ..errors import MissingFileError, UsageError
 from ..fsio import atomic_write_bytes, check_output_dir
 
@@ -38,31 +38,6 @@ def default_output(dataset: str, model: str, root: str | Path = "runs") -> Path:
 def is_run_dir(path: Path) -> bool:
     """Does ``path`` hold (part of) an ``sdnet train`` run?"""
     return any((path / item).exists() for item in RUN_ITEMS)
-
-
-def latest_run(root: str | Path = "runs") -> Path:
-    """The most recently modified run under ``root`` that has a config and a saved state (``--resume`` alone)."""
-    root = Path(root)
-    runs = [p for p in root.iterdir() if (p / "config.yaml").is_file() and (p / "state").is_dir()] if root.is_dir() else []
-    if not runs:
-        raise UsageError(f"--resume needs --output DIR (no run with a saved state found under {root}/)")
-    return max(runs, key=lambda p: p.stat().st_mtime)
-
-
-def resume_config(output: str | Path | None, flags: dict[str, Any] | None = None,
-                  overrides: list[str] | None = None) -> Config:
-    """The configuration to continue a run with: the run's own ``config.yaml`` (``output``, default
-    :func:`latest_run`), then ``flags`` (``key: value``, ``None`` skipped) and ``--set`` ``overrides``;
-    ``train.output`` is the run."""
-    out = Path(output) if output is not None else latest_run()
-    if not (out / "config.yaml").is_file():
-        raise MissingFileError(f"cannot resume: {out} is not a run directory (no config.yaml); "
-                               "pass the --output of the interrupted run")
-    cfg = load_config(out / "config.yaml")
-    for key, value in {**(flags or {}), "train.output": str(out)}.items():
-        if value is not None:
-            set_value(cfg, key, value)
-    return apply_overrides(cfg, overrides or [])
 
 
 def run_items(path: Path) -> tuple[str, ...] | None:
@@ -92,15 +67,3 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite a JSON-lines file atomically."""
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file (empty when missing; an unfinished last line is dropped)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
