@@ -19,7 +19,7 @@ the virus-scan page ``<form id="download-form" action="https://drive.usercontent
 with hidden ``id``, ``export``, ``confirm=t``, ``uuid``; the file once ``confirm=t`` and that ``uuid`` come back.
 
 Faults on the file download (``fault = …``; ``None`` heals): ``"rate-limit"`` (the "Too many users have
-viewed or downloaded this file recently" page, HTTP 200 text/html), ``"error-page"`` (an HTML 404 page),
+viewed or downloaded this file recently" page, HTTP 200 text/html; ``"rate-limit-429"``: the same with 429), ``"error-page"`` (an HTML 404 page),
 ``"html-as-file"`` (an HTML page sent as ``application/octet-stream``), ``"500"``, ``"truncate-once"`` (the
 first file answer stops at a third, later ones honour ``Range``), ``"truncate"`` (every answer stops at a
 third and ``Range`` is ignored, as by a proxy), ``"stall"`` (headers and a third of the body, then nothing
@@ -49,7 +49,8 @@ ERROR_PAGE = (b"<!DOCTYPE html><html lang=\"en\"><head><title>Google Drive - Pag
 class FakeDrive:
     """In-memory Drive: ``add_folder(folder_id, {name: (file_id, bytes)})``; ``endpoints`` for the environment."""
 
-    def __init__(self, confirm_above: int = 1 << 20) -> None:
+    def __init__(self, confirm_above: int = 1 << 20, single_host: bool = False) -> None:
+        self.single_host = single_host  # one server for both hosts (``env()`` then names only the drive one)
         self.folders: dict[str, dict[str, tuple[str, bytes]]] = {}
         self.files: dict[str, bytes] = {}
         self.confirm_above = confirm_above
@@ -62,7 +63,7 @@ class FakeDrive:
         self._healed = threading.Event()
         self._lock = threading.Lock()
         self._drive = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(user=False))
-        self._user = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(user=True))
+        self._user = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(user=True))  # idle when single_host
         for s in (self._drive, self._user):
             s.daemon_threads = True
 
@@ -72,9 +73,11 @@ class FakeDrive:
 
     @property
     def usercontent(self) -> str:
-        return f"http://127.0.0.1:{self._user.server_address[1]}"
+        return self.drive if self.single_host else f"http://127.0.0.1:{self._user.server_address[1]}"
 
     def env(self) -> dict[str, str]:
+        if self.single_host:
+            return {"SDNET_DRIVE_ENDPOINT": self.drive}
         return {"SDNET_DRIVE_ENDPOINT": self.drive, "SDNET_DRIVE_USERCONTENT_ENDPOINT": self.usercontent}
 
     def start(self) -> "FakeDrive":
@@ -153,7 +156,7 @@ class FakeDrive:
                 with drive._lock:
                     drive.requests.append(("GET", self.path, self.headers.get("Range")))
                 q = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                if user:
+                if user or (drive.single_host and parts.path == "/download"):
                     return self._usercontent(parts.path, q)
                 if parts.path == "/embeddedfolderview" and drive.embedded and q.get("id") in drive.folders:
                     return self._send(200, drive.embedded_page(q["id"]))
@@ -194,6 +197,8 @@ class FakeDrive:
                 fault = drive.fault
                 if fault == "rate-limit":
                     return self._send(200, RATE_LIMIT_PAGE)
+                if fault == "rate-limit-429":
+                    return self._send(429, RATE_LIMIT_PAGE)
                 if fault == "error-page":
                     return self._send(404, ERROR_PAGE)
                 if fault == "html-as-file":

@@ -192,6 +192,7 @@ def test_listing_from_the_folder_page_script(drive, official, env) -> None:
 
 @pytest.mark.parametrize("fault, code, expect", [
     ("rate-limit", 1, "Too many users have viewed or downloaded this file recently"),
+    ("rate-limit-429", 1, "Too many users have viewed or downloaded this file recently"),
     ("error-page", 1, "Page Not Found"),
     ("html-as-file", 1, "not a PyTorch checkpoint"),
     ("500", 1, "HTTP 500"),
@@ -354,3 +355,16 @@ def test_one_pull_at_a_time_per_entry(drive, env) -> None:
         with pytest.raises(ValueError, match="being pulled .* by another process"):
             pull(PullOptions(NAME))
     assert drive.requests == []
+
+
+def test_one_endpoint_for_both_hosts(official, env, monkeypatch) -> None:
+    """Only SDNET_DRIVE_ENDPOINT set: the usercontent requests go to it too (one stand-in for both hosts)."""
+    single = FakeDrive(single_host=True).start()
+    try:
+        single.add_folder(FOLDER, {"model_best.pth.tar": (FILE_ID, official[0])})
+        monkeypatch.delenv("SDNET_DRIVE_USERCONTENT_ENDPOINT")
+        monkeypatch.setenv("SDNET_DRIVE_ENDPOINT", single.drive)
+        assert pull(PullOptions(NAME)).original_sha256 == _sha(official[0])
+        assert single.count("/download?") == 2  # the confirmation page, then the file
+    finally:
+        single.stop()

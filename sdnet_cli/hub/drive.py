@@ -6,16 +6,17 @@
   ``[[id, parent, name, mime type, …], …]`` (older gdown).
 - **File**: ``GET {drive}/uc?export=download&id=ID`` answers the file (``Content-Disposition: attachment``)
   or, for a file too large to scan for viruses, an HTML page with ``<form id="download-form">`` whose hidden
-  inputs (``id``, ``export``, ``confirm``, ``uuid``, …) are sent to ``{usercontent}/download`` to get the
-  file. The older forms of that page are understood too: a link ``/uc?export=download&confirm=…&id=…``
+  inputs (``id``, ``export``, ``confirm``, ``uuid``, …) are sent to the form's path (``/download``) on
+  ``{usercontent}`` (on ``{drive}`` when the action names that host) to get the file. The older forms of that page are understood too: a link ``/uc?export=download&confirm=…&id=…``
   (gdown), or a ``download_warning…`` cookie whose value is the ``confirm`` token (RobustBench's
   ``download_gdrive``). Other HTML answers are refusals: "Too many users have viewed or downloaded this file recently"
   (rate limit), a sign-in page (not shared publicly), an error page.
 
 ``{drive}`` and ``{usercontent}`` come from ``SDNET_DRIVE_ENDPOINT`` (default ``https://drive.google.com``)
 and ``SDNET_DRIVE_USERCONTENT_ENDPOINT`` (default ``https://drive.usercontent.google.com``), read at call
-time, so tests run the whole path against a stand-in on 127.0.0.1. The form's own ``action`` host is never
-followed: only the two endpoints are contacted (plus the redirects they give). HTML is parsed with the
+time, so tests run the whole path against a stand-in on 127.0.0.1 (the usercontent endpoint defaults to
+the drive one when only that is set). Hosts named in a page are never contacted: only the two endpoints
+(plus the redirects they give). HTML is parsed with the
 standard library's :class:`html.parser.HTMLParser`; nothing in a page is executed.
 """
 
@@ -42,10 +43,14 @@ _SIGN_IN = ("accounts.google.com", "sign in - google accounts")
 
 
 def endpoints() -> tuple[str, str]:
-    """``(drive, usercontent)`` base URLs, from the environment now (no trailing slash)."""
-    drive = os.environ.get("SDNET_DRIVE_ENDPOINT") or DRIVE_ENDPOINT
-    usercontent = os.environ.get("SDNET_DRIVE_USERCONTENT_ENDPOINT") or USERCONTENT_ENDPOINT
-    return drive.rstrip("/"), usercontent.rstrip("/")
+    """``(drive, usercontent)`` base URLs, from the environment now (no trailing slash).
+
+    ``SDNET_DRIVE_USERCONTENT_ENDPOINT`` defaults to ``SDNET_DRIVE_ENDPOINT`` when only that is set (one
+    stand-in serving both hosts), else to the real usercontent host.
+    """
+    drive = os.environ.get("SDNET_DRIVE_ENDPOINT") or ""
+    usercontent = os.environ.get("SDNET_DRIVE_USERCONTENT_ENDPOINT") or drive or USERCONTENT_ENDPOINT
+    return (drive or DRIVE_ENDPOINT).rstrip("/"), usercontent.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class _PageParser(HTMLParser):
         self.title = ""
         self.links: list[tuple[str, str]] = []
         self.form: dict[str, str] | None = None
+        self.action = ""
         self.caption = ""
         self._href: str | None = None
         self._text: list[str] = []
@@ -77,7 +83,7 @@ class _PageParser(HTMLParser):
         elif tag == "a" and a.get("href"):
             self._href, self._text = a["href"], []
         elif tag == "form" and a.get("id") == "download-form":
-            self.form, self._in_form = {}, True
+            self.form, self.action, self._in_form = {}, a.get("action", ""), True
         elif tag == "input" and self._in_form and self.form is not None and a.get("name"):
             if a.get("type", "").lower() == "hidden":
                 self.form[a["name"]] = a.get("value", "")
@@ -182,7 +188,9 @@ def confirm_url(page: Page, file_id: str) -> str | None:
     drive, usercontent = endpoints()
     parsed = parse_page(page.text)
     if parsed.form and "id" in parsed.form:
-        return f"{usercontent}/download?{urlencode(parsed.form)}"
+        action = urlsplit(parsed.action or "/download")
+        base = drive if action.netloc and origin(parsed.action) == origin(drive) else usercontent
+        return f"{base}{action.path or '/download'}?{urlencode(parsed.form)}"
     for href, _text in parsed.links:
         link = urlsplit(href)
         if link.path.endswith("/uc") and "export=download" in link.query and "confirm=" in link.query:

@@ -111,6 +111,8 @@ def _open(session: Session, url: str, have: int, validator: str | None, transfer
     try:
         return session.opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
+        if e.code == 429 and _is_html(e):  # a rate-limit page: read and named, not retried
+            return e
         if e.code in RETRY_STATUS:
             e.close()
             raise _fail(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
