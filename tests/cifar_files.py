@@ -70,7 +70,8 @@ def write_tree(root: Path, name: str = "cifar10", protocol: int | str = 4, n: in
     if name == "cifar10":
         folder, key, classes = root / "cifar-10-batches-py", "labels", 10
         files = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-        meta = ("batches.meta", {"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": n, "num_vis": 3072})
+        meta = ("batches.meta", {"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": n,
+                                 "num_vis": 3072})
     else:
         folder, key, classes = root / "cifar-100-python", "fine_labels", 100
         files = {"train": ["train"], "test": ["test"]}

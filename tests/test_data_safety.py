@@ -212,13 +212,15 @@ def _evil_labels(marker: Path) -> np.ndarray:
 u8 = np.uint8
 CASES = [
     ("16x16 images", "cifar10", lambda m: dict(images=np.zeros((50, 16, 16, 3), u8)), ["16x16", "32x32"]),
-    ("channels first", "cifar10", lambda m: dict(images=np.zeros((50, 3, 32, 32), u8)), ["channels", "(50, 3, 32, 32)"]),
+    ("channels first", "cifar10", lambda m: dict(images=np.zeros((50, 3, 32, 32), u8)),
+     ["channels", "(50, 3, 32, 32)"]),
     ("not square", "cifar10", lambda m: dict(images=np.zeros((50, 32, 30, 3), u8)), ["32x30"]),
     ("uint16 images", "cifar10", lambda m: dict(images=np.zeros((50, 32, 32, 3), np.uint16)), ["uint16", "uint8"]),
     ("3-D images", "cifar10", lambda m: dict(images=np.zeros((50, 32, 96), u8)), ["(50, 32, 96)"]),
     ("object labels", "cifar10", lambda m: dict(labels=_evil_labels(m)), ["labels.npy", "object"]),
     ("float labels", "cifar10", lambda m: dict(labels=np.tile(np.arange(10.0), 5)), ["labels.npy", "float64"]),
-    ("labels beyond classes", "cifar10", lambda m: dict(labels=np.arange(50).astype(np.int16)), ["label 10", "0 … 9"]),
+    ("labels beyond classes", "cifar10", lambda m: dict(labels=np.arange(50).astype(np.int16)),
+     ["label 10", "0 … 9"]),
     ("labels beyond classes, digits model", "digits", lambda m: dict(images=np.zeros((50, 8, 8, 3), u8),
                                                                      labels=np.arange(50)), ["label 10"]),
     ("object labels, digits model", "digits", lambda m: dict(images=np.zeros((50, 8, 8, 3), u8),
