@@ -183,3 +183,21 @@ def test_damaged_lambda_fit_json_is_exit_2(run: Path, tmp_path: Path, capsys, ed
                            "--no-plots", "--output", tmp_path / "r")
     assert code == 2 and said in err and "is not an sdnet lambda_fit.json" in err, err
     assert not (tmp_path / "r").exists()
+
+
+# -- the run's config.yaml, read back on --resume -----------------------------------------------------
+@pytest.mark.parametrize("edit,said", [
+    (lambda c: c["train"].update(surprise=1), "unknown config key 'train.surprise'"),
+    (lambda c: c["train"].update(epochs="many"), "train.epochs: expected an integer"),
+    (lambda c: c["train"].pop("limit_batches"), "cannot change train.limit_batches on resume (4 -> 0)"),
+], ids=["unknown", "wrong-type", "missing-differs"])
+def test_damaged_config_yaml_is_exit_2_and_nothing_is_written(run: Path, capsys, edit, said) -> None:
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    edit(cfg)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = run_cli(capsys, "train", "--resume", "--output", run, "--epochs", "2")
+    assert code == 2 and len(error_lines(err)) == 1 and said in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
