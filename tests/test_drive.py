@@ -368,3 +368,11 @@ def test_one_endpoint_for_both_hosts(official, env, monkeypatch) -> None:
         assert single.count("/download?") == 2  # the confirmation page, then the file
     finally:
         single.stop()
+
+
+def test_folder_gone_is_one_line(drive, env, capsys) -> None:
+    drive.folders.pop(FOLDER)
+    code, out, err = run_cli(capsys, "pull-weights", NAME)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"the listing of folder {FOLDER}" in err and "Page Not Found" in err
+    _no_usable_entry(env)
