@@ -140,7 +140,8 @@ def test_layer_output_shape_equals_conv_and_bias_is_added_after_the_code() -> No
 
 
 @pytest.mark.parametrize("kwargs", [dict(groups=4), dict(groups=2, expansion=2), dict(stride=0), dict(padding=-1),
-                                    dict(padding="same"), dict(kernel_size=(3, 3, 3))])
+                                    dict(padding="same", stride=2), dict(padding="full"),
+                                    dict(padding_mode="reflect"), dict(kernel_size=(3, 3, 3))])
 def test_bad_geometry_is_a_usage_error(kwargs: dict) -> None:
     args = {"in_channels": 6, "out_channels": 6, "kernel_size": 3, **kwargs}
     with pytest.raises(UsageError):

@@ -172,12 +172,16 @@ def test_step_size_lifecycle_and_atoms() -> None:
     torch.manual_seed(0)
     layer = CSCConv2d(3, 8, 3, padding=1)
     assert torch.allclose(layer.weight.flatten(1).norm(dim=1), torch.ones(8))
-    assert layer.step_size.item() == 0.0
+    s_init = layer.step_size.item()
+    assert s_init > 0  # init: 0.9 / L of the dictionary's size-free operator, made at construction
     x = torch.randn(2, 3, 10, 10)
-    layer.eval()(x)  # first forward sets it (converged)
+    layer.eval()(x)  # eval codes with the stored step size: nothing is solved in forward
+    assert layer.step_size.item() == s_init
+    layer.train()(x)  # the first training forward sets it at x's size (converged)
     s0 = layer.step_size.item()
-    assert s0 > 0
-    layer.train()
+    D = explicit_matrix(layer.weight.detach(), 1, 1, (3, 10, 10))
+    assert abs(0.9 / s0 - torch.linalg.matrix_norm(D, ord=2).item() ** 2) / (0.9 / s0) < 1e-3
+    assert s0 > 0.97 * s_init  # L of a finite D is close to the periodic one (below its sup over frequencies)
     with torch.no_grad():
         layer.weight.mul_(1.5)  # an optimizer step that breaks unit norm
     layer(x)  # training forward: atoms renormalised, step refreshed (warm start)
@@ -190,6 +194,33 @@ def test_step_size_lifecycle_and_atoms() -> None:
     fresh.load_state_dict(state)
     fresh.eval()(x)
     assert fresh.step_size.item() == pytest.approx(0.0123)
+
+
+def periodic_symbol_top(weight: torch.Tensor, stride: int, dilation: int, groups: int, n: int) -> float:
+    """max over the n×n grid of frequencies ω of ‖P(ω)‖², P = the dictionary's polyphase symbol (independent of
+    the layer: a dense SVD per frequency and group)."""
+    co, ci, kh, kw = weight.shape
+    taps = [dilation * i for i in range(kh)]
+    sym = weight.new_zeros(co, ci, stride, stride, n, n)
+    for i, a in enumerate(taps):
+        for j, b in enumerate(taps):
+            sym[:, :, a % stride, b % stride, (a // stride) % n, (b // stride) % n] += weight[:, :, i, j]
+    p = torch.fft.fft2(sym).permute(4, 5, 0, 1, 2, 3).reshape(n * n * groups, co // groups, ci * stride**2)
+    return torch.linalg.matrix_norm(p, ord=2).max().item() ** 2
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,dilation,groups", [(3, 16, 3, 1, 1, 1), (4, 8, 7, 2, 1, 1),
+                                                             (8, 8, 3, 1, 2, 2), (4, 8, 4, 2, 1, 1)])
+def test_init_step_size_is_the_periodic_spectrum(cin: int, cout: int, k: int, stride: int, dilation: int,
+                                                 groups: int) -> None:
+    torch.manual_seed(0)
+    layer = CSCConv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2), dilation=dilation, groups=groups)
+    w = layer.weight.detach().double()
+    top = periodic_symbol_top(w, stride, dilation, groups, 8)
+    assert abs(0.9 / layer.step_size.item() - top) / top < 1e-3  # Lanczos on the 8×8 torus = the symbol's max
+    for hw in (16, 32):  # zero-padded D at real sizes: L close to the periodic one (below its sup over ω)
+        layer.converge_step_size((cin, hw, hw))  # Lanczos to 1e-6 (checked against dense D above)
+        assert 0.8 * top < 0.9 / layer.step_size.item() < 1.03 * top
 
 
 def test_per_sample_lambda_equals_separate_runs() -> None:

@@ -40,7 +40,8 @@ from torch import Tensor
 from . import functional as SF
 from . import spectral as SP
 from .fista_autograd import csc_fista_lean, lean_applies
-from .sparse_coding import CONVERGE_ITERS, CONVERGE_TOL, JITTER, SET_ITERS, SET_TOL, TRACK_ITERS, _SparseCoding
+from .sparse_coding import (CONVERGE_ITERS, CONVERGE_TOL, INIT_GRID, INIT_GRID_WIDE, INIT_WIDE, JITTER, SET_ITERS, SET_TOL, TRACK_ITERS,
+                            _SparseCoding)
 from ..errors import UsageError
 
 __all__ = ["CSCConv2d", "CONVERGE_ITERS", "CONVERGE_TOL", "JITTER", "SET_ITERS", "SET_TOL", "TRACK_ITERS"]
@@ -57,6 +58,11 @@ class CSCConv2d(_SparseCoding):
     returns ``D(y − b)`` for a layer output ``y`` (shape of the ``x`` it came from). ``expansion`` (the
     official ``n_dict``) stacks that many copies of ``x`` along channels (dense layers only).
     ``kernel_size``/``stride``/``padding``/``dilation`` are ints when square, else ``(h, w)`` pairs.
+
+    The signature is ``nn.Conv2d``'s: ``padding`` also takes ``'valid'`` (0) and ``'same'`` (stride 1 only;
+    stored as the number of zeros on each side, and for an even kernel ``padding_extra`` = 1 more on the
+    bottom/right, as ``nn.Conv2d`` pads it); ``padding_mode`` must be ``'zeros'`` (``D`` is the exact adjoint
+    of a zero-padded convolution; other modes have another adjoint); ``device``/``dtype`` place the weights.
     """
 
     def __init__(
@@ -65,10 +71,13 @@ class CSCConv2d(_SparseCoding):
         out_channels: int,
         kernel_size: SF.IntPair,
         stride: SF.IntPair = 1,
-        padding: SF.IntPair = 0,
+        padding: SF.IntPair | str = 0,
         dilation: SF.IntPair = 1,
         groups: int = 1,
         bias: bool = False,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         *,
         lmbd: float = 0.1,
         mu: float = 0.0,
@@ -77,7 +86,10 @@ class CSCConv2d(_SparseCoding):
         expansion: int = 1,
         power_iters: int = 1,
     ) -> None:
-        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
+        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters, device=device, dtype=dtype)
+        if padding_mode != "zeros":
+            raise UsageError(f"CSCConv2d supports padding_mode='zeros' only, got {padding_mode!r}: its decoder D is "
+                             "the adjoint of a zero-padded convolution (conv_transpose2d); other modes have another")
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise UsageError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         if groups > 1 and expansion > 1:
@@ -85,31 +97,45 @@ class CSCConv2d(_SparseCoding):
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = _square_or_pair("kernel_size", kernel_size, 1)
         self.stride = _square_or_pair("stride", stride, 1)
-        self.padding = _square_or_pair("padding", padding, 0)
         self.dilation = _square_or_pair("dilation", dilation, 1)
+        self.padding, self.padding_extra = _resolve_padding(padding, self.kernel_size, self.stride, self.dilation)
+        self.padding_mode = "zeros"
         kh, kw = SF._pair(self.kernel_size)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * expansion // groups, kh, kw))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * expansion // groups, kh, kw, **factory))
+        self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
         self._image_hw: tuple[int, int] | None = None  # the input size coded last: fixes the size D maps back to
         self.reset_parameters()
 
     def _geometry(self) -> dict:
-        return {"groups": self.groups, "dilation": self.dilation}
+        return {"groups": self.groups, "dilation": self.dilation, "pad_extra": self.padding_extra}
 
     def _output_padding(self, image_hw: tuple[int, int] | None) -> tuple[int, int] | None:
         if image_hw is None:
             return None
-        return SF.adjoint_output_padding(image_hw, self.kernel_size, self.stride, self.padding, self.dilation)
+        e = SF._pair(self.padding_extra)
+        padded = (image_hw[0] + e[0], image_hw[1] + e[1])
+        return SF.adjoint_output_padding(padded, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def _gram(self):
         op = self._output_padding(self._image_hw)
-        return SP.csc_gram(self.weight.float(), self.stride, self.padding, output_padding=op, **self._geometry())
+        return SP.csc_gram(self.weight.detach().float(), self.stride, self.padding, output_padding=op, **self._geometry())
+
+    def _free_gram(self):
+        """``DᵀD`` on a periodic grid of ``INIT_GRID`` code pixels a side (``INIT_GRID_WIDE`` for a wide filter
+        bank, more where the kernel spans more)."""
+        k, s, d = (SF._pair(v) for v in (self.kernel_size, self.stride, self.dilation))
+        grid = INIT_GRID if self.weight.numel() <= INIT_WIDE else INIT_GRID_WIDE
+        n = [max(grid, d[i] * (k[i] - 1) // s[i] + 1) for i in range(2)]
+        gram = SP.circular_csc_gram(self.weight.detach().float(), self.stride, groups=self.groups, dilation=self.dilation)
+        return gram, (1, self.out_channels, *n)
 
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:
         """``(1, C_out, H', W')`` for input ``x``; remembers ``x``'s size for the step size's ``DᵀD``."""
         self._image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        k, s, p, d = (SF._pair(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation))
-        hw = [(n + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate(self._image_hw)]
+        k, s, p, d, e = (SF._pair(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation,
+                                                  self.padding_extra))
+        hw = [(n + 2 * p[i] + e[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate(self._image_hw)]
         return (1, self.out_channels, *hw)
 
     def _expand(self, x: Tensor) -> Tensor:
@@ -119,7 +145,8 @@ class CSCConv2d(_SparseCoding):
         return y if self.bias is None else y - self.bias.reshape(1, -1, 1, 1)
 
     def _dz(self, y: Tensor, image_hw: tuple[int, int] | None) -> Tensor:
-        """``D(y − b)`` onto an image of size ``image_hw`` (default: the largest the code fits)."""
+        """``D(y − b)`` onto an image of size ``image_hw`` (default: the largest the code fits, less
+        ``padding_extra``)."""
         op = self._output_padding(image_hw)
         return SF.dict_apply(self._code(y), self.weight, self.stride, self.padding, output_padding=op, **self._geometry())
 
@@ -138,6 +165,7 @@ class CSCConv2d(_SparseCoding):
         """``recompute`` asked and covered: dense, undilated, square, no expansion, autograd on, no autocast."""
         square = all(isinstance(v, int) for v in (self.stride, self.padding, self.kernel_size))
         return (self.recompute and torch.is_grad_enabled() and not torch.is_autocast_enabled() and square
+                and self.padding_extra == 0
                 and self.groups == 1 and self.dilation == 1 and self.expansion == 1
                 and lean_applies(self.lmbd, self.mu, self.n_steps, self.non_negative))
 
@@ -162,6 +190,8 @@ class CSCConv2d(_SparseCoding):
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
              f"padding={self.padding}")
+        if self.padding_extra != 0:
+            s += f", padding_extra={self.padding_extra}"
         if self.dilation != 1:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -169,6 +199,20 @@ class CSCConv2d(_SparseCoding):
         if self.bias is not None:
             s += ", bias=True"
         return f"{s}, {self.extra_repr_common()}"
+
+
+def _resolve_padding(padding: object, kernel: SF.IntPair, stride: SF.IntPair, dilation: SF.IntPair,
+                     ) -> tuple[SF.IntPair, SF.IntPair]:
+    """``(padding, padding_extra)`` for ``nn.Conv2d``'s ``padding`` argument (ints, a pair, ``'valid'``, ``'same'``)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0
+        if padding != "same":
+            raise UsageError(f"CSCConv2d padding must be 'valid', 'same', an int or a pair, got {padding!r}")
+        if stride != 1:
+            raise UsageError("CSCConv2d padding='same' is not supported for strided convolutions (as nn.Conv2d)")
+        return SF.same_padding(kernel, dilation)
+    return _square_or_pair("padding", padding, 0), 0
 
 
 def _square_or_pair(name: str, value: object, least: int) -> int | tuple[int, int]:

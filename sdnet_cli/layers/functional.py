@@ -16,6 +16,7 @@ import math
 from typing import Callable
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor
 from ..errors import UsageError
@@ -49,19 +50,37 @@ def adjoint_output_padding(
 
 
 def dict_transpose(
-    x: Tensor, weight: Tensor, stride: IntPair = 1, padding: IntPair = 0, *, groups: int = 1, dilation: IntPair = 1
+    x: Tensor, weight: Tensor, stride: IntPair = 1, padding: IntPair = 0, *, groups: int = 1, dilation: IntPair = 1,
+    pad_extra: IntPair = 0,
 ) -> Tensor:
     """``Dᵀx = conv2d(x, W, groups=g)``: image ``(N, C_in, H, W)`` → code ``(N, C_out, H', W')``.
 
     ``W`` is ``(C_out, C_in/g, kh, kw)``: with ``g`` groups the dictionary is block-diagonal (group ``j``'s
-    atoms only touch image channels ``j·C_in/g …``).
+    atoms only touch image channels ``j·C_in/g …``). ``pad_extra`` zero rows (columns) more on the bottom
+    (right) than on the top (left): ``padding='same'`` of an even kernel, as ``nn.Conv2d`` pads it.
     """
-    return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+    return F.conv2d(pad_bottom_right(x, pad_extra), weight, None, stride, padding, dilation, groups)
+
+
+def pad_bottom_right(x: Tensor, pad_extra: IntPair) -> Tensor:
+    """``x`` with ``pad_extra`` zero rows below and columns to the right (``x`` itself when none)."""
+    e = _pair(pad_extra)
+    return F.pad(x, (0, e[1], 0, e[0])) if any(e) else x
+
+
+def same_padding(kernel: IntPair, dilation: IntPair = 1) -> tuple[IntPair, IntPair]:
+    """``nn.Conv2d``'s ``padding='same'`` (stride 1) as ``(padding, pad_extra)``: ``d(k−1)`` zeros per axis,
+    ``⌊d(k−1)/2⌋`` on each side and, when ``d(k−1)`` is odd (an even kernel), one more on the bottom/right."""
+    k, d = _pair(kernel), _pair(dilation)
+    total = [d[i] * (k[i] - 1) for i in range(2)]
+    pad = tuple(t // 2 for t in total)
+    extra = tuple(t - 2 * (t // 2) for t in total)
+    return (pad[0] if pad[0] == pad[1] else pad), (extra[0] if extra[0] == extra[1] else extra)  # type: ignore[return-value]
 
 
 def dict_apply(
     z: Tensor, weight: Tensor, stride: IntPair = 1, padding: IntPair = 0, *,
-    groups: int = 1, dilation: IntPair = 1, output_padding: IntPair | None = None,
+    groups: int = 1, dilation: IntPair = 1, output_padding: IntPair | None = None, pad_extra: IntPair = 0,
 ) -> Tensor:
     """``D z = conv_transpose2d(z, W, groups=g)``: code ``(N, C_out, H', W')`` → image ``(N, C_in, H, W)``.
 
@@ -69,15 +88,27 @@ def dict_apply(
     default ``stride − 1`` is the largest one (exact for even sizes at stride 2, the usual case). On CPU
     without autograd, a dense square dictionary with few image-side taps (``C_in·k² ≤ 32``, e.g. an RGB
     3×3 stem) takes :func:`dict_apply_gemm`, the same sum computed faster than oneDNN's deconvolution.
+    ``pad_extra`` (see :func:`dict_transpose`) crops that many rows/columns off the bottom/right: the adjoint
+    of padding them (``output_padding`` then names the padded size).
     """
+    e = _pair(pad_extra)
+    if any(e):
+        out = dict_apply(z, weight, stride, padding, groups=groups, dilation=dilation, output_padding=output_padding)
+        return out[..., : out.shape[-2] - e[0], : out.shape[-1] - e[1]]
     s = _pair(stride)
     op = (s[0] - 1, s[1] - 1) if output_padding is None else _pair(output_padding)
-    if (z.device.type == "cpu" and math.prod(weight.shape[1:]) <= GEMM_MAX_TAPS and not torch.compiler.is_compiling()
+    if (not fx_tracing() and z.device.type == "cpu" and math.prod(weight.shape[1:]) <= GEMM_MAX_TAPS
+            and not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and (z.requires_grad or weight.requires_grad))
             and groups == 1 and _pair(dilation) == (1, 1) and isinstance(stride, int) and isinstance(padding, int)
             and weight.shape[-1] == weight.shape[-2] and op == (stride - 1, stride - 1)):
         return dict_apply_gemm(z, weight, stride, padding)
     return F.conv_transpose2d(z, weight, None, stride, padding, op, groups, dilation)
+
+
+def fx_tracing() -> bool:
+    """Inside ``torch.fx.symbolic_trace`` (sizes and values are proxies: no Python decision may read them)."""
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 
 GEMM_MAX_TAPS = 32  # C_in·k² up to which dict_apply uses dict_apply_gemm (CPU, no autograd)
@@ -166,7 +197,7 @@ def _folded_constants(weight: Tensor, s: Lmbd, lmbd: Lmbd, mu: float, non_negati
     theta = lmbd * gain
     bias = None
     if non_negative and not (isinstance(lmbd, Tensor) and lmbd.numel() > 1):
-        theta = theta if isinstance(theta, Tensor) else weight.new_tensor(theta)
+        theta = weight.new_tensor(theta) if isinstance(theta, (int, float)) else theta
         bias = (-theta).reshape(1).expand(weight.shape[0])
     return a, weight * gain, theta, bias
 
@@ -178,12 +209,12 @@ def _in_place_prox(theta: Lmbd, bias: Tensor | None, non_negative: bool) -> Call
     def prox_(v: Tensor) -> Tensor:
         if bias is not None:
             return v.relu_()
-        th = theta.to(v.dtype) if isinstance(theta, Tensor) else theta
+        th = theta if isinstance(theta, (int, float)) else theta.to(v.dtype)
         if non_negative:
             return v.sub_(th).relu_()
-        if isinstance(th, Tensor):
-            return v - torch.clamp(v, -th, th)
-        return F.softshrink(v, th)
+        if isinstance(th, (int, float)):
+            return F.softshrink(v, th)
+        return v - torch.clamp(v, -th, th)
 
     return prox_
 
@@ -201,6 +232,7 @@ def csc_fista(
     *,
     groups: int = 1,
     dilation: IntPair = 1,
+    pad_extra: IntPair = 0,
 ) -> Tensor:
     """Convolutional sparse code of ``x`` ``(N, C_in, H, W)`` against ``W`` ``(C_out, C_in/groups, kh, kw)``.
 
@@ -215,27 +247,34 @@ def csc_fista(
     costs its two convolutions, one add and one ``relu``: ``2·n_steps − 1`` convolutions in all, no
     extra elementwise pass and nothing saved for backward beyond what the convolutions need.
     ``groups``/``dilation`` are those of the convolution (a grouped dictionary is block-diagonal); ``D``
-    is the exact adjoint of ``Dᵀ`` for ``x``'s size at any stride (:func:`adjoint_output_padding`).
+    is the exact adjoint of ``Dᵀ`` for ``x``'s size at any stride (:func:`adjoint_output_padding`);
+    ``pad_extra`` pads ``x`` unevenly (see :func:`dict_transpose`). Where ``x``'s size is symbolic (``torch.fx``
+    tracing, dynamic shapes), ``D`` maps onto the largest image the code fits and is cropped to ``x``'s size.
     """
     if n_steps < 1:
         raise UsageError(f"n_steps must be >= 1, got {n_steps}")
     a, g_weight, theta, bias = _folded_constants(weight, step_size, lmbd, mu, non_negative)
     prox_ = _in_place_prox(theta, bias, non_negative)
 
-    op = adjoint_output_padding(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, dilation)
+    e = _pair(pad_extra)
+    h, w = x.shape[-2], x.shape[-1]
+    crop = any(e) or not (isinstance(h, int) and isinstance(w, int))
+    op = (adjoint_output_padding((h + e[0], w + e[1]), tuple(weight.shape[-2:]), stride, padding, dilation)
+          if not crop or (isinstance(h, int) and isinstance(w, int)) else None)
     geom = dict(groups=groups, dilation=dilation)
 
     def step(y: Tensor) -> Tensor:
         # conv2d(D y − x, −G) = a·s·Dᵀ(x − D y); the bias adds −θ.
         dy = dict_apply(y, weight, stride, padding, output_padding=op, **geom)
-        v = F.conv2d(dy.sub_(x), -g_weight, bias, stride, padding, dilation, groups)
+        r = dy[..., :h, :w].sub_(x) if crop else dy.sub_(x)
+        v = F.conv2d(pad_bottom_right(r, e), -g_weight, bias, stride, padding, dilation, groups)
         if a is None:
             return prox_(v.add_(y))
-        if isinstance(a, Tensor):
-            return prox_(v.addcmul_(a.to(v.dtype), y))
-        return prox_(v.add_(y, alpha=a))
+        if isinstance(a, (int, float)):
+            return prox_(v.add_(y, alpha=a))
+        return prox_(v.addcmul_(a.to(v.dtype), y))
 
-    z = prox_(F.conv2d(x, g_weight, bias, stride, padding, dilation, groups))
+    z = prox_(F.conv2d(pad_bottom_right(x, e), g_weight, bias, stride, padding, dilation, groups))
     if n_steps == 1:
         return z
     z_prev, z = z, step(z)

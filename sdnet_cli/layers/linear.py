@@ -29,15 +29,21 @@ class SparseCodingLinear(_SparseCoding):
         non_negative: bool = True,
         expansion: int = 1,
         power_iters: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters)
+        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters, device=device, dtype=dtype)
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features * expansion))
+        self.weight = nn.Parameter(torch.empty(out_features, in_features * expansion, device=device, dtype=dtype))
         self.reset_parameters()
 
     def _gram(self):
-        return SP.linear_gram(self.weight.float())
+        return SP.linear_gram(self.weight.detach().float())
+
+    def _free_gram(self):
+        """``DᵀD`` (no input size to depend on: the init step size is the exact one)."""
+        return SP.linear_gram(self.weight.detach().float()), (1, self.out_features)
 
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:
         return (1, self.out_features)

@@ -5,6 +5,7 @@ documents. A subclass supplies its operator (``_gram``: ``v ↦ DᵀD v`` on one
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -19,6 +20,9 @@ from ..errors import UsageError
 CONVERGE_ITERS, CONVERGE_TOL = 300, 1e-6  # converge_step_size()
 SET_ITERS, SET_TOL = 150, 1e-4  # the first forward at a new input size (the official code: ≤ 50 power iterations)
 TRACK_ITERS = 20  # track_step_size(): warm Lanczos iterations, a fixed count (fewer lag: docs/benchmarks.md)
+INIT_GRID = 8  # init_step_size(): code pixels a side of the periodic grid its L is taken on (CSCConv2d) …
+INIT_GRID_WIDE, INIT_WIDE = 4, 2**16  # … 4 where a filter bank has more than 2^16 weights (the spectrum is flatter)
+INIT_ITERS = 20  # init_step_size(): Lanczos iterations on the size-free (periodic) operator of a fresh dictionary
 JITTER = 1e-2  # share of a fixed random direction mixed into a tracked start (finds eigenvalue crossings)
 
 
@@ -35,6 +39,9 @@ class _SparseCoding(nn.Module):
         non_negative: bool,
         expansion: int,
         power_iters: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if n_steps < 1:
@@ -48,20 +55,25 @@ class _SparseCoding(nn.Module):
         self.expansion = int(expansion)
         self.power_iters = int(power_iters)
         self.recompute = False  # memory: save less for backward, recompute it (CSCConv2d; docs/benchmarks.md)
-        self.register_buffer("step_size", torch.zeros(()))
-        self.register_buffer("_v", torch.zeros(0), persistent=False)  # tracked top eigenvector (one code)
-        self.register_buffer("_r", torch.zeros(0), persistent=False)  # fixed random direction (jitter)
+        self.register_buffer("step_size", torch.zeros((), device=device, dtype=dtype))
+        self.register_buffer("_v", torch.zeros(0, device=device), persistent=False)  # tracked top eigenvector (one code)
+        self.register_buffer("_r", torch.zeros(0, device=device), persistent=False)  # fixed random direction (jitter)
         self._step_size_ready = False
+        self._init_version: int | None = None  # the weights' version an init step size was made for
 
     # -- dictionary ---------------------------------------------------------------------------
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.normalize_atoms_()
-        self._step_size_ready = False
+        self.init_step_size()
 
     @torch.no_grad()
     def normalize_atoms_(self) -> None:
         """Rescale every atom (output filter) to unit L2 norm, in place (see *Atoms* in the module docs)."""
+        if SF.fx_tracing():  # an fx graph runs without this no_grad: write through a detached alias
+            w = self.weight.detach()
+            w.copy_(SF.normalize_atoms(w))
+            return
         self.weight.copy_(SF.normalize_atoms(self.weight))
 
     def _gram(self):  # pragma: no cover - implemented by subclasses
@@ -70,7 +82,29 @@ class _SparseCoding(nn.Module):
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:  # pragma: no cover
         raise NotImplementedError
 
+    def _free_gram(self):  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
     # -- step size: the public lifecycle --------------------------------------------------------
+    def init_step_size(self) -> None:
+        """**init**: ``step_size = 0.9 / L`` of the current dictionary at no particular input size (``L`` of its
+        size-free operator: ``_free_gram``), so a fresh layer codes, traces and exports without a solve.
+
+        Run at construction and by :meth:`reset_parameters`; an eager eval forward runs it again when the
+        weights of a layer whose step size was never set changed since (e.g. copied in by ``convert``). Eager
+        (at most ``INIT_ITERS`` Lanczos iterations, to the set-up's tolerance); leaves the tracked vector alone, so the first training
+        forward still sets the step size at the size it codes. Nothing on the meta device.
+        """
+        if self.step_size.device.type == "meta":
+            self._step_size_ready = False
+            return
+        with torch.no_grad(), _normal_tensors(), torch.autocast(self.step_size.device.type, enabled=False):
+            gram, shape = self._free_gram()
+            eig, _ = SP.lanczos(gram, self._fixed_random(shape, seed=2), INIT_ITERS, SET_TOL)
+            self.step_size.copy_(0.9 / eig)
+        self._step_size_ready = True
+        self._init_version = self.weight._version  # an eager eval forward re-inits when the weights changed
+
     def track_step_size(self, n_iter: int = TRACK_ITERS) -> None:
         """**track**: ``n_iter`` warm Lanczos iterations from the tracked vector (atoms renormalised first in
         training mode). A fixed count on the device: no host read; traceable. Needs a set step size."""
@@ -106,7 +140,7 @@ class _SparseCoding(nn.Module):
     def _set(self, code_shape: tuple[int, ...], n_iter: int, tol: float) -> None:
         """Lanczos to ``tol`` (eager: data-dependent stop); warm, with jitter, when the size is unchanged,
         else from a fixed random vector (and a new jitter direction) for the new size."""
-        with torch.autocast(self.weight.device.type, enabled=False):
+        with torch.autocast(self.step_size.device.type, enabled=False), _normal_tensors():
             if tuple(self._v.shape) != code_shape:
                 self._v = self._fixed_random(code_shape, seed=0)
                 self._jittered_start()  # makes the size's jitter direction now, outside any compiled graph
@@ -117,11 +151,12 @@ class _SparseCoding(nn.Module):
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
+        self._init_version = None
 
     @torch.no_grad()
     def _track(self, n_iter: int, lanczos: bool) -> None:
         """``n_iter`` warm iterations, Lanczos (with jitter) or power iteration; device-only, traceable."""
-        with torch.autocast(self.weight.device.type, enabled=False):
+        with torch.autocast(self.step_size.device.type, enabled=False):
             if lanczos:
                 eig, v = SP.lanczos(self._gram(), self._jittered_start(), n_iter)
             else:
@@ -131,34 +166,44 @@ class _SparseCoding(nn.Module):
 
     def _fixed_random(self, shape: tuple[int, ...], seed: int) -> Tensor:
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        return torch.randn(shape, generator=gen).to(self.weight.device)
+        return torch.randn(shape, generator=gen).to(self.step_size.device)
 
     def _jittered_start(self) -> Tensor:
         """``v/‖v‖ + JITTER·r/‖r‖`` with ``r`` fixed per size (made once, then kept on the device)."""
         if self._r.shape != self._v.shape:
-            r = self._fixed_random(tuple(self._v.shape), seed=1)
-            self._r = r / r.norm()
+            with _normal_tensors():
+                r = self._fixed_random(tuple(self._v.shape), seed=1)
+                self._r = r / r.norm()
         v = self._v.float()
         return v / v.norm().clamp_min(1e-30) + JITTER * self._r.float()
 
     def _prepare_forward(self, x: Tensor) -> None:
         """Before coding ``x``: in training, renormalise the atoms, then set (new size) or track the step
-        size; in eval, set it only when none is stored."""
+        size; in eval, code with the stored step size (init it first, eagerly, when there is none or the
+        weights of a never-set layer changed). Traced symbolically (fx, ``torch.export``), a training
+        forward cannot read ``x``'s size: it tracks at the size set last (if any) and sets nothing."""
         if self.training:
             self.normalize_atoms_()
+            if _symbolic():
+                if self._v.numel() and self.power_iters > 0:
+                    self._track(self.power_iters, lanczos=False)
+                return
             shape = self._code_shape(x)
             if tuple(self._v.shape) != shape:
                 self._set(shape, SET_ITERS, SET_TOL)
             elif self.power_iters > 0:
                 self._track(self.power_iters, lanczos=False)
-        elif not self._step_size_ready:
-            self._set(self._code_shape(x), SET_ITERS, SET_TOL)
+        elif not (_symbolic() or torch.compiler.is_compiling() or torch.jit.is_tracing()) and (
+                not self._step_size_ready or self._init_version not in (None, self.weight._version)):
+            self.init_step_size()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        """A loaded positive ``step_size`` is ready: eval forwards use it as stored (not re-set)."""
+        """A loaded positive ``step_size`` is ready: eval forwards use it as stored (not re-set); a state
+        without one (or with 0: never set) leaves the layer to init it from the loaded weights."""
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         stored = state_dict.get(prefix + "step_size")
         self._step_size_ready = stored is not None and float(stored) > 0
+        self._init_version = None
 
     def _lmbd_for(self, x: Tensor) -> float | Tensor:
         lmbd = self.lmbd
@@ -172,3 +217,14 @@ class _SparseCoding(nn.Module):
         if self.expansion != 1:
             s += f", expansion={self.expansion}"
         return s
+
+
+def _symbolic() -> bool:
+    """Traced with symbolic sizes or values: ``torch.fx`` symbolic tracing or ``torch.export``."""
+    return SF.fx_tracing() or torch.compiler.is_exporting()
+
+
+def _normal_tensors() -> contextlib.AbstractContextManager:
+    """Tensors made inside are normal ones even under ``torch.inference_mode`` (buffers a later training
+    forward updates in place must never be inference tensors)."""
+    return torch.inference_mode(False) if torch.is_inference_mode_enabled() else contextlib.nullcontext()

@@ -3,7 +3,8 @@
 Pure functions: ``csc_gram`` / ``linear_gram`` give ``v ↦ DᵀD v``; ``power_iteration`` and ``lanczos`` (a fixed
 number of iterations, no host reads: the small tridiagonal problem is solved on the device by
 ``top_eigenpair_psd``) estimate its top eigenpair; ``_lanczos_to_tolerance`` runs to a tolerance (a set-up with a
-data-dependent stop). The layers' step-size lifecycle (docs/design.md §3) is built on them.
+data-dependent stop). ``circular_csc_gram`` is ``DᵀD`` on a torus, whose top eigenvalue is a fresh layer's ``L``
+(size-free). The layers' step-size lifecycle (docs/design.md §3) is built on them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import IntPair, dict_apply, dict_transpose
+from .functional import IntPair, _pair, dict_apply, dict_transpose
 
 
 def power_iteration(
@@ -131,13 +132,14 @@ def _lanczos_to_tolerance(gram: Callable[[Tensor], Tensor], v: Tensor, n_iter: i
 
 def csc_gram(
     weight: Tensor, stride: IntPair, padding: IntPair, *,
-    groups: int = 1, dilation: IntPair = 1, output_padding: IntPair | None = None,
+    groups: int = 1, dilation: IntPair = 1, output_padding: IntPair | None = None, pad_extra: IntPair = 0,
 ) -> Callable[[Tensor], Tensor]:
     """``v ↦ DᵀD v`` for a convolutional dictionary (``v`` in code space, ``(1, C_out, H', W')``).
 
-    ``output_padding`` names the image size ``D`` maps back to (see :func:`dict_apply`).
+    ``output_padding`` names the image size ``D`` maps back to (see :func:`dict_apply`); ``pad_extra`` the
+    uneven padding of an even kernel's ``'same'`` (see :func:`dict_transpose`).
     """
-    geom = dict(groups=groups, dilation=dilation)
+    geom = dict(groups=groups, dilation=dilation, pad_extra=pad_extra)
     return lambda v: dict_transpose(
         dict_apply(v, weight, stride, padding, output_padding=output_padding, **geom), weight, stride, padding, **geom)
 
@@ -145,3 +147,34 @@ def csc_gram(
 def linear_gram(weight: Tensor) -> Callable[[Tensor], Tensor]:
     """``v ↦ DᵀD v = (v @ W) @ Wᵀ`` for a matrix dictionary (``v`` of shape ``(1, K)``)."""
     return lambda v: F.linear(v @ weight, weight)
+
+
+def circular_csc_gram(
+    weight: Tensor, stride: IntPair, *, groups: int = 1, dilation: IntPair = 1,
+) -> Callable[[Tensor], Tensor]:
+    """``v ↦ DᵀD v`` for a convolutional dictionary on a torus: code ``(1, C_out, n, m)`` ↔ image ``(C_in, s·n, s·m)``.
+
+    Periodic boundaries: ``Dᵀx = conv2d(circular_pad(x), W)`` (the image wrapped by ``d(k−1)`` on the bottom and
+    right, no other padding) and ``D`` its exact adjoint (``conv_transpose2d``, the wrapped rows folded back).
+    Its spectrum is the union over the grid's frequencies ``ω`` of the spectra of ``P(ω)ᴴP(ω)`` (``P`` the
+    dictionary's ``C_out × C_in·s²`` polyphase symbol), so its top eigenvalue approaches from below the
+    supremum over frequencies, which bounds ``L`` of the zero-padded ``D`` at every input size. Needs
+    ``s·n > d(k−1)`` (and the same across).
+    """
+    s, d = _pair(stride), _pair(dilation)
+    e = tuple(d[i] * (weight.shape[2 + i] - 1) for i in range(2))
+
+    def dt(x: Tensor) -> Tensor:
+        xp = F.pad(x, (0, e[1], 0, e[0]), mode="circular") if any(e) else x
+        return F.conv2d(xp, weight, None, s, 0, d, groups)
+
+    def dz(z: Tensor) -> Tensor:
+        full = F.conv_transpose2d(z, weight, None, s, 0, (s[0] - 1, s[1] - 1), groups, d)
+        h, w = full.shape[-2] - e[0], full.shape[-1] - e[1]
+        out = full[..., :h, :w].clone()
+        out[..., : e[0], :] += full[..., h:, :w]
+        out[..., :, : e[1]] += full[..., :h, w:]
+        out[..., : e[0], : e[1]] += full[..., h:, w:]
+        return out
+
+    return lambda v: dt(dz(v))
