@@ -15,7 +15,7 @@ from .common import console, print_json, styled
 
 
 def eval_command(
-    model: Optional[str] = typer.Argument(None, help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
+    model: Optional[str] = typer.Argument(None, metavar="MODEL", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the model was trained on)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the dataset."),
     lmbd: Optional[float] = typer.Option(None, "--lmbd", help="Test-time λ of the CSC layers (see --lmbd-layers)."),

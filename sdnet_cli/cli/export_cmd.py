@@ -14,7 +14,7 @@ from .default_run import model_or_newest_run
 
 def export_command(
     model: Optional[str] = typer.Argument(
-        None, help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint "
+        None, metavar="MODEL", help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint "
         "(default: the newest finished run under runs/)."),
     output: Path = typer.Option(..., "--output", "-o", help="Directory to write the exported model into."),
     formats: str = typer.Option("safetensors", "--format", help="Comma list: safetensors (always), onnx."),

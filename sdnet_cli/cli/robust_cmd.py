@@ -18,7 +18,7 @@ from .robust_tables import Bar, render
 
 
 def robust_command(
-    models: Optional[list[str]] = typer.Argument(None, metavar="[MODEL]...", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV; several are compared (default: the newest finished run under runs/)."),
+    models: Optional[list[str]] = typer.Argument(None, metavar="MODEL", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV; several are compared (default: the newest finished run under runs/)."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", "-c", help="all | benchmark | noise | blur | weather | digital | extra | comma list of names (default: noise; sdnet-noise: its 4 noises)."),
     severities: Optional[str] = typer.Option(None, "--severities", "-s", help="all (default) | 1-5 | 3,5 | per corruption NAME=LEVELS;NAME=LEVELS (sdnet-noise: 10 levels, speckle 6)."),
     protocol: str = typer.Option("cifar-c", "--protocol", help="cifar-c (CIFAR-10-C parameters) | sdnet-noise (the SDNet paper's noise levels)."),

@@ -20,7 +20,7 @@ def _floats(text: str) -> list[float]:
 
 
 def visualize_command(
-    model: Optional[str] = typer.Argument(None, help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
+    model: Optional[str] = typer.Argument(None, metavar="MODEL", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
     what: str = typer.Option("all", "--what", help="Comma list of: dictionary, features, sparsity, convergence, lambda (or all)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of the test images (default: the model's)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the dataset lives (downloaded datasets)."),
