@@ -376,3 +376,11 @@ def test_folder_gone_is_one_line(drive, env, capsys) -> None:
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
     assert f"the listing of folder {FOLDER}" in err and "Page Not Found" in err
     _no_usable_entry(env)
+
+
+def test_unreachable_drive_names_its_endpoint(env, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SDNET_DRIVE_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    code, out, err = run_cli(capsys, "pull-weights", NAME, "--timeout", "2")
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert "cannot connect to http://127.0.0.1:9" in err and "SDNET_DRIVE_ENDPOINT" in err
+    _no_usable_entry(env)

@@ -131,7 +131,10 @@ def pull_official(entry: ZooEntry, cache: str | None, bounds: NetBounds, offline
                 f"{entry.name} is not in the cache {root} and HF_HUB_OFFLINE is set: run 'sdnet pull-weights "
                 f"{entry.name}' once with network access (unset HF_HUB_OFFLINE), or point --cache-dir / HF_HUB_CACHE "
                 "at a cache that holds it")
-        record = _fetch(entry, root, record, bounds, progress)
+        try:
+            record = _fetch(entry, root, record, bounds, progress)
+        except NetworkError as e:  # the transfer's advice names the Hub's variable; here it is Drive's
+            raise NetworkError(str(e).replace("HF_ENDPOINT for the Hub", "SDNET_DRIVE_ENDPOINT for Google Drive")) from None
         return _result(entry, model_dir, record)
     finally:
         lock.release()
