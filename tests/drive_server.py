@@ -18,6 +18,8 @@ Two HTTP servers, as on the real service (``SDNET_DRIVE_ENDPOINT`` / ``SDNET_DRI
 the virus-scan page ``<form id="download-form" action="https://drive.usercontent.google.com/download">``
 with hidden ``id``, ``export``, ``confirm=t``, ``uuid``; the file once ``confirm=t`` and that ``uuid`` come back.
 
+``FakeDrive(single_host=True)``: one server answers for both hosts (``env()`` sets only ``SDNET_DRIVE_ENDPOINT``).
+
 Faults on the file download (``fault = …``; ``None`` heals): ``"rate-limit"`` (the "Too many users have
 viewed or downloaded this file recently" page, HTTP 200 text/html; ``"rate-limit-429"``: the same with 429), ``"error-page"`` (an HTML 404 page),
 ``"html-as-file"`` (an HTML page sent as ``application/octet-stream``), ``"500"``, ``"truncate-once"`` (the
