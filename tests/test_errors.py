@@ -220,12 +220,9 @@ def test_damaged_cifar_is_a_usage_error_but_a_bug_is_not(tmp_path, monkeypatch):
     class Boom(Exception):
         pass
 
-    def buggy(name):
-        class C:
-            def __init__(self, *a, **k):
-                raise Boom(BUG)
-        return C
+    def buggy(*a, **k):
+        raise Boom(BUG)
 
-    monkeypatch.setattr(cifar, "_cifar_class", buggy)
+    monkeypatch.setattr(cifar, "read_batch", buggy)
     with pytest.raises(Boom):
         datasets.build_dataset("cifar10", "train", root=tmp_path, download=False)
