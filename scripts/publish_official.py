@@ -65,7 +65,8 @@ def write_pins(zoo_py: Path, name: str, pins: dict[str, Any]) -> None:
         raise UsageError(f"{zoo_py} has no PINS block between '# -- pins: begin --' and '# -- pins: end --'")
     table = ast.literal_eval(m.group(2))
     table[name] = pins
-    body = "".join(f"    {k!r}: {{{', '.join(f'{f!r}: {v!r}' for f, v in table[k].items())}}},\n" for k in sorted(table))
+    fields = {k: ", ".join(f"{f!r}: {v!r}" for f, v in table[k].items()) for k in table}
+    body = "".join(f"    {k!r}: {{{fields[k]}}},\n" for k in sorted(table))
     block = f"{m.group(1)}PINS: dict[str, dict[str, Any]] = {{\n{body}}}\n{m.group(3)}"
     atomic_write_bytes(zoo_py, (text[:m.start()] + block + text[m.end():]).encode())
 

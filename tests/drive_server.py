@@ -14,14 +14,16 @@ Two HTTP servers, as on the real service (``SDNET_DRIVE_ENDPOINT`` / ``SDNET_DRI
   ``confirm=T`` (``"cookie"``, RobustBench's case).
 
 *usercontent* (drive.usercontent.google.com): ``GET /download?id=X&export=download`` serves the file
-(``Content-Disposition: attachment``, ``ETag``, ``Range`` → ``206`` unless ``If-Range`` names another ETag) when it is below ``confirm_above`` bytes, else
+(``Content-Disposition: attachment``, ``ETag``, ``Range`` → ``206`` unless ``If-Range`` names another ETag)
+when it is below ``confirm_above`` bytes, else
 the virus-scan page ``<form id="download-form" action="https://drive.usercontent.google.com/download">``
 with hidden ``id``, ``export``, ``confirm=t``, ``uuid``; the file once ``confirm=t`` and that ``uuid`` come back.
 
 ``FakeDrive(single_host=True)``: one server answers for both hosts (``env()`` sets only ``SDNET_DRIVE_ENDPOINT``).
 
 Faults on the file download (``fault = …``; ``None`` heals): ``"rate-limit"`` (the "Too many users have
-viewed or downloaded this file recently" page, HTTP 200 text/html; ``"rate-limit-429"``: the same with 429), ``"error-page"`` (an HTML 404 page),
+viewed or downloaded this file recently" page, HTTP 200 text/html; ``"rate-limit-429"``: the same with 429),
+``"error-page"`` (an HTML 404 page),
 ``"html-as-file"`` (an HTML page sent as ``application/octet-stream``), ``"500"``, ``"truncate-once"`` (the
 first file answer stops at a third, later ones honour ``Range``), ``"truncate"`` (every answer stops at a
 third and ``Range`` is ignored, as by a proxy), ``"stall"`` (headers and a third of the body, then nothing
@@ -116,7 +118,8 @@ class FakeDrive:
         return f"<!DOCTYPE html><html><head><title>{folder_id}</title></head><body>{links}</body></html>".encode()
 
     def folder_page(self, folder_id: str) -> bytes:
-        items = [[fid, [folder_id], name, "application/octet-stream", 0] for name, (fid, _) in self.folders[folder_id].items()]
+        items = [[fid, [folder_id], name, "application/octet-stream", 0]
+                 for name, (fid, _) in self.folders[folder_id].items()]
         encoded = "".join(c if c.isalnum() or c == " " else f"\\x{ord(c):02x}" for c in json.dumps([items, None]))
         return (f"<!DOCTYPE html><html><head><title>{folder_id} - Google Drive</title></head><body><script nonce=\"x\">"
                 f"window['_DRIVE_ivd'] = '{encoded}';if (window['_DRIVE_ivdc']) {{window['_DRIVE_ivdc']();}}"

@@ -35,7 +35,8 @@ def test_zoo_entries_match_the_official_table() -> None:
 DRIVE = {
     "sdnet18-cifar10": "1oZELeYgrNicKMtuO6RcZgafJMieixawy", "sdnet18_all-cifar10": "184YiNng89l2S1g-DPQD_gp8jb3vaTCLw",
     "sdnet18_all-noshortcut-cifar10": "1SaVLqGJak-EmaTGwU14juvwIBJn9baFJ",
-    "sdnet18-cifar100": "1EMA-f-6PsxAvaObp1zXuivl-EDFW4MPc", "sdnet18_all-cifar100": "1XYtv8Oh4wgHhP_UAF2P0AZHG0fH6AQEc",
+    "sdnet18-cifar100": "1EMA-f-6PsxAvaObp1zXuivl-EDFW4MPc",
+    "sdnet18_all-cifar100": "1XYtv8Oh4wgHhP_UAF2P0AZHG0fH6AQEc",
     "sdnet18_all-noshortcut-cifar100": "1Jx871n7JAFVCkly8JRCBqKeQAnCNI-rH",
     "sdnet18-imagenet": "1USIY9H3Aa4EV0K0T71gCe2VDSbyBIVO0", "sdnet18_all-imagenet": None,
     "sdnet18_all-noshortcut-imagenet": "1uKl1QrZyR4M0tNu7d0EF8awQtg2kMLa-",

@@ -1,4 +1,4 @@
-"""scripts/publish_official.py: official checkpoint (from the Drive stand-in) → export → push → verify → pins."""
+"""scripts/publish_official.py: official checkpoint (Drive stand-in) → export → push → verify → pins."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def servers(tmp_path, monkeypatch):
     buf = io.BytesIO()
     torch.save({"epoch": 220, "state_dict": state}, buf)
     drive, hub = FakeDrive().start(), FakeHub().start()
-    drive.add_folder(zoo.get_entry(NAME).drive_folder, {"model_best.pth.tar": ("1CifarCifarCifarCifarCifar0123", buf.getvalue())})
+    files = {"model_best.pth.tar": ("1CifarCifarCifarCifarCifar0123", buf.getvalue())}
+    drive.add_folder(zoo.get_entry(NAME).drive_folder, files)
     for k, v in {**drive.env(), "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(k, v)
     yield drive, hub, state, buf.getvalue()

@@ -31,7 +31,8 @@ def pull_weights_command(
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (same as @REVISION)."),
     timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", metavar="SECONDS",
                                   help="Give up after this long without new data (connect, reads, retries)."),
-    list_zoo: bool = typer.Option(False, "--list", help="Show the zoo: accuracy, source (Hub / official Drive / cached), size."),
+    list_zoo: bool = typer.Option(False, "--list",
+                                  help="Show the zoo: accuracy, source (Hub / official Drive / cached), size."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Download a model's safetensors weights from the Hugging Face Hub and print its local model directory.
@@ -95,9 +96,9 @@ def pull_weights_command(
 def _zoo_table(rows: list[dict]) -> Table:
     orgs = sorted({r["repo_id"].split("/")[0] for r in rows})
     table = Table(title="sdnet model zoo (official accuracies, top-1 %)",
-                  caption=f"Hub repos: {', '.join(o + '/<name>' for o in orgs)}; source –: no official link, convert it "
-                          "with 'sdnet export'; ≈: float32 weights (size unknown until downloaded); --json for repo, "
-                          "revision, sha256, Drive folder")
+                  caption=f"Hub repos: {', '.join(o + '/<name>' for o in orgs)}; source –: no official link, "
+                          "convert it with 'sdnet export'; ≈: float32 weights (size unknown until downloaded); "
+                          "--json for repo, revision, sha256, Drive folder")
     for col in ("name", "accuracy", "source", "size"):
         table.add_column(col, justify="right" if col in ("accuracy", "size") else "left", no_wrap=True)
     for r in rows:

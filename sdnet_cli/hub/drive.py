@@ -7,10 +7,11 @@
 - **File**: ``GET {drive}/uc?export=download&id=ID`` answers the file (``Content-Disposition: attachment``)
   or, for a file too large to scan for viruses, an HTML page with ``<form id="download-form">`` whose hidden
   inputs (``id``, ``export``, ``confirm``, ``uuid``, …) are sent to the form's path (``/download``) on
-  ``{usercontent}`` (on ``{drive}`` when the action names that host) to get the file. The older forms of that page are understood too: a link ``/uc?export=download&confirm=…&id=…``
-  (gdown), or a ``download_warning…`` cookie whose value is the ``confirm`` token (RobustBench's
-  ``download_gdrive``). Other HTML answers are refusals: "Too many users have viewed or downloaded this file recently"
-  (rate limit), a sign-in page (not shared publicly), an error page.
+  ``{usercontent}`` (on ``{drive}`` when the action names that host) to get the file. The older forms of
+  that page are understood too: a link ``/uc?export=download&confirm=…&id=…`` (gdown), or a
+  ``download_warning…`` cookie whose value is the ``confirm`` token (RobustBench's ``download_gdrive``).
+  Other HTML answers are refusals: "Too many users have viewed or downloaded this file recently" (rate
+  limit), a sign-in page (not shared publicly), an error page.
 
 ``{drive}`` and ``{usercontent}`` come from ``SDNET_DRIVE_ENDPOINT`` (default ``https://drive.google.com``)
 and ``SDNET_DRIVE_USERCONTENT_ENDPOINT`` (default ``https://drive.usercontent.google.com``), read at call

@@ -122,7 +122,8 @@ def _open(session: Session, url: str, have: int, validator: str | None, transfer
     except (urllib.error.URLError, ConnectionError, OSError) as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+            text = f"no data for {transfer.bounds.timeout:g} s from {origin(url)}"
+            raise _fail(transfer, url, "stall", text) from None
         raise _fail(transfer, url, "connect", f"cannot connect to {origin(url)} ({reason})") from None
 
 

@@ -82,7 +82,8 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 def _intact(model_dir: Path, record: dict[str, Any]) -> bool:
     """Every file of the model directory exists with its recorded sha256."""
-    return all((model_dir / n).is_file() and file_digest(model_dir / n, "sha256") == h for n, h in record["files"].items())
+    return all((model_dir / n).is_file() and file_digest(model_dir / n, "sha256") == h
+               for n, h in record["files"].items())
 
 
 def drive_cache_state(entry: ZooEntry, cache: str | None) -> tuple[bool, int | None]:
@@ -120,8 +121,9 @@ def pull_official(entry: ZooEntry, cache: str | None, bounds: NetBounds, offline
         record = read_record(record_path)
         pinned = entry.drive_sha256
         if record is not None and pinned is not None and record["sha256"] != pinned:
-            raise UsageError(f"the cached {entry.name} was converted from a file whose sha256 {record['sha256'][:16]}… "
-                             f"differs from the zoo's pin {pinned[:16]}…; delete {model_dir} and {record_path}, then pull again")
+            raise UsageError(f"the cached {entry.name} was converted from a file whose sha256 "
+                             f"{record['sha256'][:16]}… differs from the zoo's pin {pinned[:16]}…; "
+                             f"delete {model_dir} and {record_path}, then pull again")
         if record is not None and _intact(model_dir, record):
             return _result(entry, model_dir, record)
         if model_dir.exists():  # damaged, or written by a pull killed before its record: never used
@@ -134,7 +136,8 @@ def pull_official(entry: ZooEntry, cache: str | None, bounds: NetBounds, offline
         try:
             record = _fetch(entry, root, record, bounds, progress)
         except NetworkError as e:  # the transfer's advice names the Hub's variable; here it is Drive's
-            raise NetworkError(str(e).replace("HF_ENDPOINT for the Hub", "SDNET_DRIVE_ENDPOINT for Google Drive")) from None
+            text = str(e).replace("HF_ENDPOINT for the Hub", "SDNET_DRIVE_ENDPOINT for Google Drive")
+            raise NetworkError(text) from None
         return _result(entry, model_dir, record)
     finally:
         lock.release()

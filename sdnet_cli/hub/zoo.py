@@ -70,7 +70,8 @@ class ZooEntry:
 
     def __post_init__(self) -> None:
         if self.drive_folder is not None and not _DRIVE_ID.fullmatch(self.drive_folder):
-            raise UsageError(f"zoo entry {self.name}: drive_folder must be a Google Drive id, got {self.drive_folder!r}")
+            raise UsageError(f"zoo entry {self.name}: drive_folder must be a Google Drive id, "
+                             f"got {self.drive_folder!r}")
         if self.drive_sha256 is not None and not _SHA256.fullmatch(self.drive_sha256):
             raise UsageError(f"zoo entry {self.name}: drive_sha256 must be 64 hex digits, got {self.drive_sha256!r}")
         if (self.revision is None) != (self.sha256 is None):
