@@ -1,0 +1,131 @@
+"""A fresh SDNet (no warm-up forward) through every standard tracer and exporter, and ``inference_mode``.
+
+Each exported or traced model is run on a batch it was not traced with and compared with the eager model (to
+1e-6: eager CPU inference codes an RGB stem by a GEMM that rounds apart from the convolution a graph keeps);
+``inference_mode`` must leave no inference tensor in a buffer a later training forward updates in place.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import sdnet_cli as sd
+from sdnet_cli.layers import csc_layers
+
+
+def fresh(name: str = "sdnet18_all", seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return sd.create_model(name, num_classes=10, width=8).eval()
+
+
+def batch(n: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def eager(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+def test_fresh_layer_has_a_step_size_and_eval_forward_solves_nothing() -> None:
+    model = fresh()
+    before = {n: b.clone() for n, b in model.named_buffers() if n.endswith("step_size")}
+    assert all(v.item() > 0 for v in before.values())
+    eager(model, batch(2))
+    after = {n: b for n, b in model.named_buffers() if n.endswith("step_size")}
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert all(layer._v.numel() == 0 for layer in csc_layers(model))  # nothing set at an input size
+
+
+def test_fx_symbolic_trace_of_a_fresh_model_equals_eager() -> None:
+    model = fresh()
+    graph = torch.fx.symbolic_trace(model)
+    x = batch(3)
+    torch.testing.assert_close(eager(graph, x), eager(model, x), rtol=0, atol=1e-6)  # eager's CPU GEMM path rounds apart
+    model.train()  # a training graph traces too, and trains every parameter
+    graph = torch.fx.symbolic_trace(model)
+    graph(batch(2)).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_create_feature_extractor_on_a_fresh_model() -> None:
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = fresh()
+    extractor = create_feature_extractor(model, {"layer2": "mid", "linear": "logits"})  # traces train and eval
+    x = batch(2)
+    seen = {}
+    handle = model.layer2.register_forward_hook(lambda m, i, o: seen.update(mid=o))
+    logits = eager(model, x)
+    handle.remove()
+    with torch.no_grad():
+        got = extractor(x)
+    torch.testing.assert_close(got["mid"], seen["mid"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(got["logits"], logits, rtol=0, atol=1e-6)
+
+
+def test_torch_export_of_a_fresh_model_equals_eager() -> None:
+    model = fresh()
+    program = torch.export.export(model, (batch(2),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    x = batch(5, seed=2)
+    torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_onnx_export_of_a_fresh_model_matches_onnxruntime(dynamo: bool, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = fresh()
+    path = tmp_path / "model.onnx"
+    kwargs = ({"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo
+              else {"dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}})
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (batch(2),), str(path), input_names=["input"], output_names=["logits"],
+                          dynamo=dynamo, **kwargs)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = batch(3, seed=3)
+    got = session.run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, eager(model, x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_compile_fullgraph_traces_a_fresh_model() -> None:
+    model = fresh()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # dynamo + AOT autograd, no codegen
+    x = batch(2)
+    torch.testing.assert_close(eager(compiled, x), eager(model, x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_inductor_equals_eager() -> None:
+    model = fresh()
+    compiled = torch.compile(model, fullgraph=True)
+    x = batch(2)
+    torch.testing.assert_close(eager(compiled, x), eager(model, x), rtol=1e-5, atol=1e-5)
+
+
+def trained(steps: int = 2) -> torch.nn.Module:
+    """A model after a few SGD steps (its step sizes set and tracked at 16×16), in eval mode."""
+    model = fresh().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for i in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(batch(4, seed=10 + i)), torch.arange(4)).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("make", [fresh, trained], ids=["fresh", "trained"])
+def test_inference_mode_then_training(make) -> None:
+    model = make()
+    with torch.inference_mode():
+        model(batch(2))
+        model.train()(batch(2))  # a training forward under inference_mode too (sets or tracks step sizes)
+    buffers = [b for layer in csc_layers(model) for b in (layer.step_size, layer._v, layer._r)]
+    assert not any(b.is_inference() for b in buffers)
+    model.train()
+    model(batch(2)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
