@@ -72,6 +72,7 @@ class OptimSection:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     warmup_epochs: float = 0.0
+    min_lr: float = 0.0  # where cosine ends (the official code's eta_min: 1e-6)
     label_smoothing: float = 0.0
     grad_clip: float = 0.0
 
@@ -82,6 +83,7 @@ class TrainSection:
 
     epochs: int = 5
     batch_size: int = 64
+    drop_last: bool = True  # drop each epoch's last partial batch (false: keep it, as the official code does)
     eval_batch_size: int = 256
     seed: int = 0
     limit_batches: int = 0
@@ -96,6 +98,7 @@ class TrainSection:
     tensorboard: bool = True
     checkpoint_every: int = 0
     step_size_every: int = 16  # each CSC layer's Lanczos tracking period after the warm-up (engine/step_sizes.py)
+    step_size: str = "exact"  # exact: 0.9/L kept (step_sizes.py); official: the official code's (official_step_size.py)
     recompute: bool = False  # CSC layers save less for backward and recompute it (CSCConv2d.recompute)
     verify_ddp: bool = False
 
@@ -121,11 +124,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("cosine", "step", "constant"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp_dtype": ("bfloat16", "float16"),
+    "train.step_size": ("exact", "official"),
 }
 
+# The official train.py: CosineAnnealingLR(T_max = len(train_loader)·epochs, eta_min=1e-6) stepped every
+# iteration, and a DataLoader that keeps each epoch's last partial batch (391 steps an epoch on CIFAR).
 _CIFAR = {"optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                    "schedule": "cosine"},
-          "train": {"epochs": 220, "batch_size": 128}}
+                    "schedule": "cosine", "min_lr": 1e-6},
+          "train": {"epochs": 220, "batch_size": 128, "drop_last": False}}
 PRESETS: dict[str, dict[str, Any]] = {  # CIFAR/ImageNet: val_split 0 = the paper's protocol (best/ on test)
     "digits": {},
     "cifar10": {"data": {"dataset": "cifar10", "val_split": 0.0}, **_CIFAR},
@@ -133,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {  # CIFAR/ImageNet: val_split 0 = the pape
     "imagenet": {"data": {"dataset": "imagenet", "workers": 8, "val_split": 0.0},
                  "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
                            "schedule": "step", "milestones": [30, 60, 90], "gamma": 0.1},
-                 "train": {"epochs": 100, "batch_size": 512}},
+                 "train": {"epochs": 100, "batch_size": 512, "drop_last": False}},
 }
 
 

@@ -72,6 +72,7 @@ RULES: dict[str, Rule] = {
     "optim.milestones": int_list_at_least(0),
     "optim.gamma": finite_above(0.0),
     "optim.warmup_epochs": finite_at_least(0.0),
+    "optim.min_lr": finite_at_least(0.0),
     "optim.label_smoothing": fraction(),
     "optim.grad_clip": finite_at_least(0.0),
     "train.epochs": int_at_least(1),

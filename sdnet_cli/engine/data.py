@@ -49,6 +49,30 @@ class TrainData:
         return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.workers, pin_memory=self.pin)
 
 
+class KeepLastBatchSampler(D.ShardedBatchSampler):
+    """:class:`~sdnet_cli.engine.distributed.ShardedBatchSampler` that also yields the last partial batch of the
+    epoch's order (``n mod batch_size`` images, when not 0). Under ``torchrun`` each rank takes an equal slice
+    of ``⌊r / world⌋`` of its ``r`` images (the last ``r mod world`` are left out, so DDP's average is still
+    the mean over the batch); a last batch of fewer than 2 images a rank is dropped (BatchNorm cannot train
+    on one value per channel)."""
+
+    def _last_per_rank(self) -> int:
+        per = (self.n % self.batch_size) // self.world
+        return per if per >= 2 else 0
+
+    def batches_per_epoch(self) -> int:
+        full = self.n // self.batch_size + (1 if self._last_per_rank() else 0)
+        return min(full, self.limit) if self.limit else full
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = D.epoch_permutation(self.n, self.seed, self.epoch)
+        full = self.n // self.batch_size
+        for b in range(self.start, self.batches_per_epoch()):
+            per = self.batch_size // self.world if b < full else self._last_per_rank()
+            lo = b * self.batch_size + self.rank * per
+            yield order[lo:lo + per].tolist()
+
+
 def _shard(ds: Dataset, dinfo: D.DistInfo) -> Dataset:
     return Subset(ds, range(dinfo.rank, len(ds), dinfo.world)) if dinfo.enabled else ds  # type: ignore[arg-type]
 
@@ -80,8 +104,8 @@ def build_data(cfg: Config, dinfo: D.DistInfo, device: torch.device) -> TrainDat
         plain = build_dataset(d.dataset, "train", train_transform=False, download=False, **kw)
         val_loader = DataLoader(_shard(Subset(plain, val_idx.tolist()), dinfo), batch_size=t.eval_batch_size,
                                 num_workers=d.workers, pin_memory=pin)
-    sampler = D.ShardedBatchSampler(len(train_set), t.batch_size, t.seed, dinfo.rank, dinfo.world,  # type: ignore[arg-type]
-                                    t.limit_batches)
+    make = D.ShardedBatchSampler if t.drop_last else KeepLastBatchSampler
+    sampler = make(len(train_set), t.batch_size, t.seed, dinfo.rank, dinfo.world, t.limit_batches)  # type: ignore[arg-type]
     test_loader = DataLoader(_shard(test, dinfo), batch_size=t.eval_batch_size, num_workers=d.workers, pin_memory=pin)
     return TrainData(train_set, full, sampler, val_loader, test_loader, int(full.num_classes),  # type: ignore[attr-defined]
                      float(d.val_split), d.workers, pin)

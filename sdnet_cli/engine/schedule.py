@@ -1,6 +1,9 @@
 """Learning-rate schedules as pure functions of the global step (so resuming needs only the step count).
 
-- ``cosine``: per iteration, ``lr(t) = base · ½(1 + cos(π t / T))`` over the ``T`` post-warmup steps.
+- ``cosine``: per iteration, ``lr(t) = m + (base − m) · ½(1 + cos(π t / T))`` over the ``T`` post-warmup steps,
+  ``m`` = ``min_lr`` (torch's ``CosineAnnealingLR(T_max=T, eta_min=m)`` stepped every iteration, as the official
+  train.py does with ``T = len(train_loader) · epochs`` and ``m`` = 1e-6; torch updates it recursively, this is
+  its closed form, equal to rounding).
 - ``step``: ``base · γ^k`` with ``k`` = number of milestones (epochs) already reached.
 - ``constant``: ``base``.
 
@@ -25,6 +28,7 @@ def lr_at(
     milestones: Sequence[int] = (),
     gamma: float = 0.1,
     warmup_epochs: float = 0.0,
+    min_lr: float = 0.0,
 ) -> float:
     """Learning rate for 0-based global ``step`` (the step about to be taken)."""
     total = max(1, steps_per_epoch * epochs)
@@ -33,7 +37,7 @@ def lr_at(
         return base_lr * (step + 1) / warm
     if schedule == "cosine":
         t = (step - warm) / max(1, total - warm)
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
     if schedule == "step":
         epoch = step // max(1, steps_per_epoch)
         return base_lr * gamma ** sum(epoch >= m for m in milestones)

@@ -2,7 +2,8 @@
 
 One step (:meth:`Trainer.step`): the learning rate of the global step (schedule.py, computed once), the
 forward under the run's precision (precision.py; CSC layers renormalise their atoms and track their step
-size by one warm power iteration), cross-entropy, the batch's loss and accuracy summed over ranks — a
+size by one warm power iteration; with ``train.step_size=official`` the official code's step size instead,
+official_step_size.py), cross-entropy, the batch's loss and accuracy summed over ranks — a
 non-finite loss stops the run before the weights are touched —, backward + optimizer step, then checks
 that every weight and (after the step-size refresh, step_sizes.py) every step size is finite. Each epoch
 ends with :meth:`evaluate` (the validation split when there is one, and the test set) and
@@ -33,6 +34,7 @@ from .callbacks import Callbacks
 from .data import TrainData, timed_batches
 from .evaluate import evaluate_loader, topk_correct
 from .logs import RunLogs
+from .official_step_size import OfficialStepSizes
 from .precision import Precision
 from .result import NonFiniteLossError, TrainingInterrupted, TrainResult
 from .rundir import write_jsonl
@@ -79,7 +81,9 @@ class Trainer:
     def __init__(self, s: Setup, callbacks: Callbacks) -> None:
         self.s, self.cfg, self.cb, self.loop = s, s.cfg, callbacks, s.loop
         self.params = [p for p in s.model.parameters() if p.requires_grad]
-        self.keeper = StepSizeKeeper(s.model, s.cfg.train.step_size_every)
+        official = s.cfg.train.step_size == "official"  # the official code's step sizes instead of the keeper's
+        self.keeper = StepSizeKeeper(s.model, 0 if official else s.cfg.train.step_size_every)
+        self.official = OfficialStepSizes(s.model, s.cfg.train.seed) if official else None
         self.steps_per_epoch = s.data.sampler.batches_per_epoch()
         self.net: nn.Module = s.model
         self.logs = RunLogs(None, False, None)
@@ -90,7 +94,7 @@ class Trainer:
     def _lr(self, step: int) -> float:
         o = self.cfg.optim
         return lr_at(step, self.steps_per_epoch, self.cfg.train.epochs, o.lr, o.schedule, o.milestones, o.gamma,
-                     o.warmup_epochs)
+                     o.warmup_epochs, o.min_lr)
 
     # -- phases ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -124,6 +128,8 @@ class Trainer:
             raise
         finally:
             self.logs.close()
+            if self.official is not None:
+                self.official.remove()
         return self.finish()
 
     def run_epoch(self, stop: StopFlag) -> None:
