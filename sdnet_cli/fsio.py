@@ -152,9 +152,11 @@ def _restore_or_drop(backup: Path) -> None:
     """A dead process's backup: put it back where its ``.to`` note says when that folder is missing, else drop."""
     note = backup.with_name(backup.name + ".to")
     if backup.is_dir() and note.is_file():
-        original = backup.parent / os.fsdecode(note.read_bytes())
-        if os.sep not in original.name and not original.exists():
-            os.rename(backup, original)
+        name = os.fsdecode(note.read_bytes())
+        if not name or "/" in name or name in (".", ".."):
+            return  # a damaged note: never delete what may be someone's only copy
+        if not (backup.parent / name).exists():
+            os.rename(backup, backup.parent / name)
         else:
             shutil.rmtree(backup, ignore_errors=True)
     elif backup.is_dir():

@@ -142,3 +142,23 @@ def test_leftovers_of_a_killed_run_are_removed_whatever_the_name(name, runs, tmp
     code, _, err = run_cli(capsys, *_command("visualize", runs / "r1", out))
     assert code == 0, err
     assert sorted(os.listdir(tmp_path)) == [name], sorted(os.listdir(tmp_path))
+
+
+def test_a_switch_killed_between_the_two_renames_of_the_fallback_is_undone(tmp_path, monkeypatch) -> None:
+    """Where the kernel has no atomic exchange, the switch is two renames; a process killed between them leaves
+    the old folder as a backup, which the next run puts back under the (glob-character) name it had."""
+    from sdnet_cli import fsio
+
+    monkeypatch.setattr(fsio, "_exchange", lambda a, b: False)
+    target = tmp_path / "out[1]"
+    target.mkdir()
+    (target / "a").write_text("old")
+    staged = fsio.staging_dir(target)
+    (staged / "a").write_text("new")
+    fsio.replace_dir(staged, target)
+    assert (target / "a").read_text() == "new" and os.listdir(tmp_path) == ["out[1]"]
+    backup = tmp_path / f"{fsio.OLD_PREFIX}{DEAD_PID}-abcdef12"  # what a kill after the first rename leaves
+    (tmp_path / f"{backup.name}.to").write_bytes(b"out[1]")
+    target.rename(backup)
+    fsio.clean_stale(target)
+    assert os.listdir(tmp_path) == ["out[1]"] and (target / "a").read_text() == "new"
