@@ -16,7 +16,7 @@ def export_command(
     model: Optional[str] = typer.Argument(
         None, metavar="MODEL", help="Run dir, model dir, zoo name, ORG/REPO or ORG/REPO@REV, or an official .pth.tar checkpoint "
         "(default: the newest finished run under runs/)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory to write the exported model into."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to write the exported model into (new, empty, or an earlier export: replaced whole, other files kept)."),
     formats: str = typer.Option("safetensors", "--format", help="Comma list: safetensors (always), onnx."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Official checkpoint only: sdnet18, sdnet18_all, …"),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Official checkpoint only: classes."),

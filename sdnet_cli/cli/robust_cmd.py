@@ -44,7 +44,7 @@ def robust_command(
     batch_size: int = typer.Option(500, "--batch-size", help="Evaluation batch size."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated corruptions, subsets and attacks."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
-    output: Path = typer.Option(Path("robust-results"), "--output", "-o", help="Folder for results.json/csv, plots and lambda_fit.json (replaced as a whole)."),
+    output: Path = typer.Option(Path("robust-results"), "--output", "-o", help="Folder for results.json/csv, plots and lambda_fit.json (new, empty, or an earlier robust output: replaced whole, other files kept)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:

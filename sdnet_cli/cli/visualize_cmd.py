@@ -26,7 +26,7 @@ def visualize_command(
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the dataset lives (downloaded datasets)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (default: the training size)."),
     num_images: int = typer.Option(8, "--num-images", "-n", help="Test images to show and to compute statistics on."),
-    output: Path = typer.Option(Path("viz"), "--output", "-o", help="Folder for the PNGs, JSON files and index.html (new, empty, or an earlier visualize output: replaced whole)."),
+    output: Path = typer.Option(Path("viz"), "--output", "-o", help="Folder for the PNGs, JSON files and index.html (new, empty, or an earlier visualize output: replaced whole, other files kept)."),
     decode: str = typer.Option("auto", "--decode", help="features: 'stack' (whole-stack inversion, sdnet*_all without "
                                "shortcut), 'layer' (D z of the first CSC layer) or 'auto'."),
     layers: Optional[str] = typer.Option(None, "--layers", help="features: comma list of points for whole-stack "
