@@ -75,3 +75,39 @@ def test_conditions_from_the_cache_equal_generated(tmp_path: Path) -> None:
     for a, b in zip(fresh, cached):
         np.testing.assert_array_equal(a.images, b.images)
         np.testing.assert_array_equal(a.labels, b.labels)
+
+
+@pytest.mark.slow
+def test_robust_run_writes_then_reuses_the_cache(digits_model_dir, tmp_path: Path, monkeypatch) -> None:
+    """`sdnet robust` on a whole generated test set: the set lands under --data-root, the next run reads it
+    (no corruption job runs) and both report the accuracy of the on-the-fly images."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sdnet_cli.cli.app import app
+    from sdnet_cli.data.digits import load_digits
+    from sdnet_cli.robust import runner as robust_runner
+    from test_robust import direct_accuracy, trained_size
+    from sdnet_cli.models.files import load_model_dir
+
+    monkeypatch.setattr(robust_runner, "MIN_CACHED_IMAGES", 0)
+    size = trained_size(digits_model_dir)
+    args = ["robust", str(digits_model_dir), "--corruptions", "fog", "--severities", "2", "--lambdas", "0.1",
+            "--data-root", str(tmp_path / "root"), "--image-size", str(size), "--no-plots", "--json"]
+
+    def accuracy(out: str) -> float:
+        res = CliRunner().invoke(app, args + ["--output", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+        return next(r["accuracy"] for r in report["results"] if r["corruption"] == "fog" and r["mode"] == "train")
+
+    first = accuracy("a")
+    files = sorted((tmp_path / "root" / "generated-c").glob("*/*.npy"))
+    assert [f.name for f in files] == ["fog.npy", "labels.npy"]
+    monkeypatch.setattr(cache, "_job", lambda *a: (_ for _ in ()).throw(AssertionError("regenerated")))
+    assert accuracy("b") == first
+    model, config = load_model_dir(digits_model_dir)
+    x, y = load_digits("test", size)
+    images = corrupt(x, "fog", 2, condition_seed(0, "fog", 2))
+    assert first == pytest.approx(direct_accuracy(model, config, images, y, 0.1))

@@ -131,13 +131,19 @@ def _condition_rows(model: nn.Module, x: torch.Tensor, labels: np.ndarray, opts:
     return rows
 
 
+MIN_CACHED_IMAGES = 50_000  # corrupted images (5 severities × test set × corruptions) worth a cached set
+
+
 def _generated(opts: RobustOptions, data: ModelData, levels: dict[str, tuple[int, ...]], channels: int,
                dataset: str | None, progress: Progress, label: str) -> Path | None:
     """The CIFAR-C protocol on the whole clean test set: its generated set, made in parallel or reused from
-    ``<data root>/generated-c/`` (None: files given, another protocol, a subsample, or no writable cache)."""
+    ``<data root>/generated-c/`` (None: files given, another protocol, a subsample, fewer than
+    :data:`MIN_CACHED_IMAGES` corrupted images, or no writable cache)."""
     if data.cifar_c_dir is not None or data.clean is None or opts.protocol != "cifar-c":
         return None
     if subsample(len(data.clean[1]), opts.max_images, opts.seed) is not None:
+        return None
+    if 5 * len(data.clean[1]) * len(levels) < MIN_CACHED_IMAGES:  # small sets: quicker made than read back
         return None
     root = opts.data_root if opts.data_root is not None else default_root(dataset or "")
     progress.start(f"{label}: generating corrupted test sets (or reusing them)", 5 * len(levels))
