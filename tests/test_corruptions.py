@@ -106,6 +106,14 @@ def test_frost_is_skipped_not_faked(monkeypatch) -> None:
         weather._frost_textures.cache_clear()
 
 
+def test_frost_refuses_images_larger_than_its_textures() -> None:
+    if not frost_available():
+        pytest.skip("imagecorruptions is not installed here")
+    assert corrupt(colour_images(1, 62, 62), "frost", 1).shape == (1, 62, 62, 3)
+    with pytest.raises(ValueError, match="at most 62x104"):
+        corrupt(colour_images(1, 64, 64), "frost", 1)
+
+
 def test_frost_textures_read_without_importing_imagecorruptions() -> None:
     """imagecorruptions 1.1.2 imports pkg_resources (gone in setuptools >= 81): we read its files instead."""
     import importlib.metadata

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ...errors import UsageError
 from ._util import clipped_zoom, gaussian_blur_hw, motion_blur, per_image, plasma_fractal, to_uint8
 
 SNOW = ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
@@ -107,6 +108,11 @@ def frost(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
     a, b = FROST[severity - 1]
     textures = _frost_textures()
     n, h, w, _ = images.shape
+    top_h, top_w = min(t.shape[0] for t in textures) - 1, min(t.shape[1] for t in textures) - 1
+    if h > top_h or w > top_w:
+        raise UsageError(f"frost with the CIFAR-C parameters crops its textures (shrunk 0.2x, the smallest "
+                         f"{top_h + 1}x{top_w + 1}) and needs images of at most {top_h}x{top_w}; got {h}x{w} "
+                         "(leave frost out or use smaller images)")
     out = np.empty_like(images)
     for i in range(n):
         t = textures[int(rng.integers(len(textures)))]
