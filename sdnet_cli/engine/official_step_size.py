@@ -128,6 +128,8 @@ class OfficialStepSizes:
             layer._v = v.clone()
         layer.step_size.fill_(step)
         layer._step_size_ready = True  # an eval forward codes with it as set (does not set its own)
+        if hasattr(layer, "_init_version"):
+            layer._init_version = None  # nor re-inits it because the weights changed since construction
         if not layer.training:
             layer.normalize_atoms_()  # the official forward renormalises in eval too; ours does only in training
         self.set[id(layer)] = float(layer.step_size)
