@@ -129,3 +129,45 @@ def test_inference_mode_then_training(make) -> None:
     model.train()
     model(batch(2)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def small_csc_net(dtype: torch.dtype) -> torch.nn.Module:
+    """Two CSC layers (one strided) with BatchNorm and a classifier: the ops of an SDNet block, cheap to compile."""
+    from sdnet_cli.layers import CSCConv2d
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        CSCConv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        CSCConv2d(8, 16, 3, stride=2, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).to(dtype).train()
+    net(batch(4).to(dtype))  # eager: sets the step sizes at this size
+    for layer in csc_layers(net):
+        layer.power_iters = 0  # code with the stored step sizes (tracking runs in float32 whatever the dtype)
+    return net
+
+
+def gradient(net: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    net.zero_grad()
+    x, y = batch(4, seed=5).to(dtype), torch.arange(4)
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    return torch.cat([p.grad.reshape(-1) for p in net.parameters()]).clone()
+
+
+@pytest.mark.slow
+def test_compiled_gradients_are_eager_up_to_rounding() -> None:
+    """Compiled (inductor) gradients differ from eager only by rounding: in float64 they agree to ~1e-12; in
+    float32 both are the float64 gradient up to errors of the same size (relu(v − λs) is discontinuous in its
+    gradient where v ≈ λs, so a last-bit difference flips a code element between zero and non-zero there)."""
+    grads = {}
+    for dtype in (torch.float64, torch.float32):
+        net = small_csc_net(dtype)
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        eager_grad = gradient(net, dtype)
+        net.load_state_dict(state)
+        grads[dtype] = eager_grad, gradient(torch.compile(net, fullgraph=True), dtype)
+    e64, c64 = grads[torch.float64]
+    assert (c64 - e64).norm() < 1e-12 * e64.norm()
+    e32, c32 = (g.double() for g in grads[torch.float32])
+    err_eager, err_compiled = (e32 - e64).norm() / e64.norm(), (c32 - e64).norm() / e64.norm()
+    assert err_compiled < max(10 * err_eager, 1e-5)
