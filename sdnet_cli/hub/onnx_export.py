@@ -26,7 +26,8 @@ OPSET = 17
 
 
 def prepare_for_export(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
-    """Put ``model`` in eval mode and run one forward so every CSC step size is set; returns that input.
+    """Put ``model`` in eval mode and run one eager forward (a CSC layer whose step size was never set or
+    loaded inits it from its weights there; nothing else changes); returns that input.
 
     ``input_shape`` = ``(C, H, W)``; the returned example input has shape ``(2, C, H, W)``.
     """

@@ -10,11 +10,16 @@ at the start of every training forward and before a step size is tracked or conv
 norm, so the dictionary a forward codes with and the one its step size was computed for must both be the
 renormalised one. Eval mode never touches the weights.
 
-**Step-size lifecycle** (three words; the only public ones):
+**Step-size lifecycle** (four words; the only public ones):
 
-* **set** — the first forward at a new input size runs Lanczos to a ~1e-4 residual (eagerly, also under
-  ``torch.compile``: it has a data-dependent stop). In eval mode a stored positive ``step_size`` (a loaded
-  checkpoint's, the value the model was trained with) is used as is and nothing is set.
+* **init** — at construction (and :meth:`reset_parameters`) ``step_size = 0.9 / L`` of the dictionary's
+  periodic operator (``DᵀD`` on an 8×8-code torus, 4×4 for wide layers: the top of its spectrum over
+  frequencies, which every input size's ``L`` approaches from below; :meth:`init_step_size`). So a fresh layer
+  codes in eval mode, and traces and exports (fx, ``torch.export``, ONNX, ``torch.compile(fullgraph=True)``),
+  with nothing solved in ``forward``.
+* **set** — the first training forward at a new input size runs Lanczos to a ~1e-4 residual (eagerly, also
+  under ``torch.compile``: it has a data-dependent stop). Eval mode never sets: it codes with the stored
+  ``step_size`` (a loaded checkpoint's, the value the model was trained with, or the init one).
 * **track** — each training forward runs ``power_iters`` warm-started power iterations (default 1), and
   :meth:`track_step_size` runs a fixed number of warm Lanczos iterations (plus 1 % of a fixed random
   direction, so an eigenvector overtaking the tracked one is found); the engine's keeper calls it after
@@ -25,7 +30,8 @@ renormalised one. Eval mode never touches the weights.
   demand (the engine: before each evaluation). ``update_step_size`` / ``update_step_sizes`` are the same
   calls under their earlier names.
 
-The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a non-persistent buffer;
+Buffers a forward replaces are made as normal tensors even under ``torch.inference_mode`` (a later training
+forward updates them in place). The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a non-persistent buffer;
 training state saves it so a resumed run continues exactly. ``_step_size_ready`` records that the buffer
 holds a usable value (set here, or loaded: :meth:`_load_from_state_dict`), so eval forwards read nothing
 back from the device to decide.
