@@ -187,7 +187,8 @@ def plan_conversion(model: nn.Module, where: Where = "stem", *, input_size: tupl
 
 def csc_from_conv(conv: nn.Conv2d, init: str = "conv", **csc_args: Any) -> CSCConv2d:
     """A :class:`CSCConv2d` with ``conv``'s geometry, device and dtype; ``init="conv"`` copies the weight with
-    unit-norm atoms and the bias, ``"random"`` keeps the layer's own initialisation (bias zero)."""
+    unit-norm atoms and the bias (and inits the step size for it), ``"random"`` keeps the layer's own
+    initialisation (bias zero)."""
     padding = _int_padding(conv)
     assert padding is not None and unsupported_reason(conv) is None  # checked by plan_conversion
     layer = CSCConv2d(conv.in_channels, conv.out_channels, tuple(conv.kernel_size), tuple(conv.stride), padding,
@@ -201,6 +202,7 @@ def csc_from_conv(conv: nn.Conv2d, init: str = "conv", **csc_args: Any) -> CSCCo
                 layer.weight.copy_(normalize_atoms(conv.weight))
             if conv.bias is not None:
                 layer.bias.copy_(conv.bias)
+        layer.init_step_size()  # the fresh step size belongs to the copied dictionary, also in a saved model
     return layer
 
 
