@@ -22,7 +22,7 @@ from sdnet_cli.robust.attacked import AdaptiveRule, AttackedModel, FixedLambda, 
 from sdnet_cli.robust.bn import bn_stats, recalibrated_stats, stats_digest
 from sdnet_cli.robust.conditions import iter_conditions, parse_levels
 from sdnet_cli.robust.evaluate import evaluate_tensor, to_input, to_pixels
-from sdnet_cli.robust.lambda_fit import LambdaFit, calibrate, fit_quality, not_informative
+from sdnet_cli.robust.lambda_fit import Calibration, LambdaFit, calibrate, fit_quality, not_informative
 from sdnet_cli.robust.options import RobustOptions
 from sdnet_cli.robust.run import held_out_images, selection
 
@@ -91,8 +91,8 @@ def test_fit_quality_and_informative() -> None:
 def test_uninformative_fit_falls_back_to_training_lambda(digits, tmp_path: Path) -> None:
     model, config, x, y = digits
     # built to be uninformative: every calibration "noise" is the clean image, so r never changes
-    fit = calibrate(model, x[:32], y[:32], config.mean, config.std, [0.1, 0.6], 0.1,
-                    noises=(("clean", 0.0), ("clean", 0.0), ("clean", 0.0)))
+    plan = Calibration([0.1, 0.6], 0.1, noises=(("clean", 0.0), ("clean", 0.0), ("clean", 0.0)))
+    fit = calibrate(model, x[:32], y[:32], config.mean, config.std, plan)
     assert fit.fallback and "not informative" in fit.fallback and "0.1" in fit.fallback
     np.testing.assert_allclose(fit.predict(np.array([0.0, 50.0, 1e6])), 0.1)
     assert set(fit.quality) >= {"r2", "rms_residual", "residuals"}

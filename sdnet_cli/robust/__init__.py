@@ -3,10 +3,10 @@ and adaptive attacks with gradient-masking checks, reports. :func:`run` is what 
 
 from .attacks import fgsm_attack, pgd_attack
 from .evaluate import EvalResult, evaluate_images
-from .lambda_fit import LambdaFit, calibrate
+from .lambda_fit import Calibration, LambdaFit, calibrate
 from .options import DEFAULT_LAMBDA_SPEC, RobustOptions, parse_lambdas
 from .run import RobustReport, run
 from .runner import ModelData, run_model
 
-__all__ = ["DEFAULT_LAMBDA_SPEC", "EvalResult", "LambdaFit", "ModelData", "RobustOptions", "RobustReport", "calibrate",
-           "evaluate_images", "fgsm_attack", "parse_lambdas", "pgd_attack", "run", "run_model"]
+__all__ = ["Calibration", "DEFAULT_LAMBDA_SPEC", "EvalResult", "LambdaFit", "ModelData", "RobustOptions",
+           "RobustReport", "calibrate", "evaluate_images", "fgsm_attack", "parse_lambdas", "pgd_attack", "run", "run_model"]

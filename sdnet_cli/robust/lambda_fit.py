@@ -61,8 +61,8 @@ class LambdaFit:
 
     def predict(self, recon: np.ndarray | float) -> np.ndarray:
         """Per-sample λ for reconstruction errors ``recon`` ``(N,)``."""
-        lm = self.slope * np.asarray(recon, dtype=np.float64) + self.intercept
-        return np.clip(lm, self.lmbd_min, self.lmbd_max)
+        lmbd = self.slope * np.asarray(recon, dtype=np.float64) + self.intercept
+        return np.clip(lmbd, self.lmbd_min, self.lmbd_max)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FIT_FORMAT, **asdict(self)}
@@ -146,57 +146,67 @@ def not_informative(points: Sequence[dict[str, Any]], slope: float, r2: float) -
     return None
 
 
-def calibrate(
-    model: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    mean: Sequence[float],
-    std: Sequence[float],
-    lambdas: Sequence[float],
-    probe_lmbd: float,
-    layers: str = "first",
-    noises: Sequence[tuple[str, float]] = DEFAULT_NOISES,
-    seed: int = 0,
-    batch_size: int = 500,
-    device: str | torch.device = "cpu",
-    on_step: Callable[[], None] | None = None,
-    split: str = "validation",
-) -> LambdaFit:
-    """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, C)`` with synthetic ``noises`` (see module doc).
+@dataclass(frozen=True)
+class Calibration:
+    """How :func:`calibrate` fits the rule: the λ grid ``lambdas`` swept at each noise, the ``probe_lmbd`` the
+    error ``r`` is measured at (the training λ), which CSC ``layers`` take λ, the ``noises`` (``(name,
+    parameter)`` pairs of :data:`~sdnet_cli.data.corruptions.noise.PARAM_FUNCS`, ``("clean", 0)`` for none),
+    the noise ``seed``, the ``batch_size``, the ``device`` and the ``split`` the images come from."""
 
-    ``noises`` are ``(name, parameter)`` pairs of :data:`~sdnet_cli.data.corruptions.noise.PARAM_FUNCS`
-    (``("clean", 0)`` for none); ``split`` names where the images come from. ``on_step`` is called after
-    each of the ``len(noises)·len(lambdas)`` evaluations. An uninformative fit falls back to ``probe_lmbd``.
+    lambdas: Sequence[float]
+    probe_lmbd: float
+    layers: str = "first"
+    noises: Sequence[tuple[str, float]] = DEFAULT_NOISES
+    seed: int = 0
+    batch_size: int = 500
+    device: str | torch.device = "cpu"
+    split: str = "validation"
+
+
+def _point(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Sequence[float], std: Sequence[float],
+           plan: Calibration, noise: tuple[str, float], rng: np.random.Generator,
+           on_step: Callable[[], None] | None) -> dict[str, Any]:
+    """One calibration point: the best λ of the sweep under ``noise`` and ``r`` measured at the probe λ."""
+    name, param = noise
+    if name != "clean" and name not in PARAM_FUNCS:
+        raise UsageError(f"unknown calibration noise {name!r}; valid: clean, {', '.join(PARAM_FUNCS)}")
+    noisy = images if name == "clean" else PARAM_FUNCS[name](images, param, rng)
+    x = to_input(noisy, mean, std)
+    lambdas, probe_lmbd, bs, dev = plan.lambdas, plan.probe_lmbd, plan.batch_size, plan.device
+    results = sweep_lambdas(model, x, labels, lambdas, plan.layers, bs, dev, on_step)
+    same = [i for i, lmbd in enumerate(lambdas) if np.isclose(lmbd, probe_lmbd)]
+    probe = results[same[0]] if same else evaluate_tensor(model, x, labels, probe_lmbd, plan.layers, bs, dev)
+    k = best_index(results)
+    return {"noise": name, "param": float(param), "recon_error": float(probe.recon_error or 0.0),
+            "best_lambda": float(lambdas[k]), "best_accuracy": results[k].accuracy, "probe_accuracy": probe.accuracy}
+
+
+def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Sequence[float], std: Sequence[float],
+              plan: Calibration, on_step: Callable[[], None] | None = None) -> LambdaFit:
+    """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, C)`` with labels ``(N,)``, normalised by
+    ``mean``/``std``, under ``plan`` (see the module doc).
+
+    ``on_step`` is called after each of the ``len(plan.noises)·len(plan.lambdas)`` evaluations. An uninformative
+    fit falls back to ``plan.probe_lmbd``.
     """
-    if len(lambdas) < 2:
+    if len(plan.lambdas) < 2:
         raise UsageError("--auto-lambda needs at least two λ values in --lambdas to calibrate")
-    points = []
-    rng = np.random.default_rng(seed)
-    for name, param in noises:
-        if name != "clean" and name not in PARAM_FUNCS:
-            raise UsageError(f"unknown calibration noise {name!r}; valid: clean, {', '.join(PARAM_FUNCS)}")
-        noisy = images if name == "clean" else PARAM_FUNCS[name](images, param, rng)
-        x = to_input(noisy, mean, std)
-        results = sweep_lambdas(model, x, labels, lambdas, layers, batch_size, device, on_step)
-        same = [i for i, lm in enumerate(lambdas) if np.isclose(lm, probe_lmbd)]
-        probe = results[same[0]] if same else evaluate_tensor(model, x, labels, probe_lmbd, layers, batch_size, device)
-        k = best_index(results)
-        points.append({"noise": name, "param": float(param), "recon_error": float(probe.recon_error or 0.0),
-                       "best_lambda": float(lambdas[k]), "best_accuracy": results[k].accuracy,
-                       "probe_accuracy": probe.accuracy})
+    rng = np.random.default_rng(plan.seed)
+    points = [_point(model, images, labels, mean, std, plan, noise, rng, on_step) for noise in plan.noises]
     r, best = [p["recon_error"] for p in points], [p["best_lambda"] for p in points]
     slope, intercept = fit_line(r, best)
     quality = fit_quality(r, best, slope, intercept)
     reason = not_informative(points, slope, quality["r2"])
-    low, high = float(min(lambdas)), float(max(lambdas))
+    probe_lmbd = float(plan.probe_lmbd)
+    low, high = float(min(plan.lambdas)), float(max(plan.lambdas))
     if reason is not None:
-        slope, intercept, low, high = 0.0, float(probe_lmbd), min(low, probe_lmbd), max(high, probe_lmbd)
-    return LambdaFit(slope, intercept, float(probe_lmbd), low, high, layers, points,
-                     {"images": int(len(images)), "split": split,
-                      "noises": [[n, float(p)] for n, p in noises],
-                      "lambdas": [float(v) for v in lambdas], "seed": int(seed)},
-                     quality, None if reason is None else f"fit not informative ({reason}): using the training λ "
-                                                          f"{probe_lmbd:g} for every sample")
+        slope, intercept, low, high = 0.0, probe_lmbd, min(low, probe_lmbd), max(high, probe_lmbd)
+    calibration = {"images": int(len(images)), "split": plan.split,
+                   "noises": [[n, float(p)] for n, p in plan.noises],
+                   "lambdas": [float(v) for v in plan.lambdas], "seed": int(plan.seed)}
+    fallback = None if reason is None else \
+        f"fit not informative ({reason}): using the training λ {plan.probe_lmbd:g} for every sample"
+    return LambdaFit(slope, intercept, probe_lmbd, low, high, plan.layers, points, calibration, quality, fallback)
 
 
 def auto_lambda(
