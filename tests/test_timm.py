@@ -1,4 +1,5 @@
-"""sdnet models inside timm: the registry, equality with ``sdnet_cli.create_model``, ``hf-hub:`` loading.
+"""sdnet models inside timm: the registry, equality with ``sdnet_cli.create_model``, ``hf-hub:`` and ``local-dir:``
+loading (the stem and every model argument from config.json, both stems).
 
 The ``hf-hub:`` test runs timm in a child process with ``HF_ENDPOINT`` pointing at the local stand-in Hub
 (tests/hub_server.py), as a user would run it: huggingface_hub reads the endpoint when it is imported.
@@ -20,6 +21,7 @@ import sdnet_cli as sd
 import sdnet_cli.timm  # noqa: F401 - registers the sdnet models with timm
 from hub_server import FakeHub, run_cli
 from sdnet_cli.layers import csc_layers
+from sdnet_cli.hub.exporter import ExportOptions, export
 from sdnet_cli.models.files import ModelConfig, save_model
 
 REPO = "org/sdnet18-imagenet-stem"
@@ -63,15 +65,22 @@ with torch.no_grad():
 """
 
 
-def test_timm_loads_an_exported_model_from_the_hub(tmp_path: Path, capsys) -> None:
+def _saved_model(directory: Path, stem: str, size: int, **model_args) -> torch.nn.Module:
+    """A 7-class sdnet18 with distinct stored step sizes (as in a checkpoint) saved to ``directory``; eval mode."""
     torch.manual_seed(0)
-    config = ModelConfig("sdnet18", 7, "imagenet", {"lmbd": 0.2}, "digits", [0.3] * 3, [0.3] * 3, {"image_size": 64})
+    config = ModelConfig("sdnet18", 7, stem, {"lmbd": 0.2, **model_args}, "digits", [0.3] * 3, [0.3] * 3,
+                         {"image_size": size})
     model = config.build().eval()
     with torch.no_grad():
         for i, layer in enumerate(csc_layers(model)):
             layer.step_size.fill_(0.05 + 0.01 * i)
     model.load_state_dict(model.state_dict())  # stored step sizes, as in a checkpoint
-    save_model(model, tmp_path / "model", config)
+    save_model(model, directory, config)
+    return model
+
+
+def test_timm_loads_an_exported_model_from_the_hub(tmp_path: Path, capsys) -> None:
+    model = _saved_model(tmp_path / "model", "imagenet", 64)
     code, _, err = run_cli(capsys, "export", tmp_path / "model", "--output", tmp_path / "export")
     assert code == 0, err
     exported = json.loads((tmp_path / "export" / "config.json").read_text())
@@ -100,3 +109,28 @@ def test_timm_loads_an_exported_model_from_the_hub(tmp_path: Path, capsys) -> No
     assert all(torch.equal(torch.tensor(v, dtype=own[k].dtype).reshape(own[k].shape), own[k]) for k, v in out["state"].items())
     torch.testing.assert_close(torch.tensor(out["logits"]), want, rtol=1e-5, atol=1e-5)  # the child's thread count may differ
     assert hub.count("GET", "/lfs/") == 1  # the weights came through the Hub's CDN redirect
+
+
+W = 16  # first-stage width of the local-dir models: stages 16, 32, 64, 128
+
+
+@pytest.mark.parametrize("stem,size,kernel", [("cifar", 16, 3), ("imagenet", 64, 7)])
+def test_local_dir_reads_the_stem_from_config(tmp_path: Path, stem: str, size: int, kernel: int) -> None:
+    model = _saved_model(tmp_path / "model", stem, size, width=W)
+    export(ExportOptions(source=str(tmp_path / "model"), output=tmp_path / "export"))
+
+    loaded = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True).eval()
+    assert loaded.layer0[0].kernel_size in (kernel, (kernel, kernel)) and loaded.num_classes == 7
+    assert float(loaded.layer0[0].lmbd) == 0.2 and loaded.num_features == 8 * W  # model_args from config.json
+    assert tuple(loaded.pretrained_cfg["input_size"]) == (3, size, size)
+    own = model.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in loaded.state_dict().items()) and set(own) == set(loaded.state_dict())
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+        net = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True, features_only=True).eval()
+        assert [o.shape[1] for o in net(x)] == [W, W, 2 * W, 4 * W, 8 * W]
+    fresh = timm.create_model(f"local-dir:{tmp_path / 'export'}")  # the architecture without the weights
+    assert fresh.layer0[0].kernel_size in (kernel, (kernel, kernel))
+    tuned = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True, num_classes=3)  # a new head
+    assert tuned.linear.out_features == 3 and torch.equal(tuned.layer0[0].weight, model.layer0[0].weight)

@@ -1,4 +1,4 @@
-"""timm's model API on sdnet models (issue 24): heads, pooling, features, intermediates, local-dir loading.
+"""timm's model API on sdnet models (issue 24): heads, pooling, features, intermediates, a converted timm model.
 
 Each expectation is computed independently of the API under test: stage by stage through ``stages()``,
 pooling by ``mean``/``amax``, the classifier by ``F.linear`` on the stored weights. Widths are 16 and
@@ -6,8 +6,6 @@ inputs small so every test takes seconds.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import timm
@@ -20,9 +18,7 @@ import sdnet_cli as sd
 import sdnet_cli.timm  # noqa: F401 - registers the sdnet models with timm
 from sdnet_cli.data import datasets
 from sdnet_cli.errors import UsageError
-from sdnet_cli.hub.exporter import ExportOptions, export
 from sdnet_cli.layers import csc_layers
-from sdnet_cli.models.files import ModelConfig, save_model
 from sdnet_cli.models.timm_cfg import STEM_MEAN_STD
 
 W = 16  # first-stage width: stages 16, 32, 64, 128
@@ -183,35 +179,6 @@ def test_pretrained_cfg_and_group_matcher(stem: str) -> None:
     assert names == {n for n, _ in model.named_parameters()}
     assert len(groups) == 1 + 8 + 1  # stem, one group per block, the classifier
     assert len(group_parameters(model, model.group_matcher(coarse=True))) == 1 + 4 + 1
-
-
-@pytest.mark.parametrize("stem,size,kernel", [("cifar", 16, 3), ("imagenet", 64, 7)])
-def test_local_dir_reads_the_stem_from_config(tmp_path: Path, stem: str, size: int, kernel: int) -> None:
-    torch.manual_seed(0)
-    config = ModelConfig("sdnet18", 7, stem, {"lmbd": 0.2, "width": W}, "digits", [0.3] * 3, [0.3] * 3,
-                         {"image_size": size})
-    model = config.build().eval()
-    with torch.no_grad():
-        for i, layer in enumerate(csc_layers(model)):
-            layer.step_size.fill_(0.05 + 0.01 * i)
-    model.load_state_dict(model.state_dict())  # stored step sizes, as in a checkpoint
-    save_model(model, tmp_path / "model", config)
-    export(ExportOptions(source=str(tmp_path / "model"), output=tmp_path / "export"))
-
-    loaded = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True).eval()
-    assert loaded.layer0[0].kernel_size in (kernel, (kernel, kernel)) and loaded.num_classes == 7
-    assert tuple(loaded.pretrained_cfg["input_size"]) == (3, size, size)
-    own = model.state_dict()
-    assert all(torch.equal(v, own[k]) for k, v in loaded.state_dict().items()) and set(own) == set(loaded.state_dict())
-    x = _x(size)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-        net = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True, features_only=True).eval()
-        assert [o.shape[1] for o in net(x)] == [W, W, 2 * W, 4 * W, 8 * W]
-    fresh = timm.create_model(f"local-dir:{tmp_path / 'export'}")  # the architecture without the weights
-    assert fresh.layer0[0].kernel_size in (kernel, (kernel, kernel))
-    tuned = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True, num_classes=3)  # a new head
-    assert tuned.linear.out_features == 3 and torch.equal(tuned.layer0[0].weight, model.layer0[0].weight)
 
 
 def test_converted_timm_model_keeps_its_api() -> None:
