@@ -93,9 +93,9 @@ class ResNet(nn.Module):
     smaller width gives the same architecture at ~``(width/64)²`` of the FLOPs, e.g. for quick experiments).
     ``num_classes=0``: no classifier (``forward`` gives the pooled features); ``global_pool``: ``avg`` (the
     paper's), ``max``, ``avgmax``, ``catavgmax`` or ``''`` (none: meant for ``num_classes=0``; timm allows a
-    classifier after it, which then sees the unpooled map); ``drop_rate``:
-    dropout before the classifier; ``drop_path_rate``: stochastic depth, rising linearly over the blocks to
-    this rate (timm's rule); ``device``/``dtype`` for every parameter and buffer."""
+    classifier after it, which then sees the unpooled map); ``drop_rate``: dropout before the classifier;
+    ``drop_path_rate``: stochastic depth, rising linearly over the blocks to this rate (timm's rule);
+    ``device``/``dtype`` for every parameter and buffer."""
 
     def __init__(
         self,
@@ -117,7 +117,7 @@ class ResNet(nn.Module):
         super().__init__()
         _check_rates(drop_rate, drop_path_rate, shortcut)
         dd = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
-        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, float(drop_rate)
+        self.in_chans, self.drop_rate = in_chans, float(drop_rate)
         self.grad_checkpointing = False
         self.layer0 = _stem(stem_conv, stem, in_chans, csc_pool, width, **dd)
         planes, in_planes, reduction = (width, 2 * width, 4 * width, 8 * width), width, STEM_REDUCTION[stem]
