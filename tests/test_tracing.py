@@ -169,5 +169,35 @@ def test_compiled_gradients_are_eager_up_to_rounding() -> None:
     e64, c64 = grads[torch.float64]
     assert (c64 - e64).norm() < 1e-12 * e64.norm()
     e32, c32 = (g.double() for g in grads[torch.float32])
-    err_eager, err_compiled = (e32 - e64).norm() / e64.norm(), (c32 - e64).norm() / e64.norm()
-    assert err_compiled < max(10 * err_eager, 1e-5)
+    # float32: both within float32 accuracy of the float64 gradient (measured: eager 1.8e-7, compiled 2.4e-6 in
+    # L2; one bit of the input changes eager's by 1.6e-7 in L2 and up to 1.3 % elementwise); a graph bug is O(1)
+    assert (e32 - e64).norm() < 1e-5 * e64.norm() and (c32 - e64).norm() < 1e-5 * e64.norm()
+
+
+@pytest.mark.slow
+def test_compiled_csc_differs_from_eager_by_rounding_only() -> None:
+    """A compiled CSC layer's code and input gradient equal eager's to float32 rounding of their largest element.
+    Where a code is zero in one and not in the other (a pre-activation within rounding of λs) the non-zero value
+    is within rounding of 0, and the gradient's mask [z > 0] flips there: with the upstream gradient masked off
+    those elements the gradients agree to rounding. Large elementwise ratios (measured up to ~2 % here) occur
+    only at gradient elements far below the largest (sums that cancel), not from the compiled graph."""
+    from sdnet_cli.layers import CSCConv2d
+
+    torch.manual_seed(0)
+    layer = CSCConv2d(8, 32, 3, padding=1, n_steps=1).eval()  # one shrinkage: its mask is the output's support
+    compiled = torch.compile(layer, fullgraph=True)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(8, 8, 32, 32, generator=g).requires_grad_()
+    eager_z, compiled_z = layer(x), compiled(x)
+    scale = eager_z.detach().abs().max()
+    assert (eager_z - compiled_z).abs().max() < 1e-5 * scale
+    flipped = (eager_z > 0) != (compiled_z > 0)
+    if flipped.any():
+        assert torch.maximum(eager_z, compiled_z)[flipped].max() < 1e-5 * scale
+    upstream = torch.randn(8, 32, 32, 32, generator=g) * ~flipped
+    (eager_grad,) = torch.autograd.grad(eager_z, x, upstream)
+    (compiled_grad,) = torch.autograd.grad(compiled_z, x, upstream)
+    diff, top = (eager_grad - compiled_grad).abs(), eager_grad.abs().max()
+    assert diff.max() < 1e-5 * top
+    large_ratio = diff > 1e-3 * eager_grad.abs()
+    assert eager_grad.abs()[large_ratio].max() < 1e-2 * top
