@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         (root / "pytest.ini").write_text("[pytest]\n")
         (root / "test_sdnet_by_module.py").write_text(WRAPPER.format(path=str(suite)))
         base = [sys.executable, "-m", "pytest", "-c", str(root / "pytest.ini"), "--rootdir", str(root)]
-        runs = [("timm test_models.py, models from timm.list_models()", [str(suite), "-p", "sdnet_cli.timm", "-k", select]),
+        runs = [("timm test_models.py, models from timm.list_models()",
+                 [str(suite), "-p", "sdnet_cli.timm", "-k", select]),
                 ("timm test_models.py, module-filtered tests on the sdnet names",
                  [str(root / "test_sdnet_by_module.py")] + (["-k", args.extra] if args.extra else []))]
         for title, extra in runs:

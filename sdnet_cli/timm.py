@@ -18,7 +18,6 @@ format keeps at the top level, is read here from the same ``config.json`` (check
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,13 +25,13 @@ import torch.nn as nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._hub import download_from_hf
 
-from .errors import UsageError
-from .models.files import CONFIG_NAME, ModelConfig
+from .models.files import CONFIG_NAME, read_config
 from .models.registry import create_model, list_models
 from .models.timm_cfg import TIMM_PREFIX, default_pretrained_cfg
 
 SDNET_MODELS = tuple(n for n in list_models() if n.startswith(TIMM_PREFIX))
-default_cfgs = generate_default_cfgs({name: default_pretrained_cfg() for name in SDNET_MODELS})  # read by register_model
+# read by register_model: the CIFAR stem's cfg (_build describes the stem a model is built with)
+default_cfgs = generate_default_cfgs({name: default_pretrained_cfg() for name in SDNET_MODELS})
 STEM_CFG_KEYS = ("input_size", "min_input_size", "pool_size", "crop_pct", "mean", "std")
 
 
@@ -40,26 +39,15 @@ def _cfg_value(cfg: Any, key: str) -> Any:
     return cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
 
 
-def _source_config(pretrained_cfg: Any, cache_dir: Any) -> Path | None:
-    """The ``config.json`` of the model directory timm is loading (``hf-hub:`` or ``local-dir:``), else ``None``."""
+def _source_dir(pretrained_cfg: Any, cache_dir: Any) -> Path | None:
+    """The model directory (with ``config.json``) timm is loading from ``hf-hub:`` or ``local-dir:``, else ``None``."""
     source = _cfg_value(pretrained_cfg, "source")
-    if source == "hf-hub" and _cfg_value(pretrained_cfg, "hf_hub_id"):  # already in the cache: timm read it
-        return Path(download_from_hf(_cfg_value(pretrained_cfg, "hf_hub_id"), CONFIG_NAME, cache_dir=cache_dir))
+    hub_id = _cfg_value(pretrained_cfg, "hf_hub_id")
+    if source == "hf-hub" and hub_id:  # already in the cache: timm read it
+        return Path(download_from_hf(hub_id, CONFIG_NAME, cache_dir=cache_dir)).parent
     if source == "local-dir" and _cfg_value(pretrained_cfg, "file"):
-        return Path(_cfg_value(pretrained_cfg, "file")) / CONFIG_NAME
+        return Path(_cfg_value(pretrained_cfg, "file"))
     return None
-
-
-def _stem_of(path: Path) -> str:
-    """The stem of an sdnet ``config.json`` (the whole file checked by our schema first)."""
-    try:
-        obj = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path} is not a readable sdnet config.json ({e})") from None
-    try:
-        return ModelConfig.from_dict(obj).stem
-    except UsageError as e:
-        raise UsageError(f"{path} is not a valid sdnet config.json: {e}") from None
 
 
 def _build(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -68,9 +56,9 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
     overlay = kwargs.pop("pretrained_cfg_overlay", None)
     cache_dir = kwargs.pop("cache_dir", None)
-    source = _source_config(pretrained_cfg, cache_dir)
-    if source is not None:
-        kwargs.setdefault("stem", _stem_of(source))
+    source = _source_dir(pretrained_cfg, cache_dir)
+    if source is not None:  # our reader: the whole config.json checked by our schema
+        kwargs.setdefault("stem", read_config(source).stem)
     else:  # the registry's cfg describes the CIFAR stem: describe the stem asked for instead
         kwargs.setdefault("stem", "cifar")
         in_chans = kwargs.get("in_chans", 3)
