@@ -85,6 +85,9 @@ class OfficialStepSizes:
         others = sorted({type(m).__name__ for m in layers if not isinstance(m, CSCConv2d)})
         if others:
             raise UsageError(f"train.step_size=official covers CSCConv2d layers only; this model has {', '.join(others)}")
+        if any(SF._pair(getattr(m, "pad_extra", 0)) != (0, 0) for m in layers):
+            raise UsageError("train.step_size=official covers evenly padded CSC layers only (the official geometry); "
+                             "this model has a layer padded 'same' with an even kernel")
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
         self.set: dict[int, float] = {}  # id(layer) -> the step size its current forward must code with
         self._power_iters = {id(m): m.power_iters for m in layers}
