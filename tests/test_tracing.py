@@ -45,7 +45,7 @@ def test_fx_symbolic_trace_of_a_fresh_model_equals_eager() -> None:
     model = fresh()
     graph = torch.fx.symbolic_trace(model)
     x = batch(3)
-    torch.testing.assert_close(eager(graph, x), eager(model, x), rtol=0, atol=1e-6)  # eager's CPU GEMM path rounds apart
+    torch.testing.assert_close(eager(graph, x), eager(model, x), rtol=0, atol=1e-6)  # eager's GEMM path rounds apart
     model.train()  # a training graph traces too, and trains every parameter
     graph = torch.fx.symbolic_trace(model)
     graph(batch(2)).square().mean().backward()

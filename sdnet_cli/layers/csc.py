@@ -31,7 +31,8 @@ renormalised one. Eval mode never touches the weights.
   calls under their earlier names.
 
 Buffers a forward replaces are made as normal tensors even under ``torch.inference_mode`` (a later training
-forward updates them in place). The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a non-persistent buffer;
+forward updates them in place). The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a
+non-persistent buffer;
 training state saves it so a resumed run continues exactly. ``_step_size_ready`` records that the buffer
 holds a usable value (set here, or loaded: :meth:`_load_from_state_dict`), so eval forwards read nothing
 back from the device to decide.
@@ -46,8 +47,8 @@ from torch import Tensor
 from . import functional as SF
 from . import spectral as SP
 from .fista_autograd import csc_fista_lean, lean_applies
-from .sparse_coding import (CONVERGE_ITERS, CONVERGE_TOL, INIT_GRID, INIT_GRID_WIDE, INIT_WIDE, JITTER, SET_ITERS, SET_TOL, TRACK_ITERS,
-                            _SparseCoding)
+from .sparse_coding import (CONVERGE_ITERS, CONVERGE_TOL, INIT_GRID, INIT_GRID_WIDE, INIT_WIDE, JITTER, SET_ITERS,
+                            SET_TOL, TRACK_ITERS, _SparseCoding)
 from ..errors import UsageError
 
 __all__ = ["CSCConv2d", "CONVERGE_ITERS", "CONVERGE_TOL", "JITTER", "SET_ITERS", "SET_TOL", "TRACK_ITERS"]
@@ -125,7 +126,8 @@ class CSCConv2d(_SparseCoding):
 
     def _gram(self):
         op = self._output_padding(self._image_hw)
-        return SP.csc_gram(self.weight.detach().float(), self.stride, self.padding, output_padding=op, **self._geometry())
+        w = self.weight.detach().float()
+        return SP.csc_gram(w, self.stride, self.padding, output_padding=op, **self._geometry())
 
     def _free_gram(self):
         """``DᵀD`` on a periodic grid of ``INIT_GRID`` code pixels a side (``INIT_GRID_WIDE`` for a wide filter
@@ -133,7 +135,8 @@ class CSCConv2d(_SparseCoding):
         k, s, d = (SF._pair(v) for v in (self.kernel_size, self.stride, self.dilation))
         grid = INIT_GRID if self.weight.numel() <= INIT_WIDE else INIT_GRID_WIDE
         n = [max(grid, d[i] * (k[i] - 1) // s[i] + 1) for i in range(2)]
-        gram = SP.circular_csc_gram(self.weight.detach().float(), self.stride, groups=self.groups, dilation=self.dilation)
+        w = self.weight.detach().float()
+        gram = SP.circular_csc_gram(w, self.stride, groups=self.groups, dilation=self.dilation)
         return gram, (1, self.out_channels, *n)
 
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:

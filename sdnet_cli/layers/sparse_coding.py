@@ -22,7 +22,8 @@ SET_ITERS, SET_TOL = 150, 1e-4  # the first forward at a new input size (the off
 TRACK_ITERS = 20  # track_step_size(): warm Lanczos iterations, a fixed count (fewer lag: docs/benchmarks.md)
 INIT_GRID = 8  # init_step_size(): code pixels a side of the periodic grid its L is taken on (CSCConv2d) …
 INIT_GRID_WIDE, INIT_WIDE = 4, 2**16  # … 4 where a filter bank has more than 2^16 weights (the spectrum is flatter)
-INIT_ITERS = 20  # init_step_size(): Lanczos iterations on the size-free (periodic) operator of a fresh dictionary
+INIT_ITERS = 20  # init_step_size(): Lanczos iterations on the size-free (periodic) operator of a fresh dictionary …
+INIT_ITERS_HUGE, INIT_HUGE = 12, 2**20  # … 12 above 2^20 weights (~1 % off there; 512×512×3×3: 0.5 s → 0.2 s)
 JITTER = 1e-2  # share of a fixed random direction mixed into a tracked start (finds eigenvalue crossings)
 
 
@@ -56,7 +57,7 @@ class _SparseCoding(nn.Module):
         self.power_iters = int(power_iters)
         self.recompute = False  # memory: save less for backward, recompute it (CSCConv2d; docs/benchmarks.md)
         self.register_buffer("step_size", torch.zeros((), device=device, dtype=dtype))
-        self.register_buffer("_v", torch.zeros(0, device=device), persistent=False)  # tracked top eigenvector (one code)
+        self.register_buffer("_v", torch.zeros(0, device=device), persistent=False)  # tracked top eigenvector
         self.register_buffer("_r", torch.zeros(0, device=device), persistent=False)  # fixed random direction (jitter)
         self._step_size_ready = False
         self._init_version: int | None = None  # the weights' version an init step size was made for
@@ -91,16 +92,18 @@ class _SparseCoding(nn.Module):
         size-free operator: ``_free_gram``), so a fresh layer codes, traces and exports without a solve.
 
         Run at construction and by :meth:`reset_parameters`; an eager eval forward runs it again when the
-        weights of a layer whose step size was never set changed since (e.g. copied in by ``convert``). Eager
-        (at most ``INIT_ITERS`` Lanczos iterations, to the set-up's tolerance); leaves the tracked vector alone, so the first training
-        forward still sets the step size at the size it codes. Nothing on the meta device.
+        weights of a layer whose step size was never set changed since (e.g. copied in by ``convert``). Eager:
+        at most ``INIT_ITERS`` Lanczos iterations to the set-up's tolerance (10 ms to 0.2 s a layer on one CPU
+        core). Leaves the tracked vector alone, so the first training forward still sets the step size at the
+        size it codes. Nothing on the meta device.
         """
         if self.step_size.device.type == "meta":
             self._step_size_ready = False
             return
         with torch.no_grad(), _normal_tensors(), torch.autocast(self.step_size.device.type, enabled=False):
             gram, shape = self._free_gram()
-            eig, _ = SP.lanczos(gram, self._fixed_random(shape, seed=2), INIT_ITERS, SET_TOL)
+            n_iter = INIT_ITERS if self.weight.numel() <= INIT_HUGE else INIT_ITERS_HUGE
+            eig, _ = SP.lanczos(gram, self._fixed_random(shape, seed=2), n_iter, SET_TOL)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
         self._init_version = self.weight._version  # an eager eval forward re-inits when the weights changed

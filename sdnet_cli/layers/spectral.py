@@ -152,7 +152,7 @@ def linear_gram(weight: Tensor) -> Callable[[Tensor], Tensor]:
 def circular_csc_gram(
     weight: Tensor, stride: IntPair, *, groups: int = 1, dilation: IntPair = 1,
 ) -> Callable[[Tensor], Tensor]:
-    """``v ↦ DᵀD v`` for a convolutional dictionary on a torus: code ``(1, C_out, n, m)`` ↔ image ``(C_in, s·n, s·m)``.
+    """``v ↦ DᵀD v`` for a dictionary on a torus: code ``(1, C_out, n, m)`` ↔ image ``(1, C_in, s·n, s·m)``.
 
     Periodic boundaries: ``Dᵀx = conv2d(circular_pad(x), W)`` (the image wrapped by ``d(k−1)`` on the bottom and
     right, no other padding) and ``D`` its exact adjoint (``conv_transpose2d``, the wrapped rows folded back).
