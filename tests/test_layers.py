@@ -298,3 +298,24 @@ def test_bad_arguments_are_clear() -> None:
     with pytest.raises(ValueError, match="n_steps"):
         CSCConv2d(3, 8, 3, n_steps=0)
     assert "lmbd=0.1, mu=0, n_steps=2" in repr(CSCConv2d(3, 8, 3, padding=1))
+
+
+def test_eval_reinits_a_never_set_step_size_after_new_weights_only() -> None:
+    torch.manual_seed(0)
+    layer = CSCConv2d(3, 8, 3, padding=1).eval()
+    x = torch.randn(2, 3, 10, 10)
+    s_init = layer.step_size.item()
+    with torch.no_grad():
+        layer.weight.copy_(SF.normalize_atoms(torch.randn(8, 3, 3, 3)))  # e.g. convert copying a conv's weights
+    layer(x)
+    want = CSCConv2d(3, 8, 3, padding=1)
+    with torch.no_grad():
+        want.weight.copy_(layer.weight)
+    want.init_step_size()
+    assert layer.step_size.item() == want.step_size.item() != s_init
+    layer.step_size.fill_(0.0123)  # a step size someone else sets (a hook, a training state) is theirs
+    layer._step_size_ready = True
+    with torch.no_grad():
+        layer.weight.mul_(1.0)
+    layer(x)
+    assert layer.step_size.item() == pytest.approx(0.0123)

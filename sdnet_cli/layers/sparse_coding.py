@@ -59,8 +59,18 @@ class _SparseCoding(nn.Module):
         self.register_buffer("step_size", torch.zeros((), device=device, dtype=dtype))
         self.register_buffer("_v", torch.zeros(0, device=device), persistent=False)  # tracked top eigenvector
         self.register_buffer("_r", torch.zeros(0, device=device), persistent=False)  # fixed random direction (jitter)
-        self._step_size_ready = False
         self._init_version: int | None = None  # the weights' version an init step size was made for
+        self._step_size_ready = False
+
+    @property
+    def _step_size_ready(self) -> bool:
+        """The buffer holds a step size to code with (init, set, loaded, or written by whoever sets this)."""
+        return self._ready
+
+    @_step_size_ready.setter
+    def _step_size_ready(self, value: bool) -> None:
+        self._ready = bool(value)
+        self._init_version = None  # whoever declares it ready (set, load, a training state, a hook) owns it now
 
     # -- dictionary ---------------------------------------------------------------------------
     def reset_parameters(self) -> None:
@@ -154,7 +164,6 @@ class _SparseCoding(nn.Module):
             self._v.copy_(v)
             self.step_size.copy_(0.9 / eig)
         self._step_size_ready = True
-        self._init_version = None
 
     @torch.no_grad()
     def _track(self, n_iter: int, lanczos: bool) -> None:
@@ -206,7 +215,6 @@ class _SparseCoding(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         stored = state_dict.get(prefix + "step_size")
         self._step_size_ready = stored is not None and float(stored) > 0
-        self._init_version = None
 
     def _lmbd_for(self, x: Tensor) -> float | Tensor:
         lmbd = self.lmbd
