@@ -258,9 +258,11 @@ def csc_fista(
 
     e = _pair(pad_extra)
     h, w = x.shape[-2], x.shape[-1]
-    crop = any(e) or not (isinstance(h, int) and isinstance(w, int))
-    op = (adjoint_output_padding((h + e[0], w + e[1]), tuple(weight.shape[-2:]), stride, padding, dilation)
-          if not crop or (isinstance(h, int) and isinstance(w, int)) else None)
+    concrete = isinstance(h, int) and isinstance(w, int)
+    crop = any(e) or not concrete
+    op = None  # symbolic sizes (fx): D onto the largest image, cropped to x's size
+    if concrete:
+        op = adjoint_output_padding((h + e[0], w + e[1]), tuple(weight.shape[-2:]), stride, padding, dilation)
     geom = dict(groups=groups, dilation=dilation)
 
     def step(y: Tensor) -> Tensor:
