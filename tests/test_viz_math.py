@@ -13,7 +13,7 @@ from sdnet_cli.layers import CSCConv2d
 from sdnet_cli.layers import functional as SF
 from sdnet_cli.viz import (
     atom_usage, csc_io, dictionary_grid, fista_iterates, hist_equalize, inverse_batchnorm, invert_features,
-    lambda_sweep, minmax, objective_curve, parse_what, psnr, sparsity_stats, stack_ops,
+    lmbd_sweep, minmax, objective_curve, parse_what, psnr, sparsity_stats, stack_ops,
 )
 from sdnet_cli.viz.dictionary import atom_images
 from sdnet_cli.viz.inversion import forward_ops, point_depth
@@ -206,7 +206,7 @@ def test_first_layer_decoding_is_faithful_as_lambda_vanishes() -> None:
     torch.manual_seed(0)
     layer = CSCConv2d(3, 64, 3, padding=1, lmbd=0.1, n_steps=2).eval()  # overcomplete: 64 atoms vs 27 dims
     x = digits_batch(1)
-    sweep = lambda_sweep(layer, x, [1e-4, 0.05, 0.2, 1.0], n_steps=100, keep=1)
+    sweep = lmbd_sweep(layer, x, [1e-4, 0.05, 0.2, 1.0], n_steps=100, keep=1)
     # independent PSNR of the λ→0 decoding
     w = layer.weight.detach()
     z = SF.csc_fista(x, w, layer.step_size, 1e-4, 0.0, 100, True, 1, 1)
@@ -239,7 +239,7 @@ def test_psnr_formula() -> None:
 
 def test_lambda_sweep_rejects_negative_lambda() -> None:
     with pytest.raises(ValueError, match=">= 0"):
-        lambda_sweep(CSCConv2d(3, 4, 3).eval(), torch.randn(1, 3, 8, 8), [0.1, -1.0])
+        lmbd_sweep(CSCConv2d(3, 4, 3).eval(), torch.randn(1, 3, 8, 8), [0.1, -1.0])
 
 
 # -- atoms and sparsity ---------------------------------------------------------------------------

@@ -1,23 +1,47 @@
 """Interpretability: dictionary atoms, decoded hidden features, sparsity, FISTA convergence, λ effects.
 
 Library functions return tensors, arrays and dicts; :func:`visualize` turns them into PNGs, JSON and an
-``index.html``; :func:`run` (``sdnet visualize``) loads the model and data and replaces the output folder whole. Plots use matplotlib's Agg canvas (no display, no pyplot state).
+``index.html``; :func:`run` (``sdnet visualize``) loads the model and data and replaces the output folder whole.
+Plots use matplotlib's Agg canvas (no display, no pyplot state).
 """
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
 
 from .convergence import fista_iterates, objective_curve
 from .data import VizBatch, load_batch
 from .dictionary import atom_usage, dictionary_grid
 from .display import denormalize, hist_equalize, minmax
 from .inversion import decode_single_layer, default_points, inverse_batchnorm, invert_features, stack_ops
-from .lambdas import lambda_sweep, psnr
+from .lambdas import lmbd_sweep, psnr
 from .probe import CodeRecord, csc_io
-from .report import WHAT, VizOptions, parse_what, visualize
+from .report import WHAT, FigureOptions, parse_what, visualize
 from .run import VisualizeOptions, VisualizeReport, run
 from .sparsity import sparsity_stats
 
 __all__ = [
-    "WHAT", "CodeRecord", "VizBatch", "VizOptions", "load_batch", "atom_usage", "csc_io", "decode_single_layer", "default_points",
-    "denormalize", "dictionary_grid", "fista_iterates", "hist_equalize", "inverse_batchnorm", "invert_features",
-    "lambda_sweep", "minmax", "objective_curve", "parse_what", "psnr", "sparsity_stats", "stack_ops", "visualize",
-    "VisualizeOptions", "VisualizeReport", "run",
+    "WHAT", "CodeRecord", "FigureOptions", "VizBatch", "load_batch", "atom_usage", "csc_io", "decode_single_layer",
+    "default_points", "denormalize", "dictionary_grid", "fista_iterates", "hist_equalize", "inverse_batchnorm",
+    "invert_features", "lmbd_sweep", "minmax", "objective_curve", "parse_what", "psnr", "sparsity_stats",
+    "stack_ops", "visualize", "VisualizeOptions", "VisualizeReport", "run",
 ]
+
+# old public name -> (new name, the object); each old name warns once per process when it is first used
+_DEPRECATED: dict[str, tuple[str, Any]] = {
+    "VizOptions": ("FigureOptions", FigureOptions),
+    "lambda_sweep": ("lmbd_sweep", lmbd_sweep),
+}
+_warned: set[str] = set()
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new, obj = _DEPRECATED[name]
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(f"sdnet_cli.viz.{name} is deprecated, use sdnet_cli.viz.{new}", DeprecationWarning,
+                      stacklevel=2)
+    return obj

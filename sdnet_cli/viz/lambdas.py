@@ -51,7 +51,7 @@ def decode_with(layer: CSCConv2d, x: Tensor, lmbd: float, n_steps: int | None = 
         return z, layer.decode(z)
 
 
-def check_lambdas(lambdas: Sequence[float]) -> None:
+def check_lmbds(lambdas: Sequence[float]) -> None:
     """Raise ``ValueError`` unless ``lambdas`` is a non-empty list of finite values >= 0."""
     if not lambdas:
         raise UsageError("give at least one λ (--lambdas 0,0.1,0.5,1)")
@@ -60,7 +60,7 @@ def check_lambdas(lambdas: Sequence[float]) -> None:
 
 
 @torch.no_grad()
-def lambda_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT_VIEW_LAMBDAS,
+def lmbd_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT_VIEW_LAMBDAS,
                  n_steps: int | None = None, keep: int = 1) -> dict[str, Any]:
     """Sweep λ on ``layer`` for input ``x`` ``(N, C, H, W)`` (normalised).
 
@@ -68,15 +68,15 @@ def lambda_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT
     batch means), ``'n_steps'``, and ``'decoded'`` = tensor ``(len(lambdas), keep, C, H, W)`` holding
     ``D z_λ`` of the first ``keep`` images.
     """
-    check_lambdas(lambdas)
+    check_lmbds(lambdas)
     if layer.training:
         raise UsageError("put the model in eval mode before a λ sweep")
-    out: dict[str, Any] = {"lambdas": [float(l) for l in lambdas], "n_steps": int(n_steps or layer.n_steps),
+    out: dict[str, Any] = {"lambdas": [float(v) for v in lambdas], "n_steps": int(n_steps or layer.n_steps),
                            "rel_error": [], "sq_error": [], "psnr": [], "nonzero_fraction": []}
     decoded = []
     energy = x.flatten(1).pow(2).sum(1).clamp_min(1e-20)
-    for lm in lambdas:
-        z, x_hat = decode_with(layer, x, float(lm), n_steps)
+    for lmbd in lambdas:
+        z, x_hat = decode_with(layer, x, float(lmbd), n_steps)
         sq = (x - x_hat).flatten(1).pow(2).sum(1)
         out["sq_error"].append(float(sq.mean()))
         out["rel_error"].append(float((sq / energy).mean()))

@@ -23,7 +23,7 @@ from .dictionary import dictionary_grid
 from .display import views
 from .html import write_index
 from .inversion import decode_single_layer, default_points, invert_features, point_depth, stack_ops
-from .lambdas import DEFAULT_VIEW_LAMBDAS, check_lambdas, lambda_sweep
+from .lambdas import DEFAULT_VIEW_LAMBDAS, check_lmbds, lmbd_sweep
 from .probe import csc_io, require_csc
 from .sparsity import sparsity_stats
 from ..errors import UsageError
@@ -46,8 +46,9 @@ def parse_what(text: str | Sequence[str] | None) -> list[str]:
 
 
 @dataclass
-class VizOptions:
-    """What to draw and how much work to spend on it."""
+class FigureOptions:
+    """Which figures :func:`visualize` draws and how much work to spend on them (``sdnet visualize`` builds one
+    from :class:`~sdnet_cli.viz.run.VisualizeOptions`)."""
 
     what: list[str] = field(default_factory=lambda: list(WHAT))
     decode: str = "auto"
@@ -74,7 +75,7 @@ def resolve_decode(model: nn.Module, mode: str) -> str:
     return "stack"
 
 
-def _validate(model: nn.Module, opts: VizOptions) -> str:
+def _validate(model: nn.Module, opts: FigureOptions) -> str:
     """Check the whole request before any work; returns the decoding mode for ``features``."""
     require_csc(model)
     decode = "layer"
@@ -90,17 +91,17 @@ def _validate(model: nn.Module, opts: VizOptions) -> str:
     if "convergence" in opts.what and not 1 <= opts.max_steps <= opts.opt_steps:
         raise UsageError(f"need 1 <= --max-steps ({opts.max_steps}) <= --opt-steps ({opts.opt_steps})")
     if "lambda" in opts.what:
-        check_lambdas(opts.lambdas)
+        check_lmbds(opts.lambdas)
     return decode
 
 
 def visualize(model: nn.Module, config: ModelConfig, batch: VizBatch, output: str | Path,
-              options: VizOptions | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              options: FigureOptions | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write the requested figures and ``index.html`` into ``output``; returns a summary (files, numbers, seconds).
 
     The model is put in eval mode; λ and ``n_steps`` of its layers are restored after the λ sweep.
     """
-    opts = options or VizOptions()
+    opts = options or FigureOptions()
     say = progress or (lambda _msg: None)
     model.eval()
     decode = _validate(model, opts)
@@ -127,7 +128,7 @@ def visualize(model: nn.Module, config: ModelConfig, batch: VizBatch, output: st
             "features": lambda: _features(model, batch, decode, opts, out, fig, data),
             "sparsity": lambda: _sparsity(records, out, fig, data),
             "convergence": lambda: _convergence(records, batch, opts, out, fig, data),
-            "lambda": lambda: _lambda(records[0], batch, opts, out, fig, data),
+            "lambda": lambda: _lmbd_section(records[0], batch, opts, out, fig, data),
         }
         for what in opts.what:
             say(_PROGRESS[what].format(decode=decode))
@@ -212,11 +213,11 @@ def _features(model, batch, decode, opts, out, fig, data) -> dict[str, float]:
     return errors
 
 
-def _lambda(first, batch, opts, out, fig, data) -> dict[str, Any]:
-    sweep = lambda_sweep(first.layer, first.input, opts.lambdas, keep=opts.lambda_images)
+def _lmbd_section(first, batch, opts, out, fig, data) -> dict[str, Any]:
+    sweep = lmbd_sweep(first.layer, first.input, opts.lambdas, keep=opts.lambda_images)
     decoded = sweep.pop("decoded")
     data("lambda.json", {"layer": first.name, **sweep})
-    plots.plot_lambda_curves(sweep, first.name, out / "lambda.png")
+    plots.plot_lmbd_curves(sweep, first.name, out / "lambda.png")
     fig("lambda", "lambda.png", f"First CSC layer ({first.name}) with {sweep['n_steps']} FISTA steps: relative "
         "reconstruction error ‖x − Dz‖²/‖x‖² and fraction of non-zero code entries as λ grows (the test-time "
         "robustness knob).")
@@ -224,7 +225,7 @@ def _lambda(first, batch, opts, out, fig, data) -> dict[str, Any]:
     inputs = views(first.input[:k], batch.mean, batch.std)["minmax"]
     dec = [views(decoded[i], batch.mean, batch.std)["minmax"] for i in range(len(sweep["lambdas"]))]
     rows = [(f"image {j}", torch.cat([inputs[j:j + 1]] + [d[j:j + 1] for d in dec])) for j in range(k)]
-    cols = ["input"] + [f"λ={lm:g}" for lm in sweep["lambdas"]]
+    cols = ["input"] + [f"λ={lmbd:g}" for lmbd in sweep["lambdas"]]
     plots.plot_image_rows(rows, f"{first.name}: D z as λ grows (min–max view)", out / "lambda_decoded.png", cols)
     fig("lambda", "lambda_decoded.png", "Each row: a test image, then its first-layer decoding D z for growing λ "
         "(each image and channel rescaled to [0, 1] on its own).")

@@ -23,7 +23,7 @@ from ..hub.resolve import load_model_with_config
 from ..models.load import local_model_dir
 from .data import load_batch
 from .lambdas import DEFAULT_VIEW_LAMBDAS
-from .report import DECODE_MODES, WHAT, VizOptions, parse_what, visualize
+from .report import DECODE_MODES, WHAT, FigureOptions, parse_what, visualize
 
 INDEX = "index.html"
 
@@ -79,9 +79,9 @@ class VisualizeOptions:
         sources = [Path(self.model), *([local] if local is not None else [])] if Path(self.model).exists() else []
         return check_output_dir(self.output, "visualize", sources=sources, layout=earlier_output)
 
-    def drawing(self) -> VizOptions:
+    def drawing(self) -> FigureOptions:
         """The drawing part of the options."""
-        return VizOptions(what=list(self.what), decode=self.decode, points=list(self.points) if self.points else None,
+        return FigureOptions(what=list(self.what), decode=self.decode, points=list(self.points) if self.points else None,
                           lambdas=self.lambdas, max_steps=self.max_steps, opt_steps=self.opt_steps)
 
 
