@@ -16,7 +16,7 @@ from sdnet_cli.data.digits import load_digits
 from sdnet_cli.layers import csc_layers, set_lmbd
 from sdnet_cli.models.files import load_model_dir
 from sdnet_cli.robust.conditions import condition_seed
-from sdnet_cli.robust.evaluate import evaluate_images as evaluate, lambda_override
+from sdnet_cli.robust.evaluate import evaluate_images as evaluate, lmbd_override
 from sdnet_cli.robust.lambda_fit import LambdaFit, fit_line
 from sdnet_cli.robust.report import summarize
 
@@ -81,7 +81,7 @@ def test_per_sample_lambda_equals_scalar_runs(loaded, digits_model_dir) -> None:
 
 def test_lambda_override_restores_all_layers(loaded) -> None:
     model, _ = loaded
-    with lambda_override(model, 0.9, "all"):
+    with lmbd_override(model, 0.9, "all"):
         assert all(layer.lmbd == 0.9 for layer in csc_layers(model))
     assert all(layer.lmbd == pytest.approx(0.1) for layer in csc_layers(model))
 

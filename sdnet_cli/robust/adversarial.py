@@ -113,13 +113,13 @@ def run_checks(attacked: nn.Module, evaluated: nn.Module, pixels: Tensor, labels
             "checks": [c.to_dict() for c in checks], "passed": all_passed(checks), "notes": notes}
 
 
-def targets(lm_train: float | None, lambdas: list[float], fit: LambdaFit | None, clean: Tensor,
+def targets(train_lmbd: float | None, lambdas: list[float], fit: LambdaFit | None, clean: Tensor,
             frozen_lmbd: Tensor | None, layers: str, name: str) -> list[Target]:
     """The defences to attack: the training λ, the sweep (our PGD/FGSM only), and the rule twice."""
-    out = [Target("train", lm_train, FixedLambda(lm_train, layers), FixedLambda(lm_train, layers), None, True)]
+    out = [Target("train", train_lmbd, FixedLambda(train_lmbd, layers), FixedLambda(train_lmbd, layers), None, True)]
     if name in NORMS + ("fgsm",):
-        out += [Target("sweep", float(lm), FixedLambda(float(lm), layers), FixedLambda(float(lm), layers), None, False)
-                for lm in lambdas if lm_train is None or not np.isclose(lm, lm_train)]
+        out += [Target("sweep", float(lmbd), FixedLambda(float(lmbd), layers), FixedLambda(float(lmbd), layers), None, False)
+                for lmbd in lambdas if train_lmbd is None or not np.isclose(lmbd, train_lmbd)]
     if fit is not None and frozen_lmbd is not None:
         mean = float(frozen_lmbd.mean())
         out.append(Target("auto", mean, FrozenRule(clean, frozen_lmbd, fit.layers), AdaptiveRule(fit), False, False))

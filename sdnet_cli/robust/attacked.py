@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
-from .evaluate import first_csc, lambda_override
+from .evaluate import first_csc, lmbd_override
 from .lambda_fit import LambdaFit
 
 
@@ -76,7 +76,7 @@ def probe_error(model: nn.Module, x: Tensor, layer: CSCConv2d, probe_lmbd: float
 
     handle = layer.register_forward_hook(hook)
     try:
-        with lambda_override(model, probe_lmbd, "first"):
+        with lmbd_override(model, probe_lmbd, "first"):
             model(x)
     except _StopAfterFirst:
         pass
@@ -117,12 +117,12 @@ class AttackedModel(nn.Module):
         fit = d.fit
         assert self.layer is not None
         r = probe_error(self.model, x, self.layer, fit.probe_lmbd)
-        lam = straight_through_clip(fit.slope * r + fit.intercept, fit.lmbd_min, fit.lmbd_max)
-        return lam.view(-1, 1, 1, 1)
+        lmbd = straight_through_clip(fit.slope * r + fit.intercept, fit.lmbd_min, fit.lmbd_max)
+        return lmbd.view(-1, 1, 1, 1)
 
     def forward(self, u: Tensor) -> Tensor:
         x = (u - self.mean) / self.std
         d = self.defence
         layers = d.fit.layers if isinstance(d, AdaptiveRule) else d.layers
-        with lambda_override(self.model, self.lmbd_for(u, x), layers):
+        with lmbd_override(self.model, self.lmbd_for(u, x), layers):
             return self.model(x)

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .evaluate import lambda_override
+from .evaluate import lmbd_override
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 Stats = dict[str, Tensor]
@@ -73,9 +73,9 @@ def recalibrated_stats(model: nn.Module, x: Tensor, lmbd: float | np.ndarray | N
             m.train()
         # equal chunks, so no batch has a single image (BatchNorm cannot train on one value per channel)
         for idx in np.array_split(np.arange(len(x)), max(1, -(-len(x) // batch_size))):
-            lm: float | Tensor | None = lmbd if not isinstance(lmbd, np.ndarray) else torch.as_tensor(
+            batch_lmbd: float | Tensor | None = lmbd if not isinstance(lmbd, np.ndarray) else torch.as_tensor(
                 lmbd[idx], dtype=torch.float32, device=device).view(-1, 1, 1, 1)
-            with lambda_override(model, lm, layers):
+            with lmbd_override(model, batch_lmbd, layers):
                 model(x[idx].to(device))
         return bn_stats(model)
     finally:

@@ -65,7 +65,7 @@ def first_csc(model: nn.Module) -> CSCConv2d | None:
 
 
 @contextmanager
-def lambda_override(model: nn.Module, lmbd: float | Tensor | None, layers: str = "first") -> Iterator[None]:
+def lmbd_override(model: nn.Module, lmbd: float | Tensor | None, layers: str = "first") -> Iterator[None]:
     """Set λ for the duration of a ``with`` block (no-op for ``None``), restoring every layer's value after."""
     found = csc_layers(model)
     saved = [layer.lmbd for layer in found]
@@ -113,10 +113,11 @@ def evaluate_tensor(
     try:
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
-            lm: float | Tensor | None = lmbd
+            batch_lmbd: float | Tensor | None = lmbd
             if isinstance(lmbd, np.ndarray):
-                lm = torch.as_tensor(lmbd[i:i + batch_size], dtype=torch.float32, device=device).view(-1, 1, 1, 1)
-            with lambda_override(model, lm, layers):
+                batch_lmbd = torch.as_tensor(lmbd[i:i + batch_size], dtype=torch.float32, device=device).view(
+                    -1, 1, 1, 1)
+            with lmbd_override(model, batch_lmbd, layers):
                 logits = model(xb).float().cpu()
             yb = y[i:i + batch_size]
             correct.append((logits.argmax(1) == yb).numpy())
@@ -145,7 +146,7 @@ def evaluate_images(
     return evaluate_tensor(model, to_input(images, mean, std), labels, lmbd, layers, batch_size, device)
 
 
-def sweep_lambdas(
+def sweep_lmbds(
     model: nn.Module,
     x: Tensor,
     labels: np.ndarray,
@@ -157,8 +158,8 @@ def sweep_lambdas(
 ) -> list[EvalResult]:
     """One :class:`EvalResult` per λ in ``lambdas`` for normalised inputs ``x``."""
     out = []
-    for lm in lambdas:
-        out.append(evaluate_tensor(model, x, labels, float(lm), layers, batch_size, device))
+    for lmbd in lambdas:
+        out.append(evaluate_tensor(model, x, labels, float(lmbd), layers, batch_size, device))
         if on_step:
             on_step()
     return out

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from ..data.corruptions.noise import PARAM_FUNCS
 from ..models.files import atomic_write_json
-from .evaluate import best_index, evaluate_tensor, sweep_lambdas, to_input
+from .evaluate import best_index, evaluate_tensor, sweep_lmbds, to_input
 from ..errors import MissingFileError, UsageError
 
 FIT_FORMAT = "sdnet-lambda-fit"
@@ -173,7 +173,7 @@ def _point(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Seque
     noisy = images if name == "clean" else PARAM_FUNCS[name](images, param, rng)
     x = to_input(noisy, mean, std)
     lambdas, probe_lmbd, bs, dev = plan.lambdas, plan.probe_lmbd, plan.batch_size, plan.device
-    results = sweep_lambdas(model, x, labels, lambdas, plan.layers, bs, dev, on_step)
+    results = sweep_lmbds(model, x, labels, lambdas, plan.layers, bs, dev, on_step)
     same = [i for i, lmbd in enumerate(lambdas) if np.isclose(lmbd, probe_lmbd)]
     probe = results[same[0]] if same else evaluate_tensor(model, x, labels, probe_lmbd, plan.layers, bs, dev)
     k = best_index(results)
@@ -209,7 +209,7 @@ def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Se
     return LambdaFit(slope, intercept, probe_lmbd, low, high, plan.layers, points, calibration, quality, fallback)
 
 
-def auto_lambda(
+def per_sample_lmbd(
     model: nn.Module,
     x: torch.Tensor,
     fit: LambdaFit,

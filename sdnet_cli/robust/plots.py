@@ -100,7 +100,7 @@ def accuracy_vs_lambda(report: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def lambda_fit_plot(report: dict[str, Any], path: Path) -> Path | None:
+def lmbd_fit_plot(report: dict[str, Any], path: Path) -> Path | None:
     conds = [c for c in report["summary"]["per_condition"]
              if c["best_lambda"] is not None and c["recon_error_train"] is not None]
     if not report["lambdas"] or not conds:
@@ -174,6 +174,6 @@ def write_plots(report: dict[str, Any], directory: str | Path) -> list[Path]:
     d = Path(directory)
     made = [accuracy_vs_severity(report, d / "accuracy_vs_severity.png"),
             accuracy_vs_lambda(report, d / "accuracy_vs_lambda.png"),
-            lambda_fit_plot(report, d / "lambda_fit.png"),
+            lmbd_fit_plot(report, d / "lambda_fit.png"),
             attack_plot(report, d / "attack.png")]
     return [p for p in made if p is not None]

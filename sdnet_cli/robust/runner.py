@@ -25,8 +25,8 @@ from .adversarial import AttackSpec, attack_rows, targets
 from .bn import Stats, recalibrated_stats, stats_digest, using_bn_stats
 from ..data.datasets import default_root
 from .conditions import count_conditions, generate_cached, in_channels, iter_conditions, skipped, subsample
-from .evaluate import EvalResult, evaluate_tensor, first_csc, sweep_lambdas, to_input, to_pixels
-from .lambda_fit import Calibration, LambdaFit, auto_lambda, calibrate
+from .evaluate import EvalResult, evaluate_tensor, first_csc, sweep_lmbds, to_input, to_pixels
+from .lambda_fit import Calibration, LambdaFit, calibrate, per_sample_lmbd
 from .options import RobustOptions
 from .report import summarize
 
@@ -61,7 +61,7 @@ class ModelData:
     notes: list[str] = field(default_factory=list)
 
 
-def training_lambda(config: ModelConfig, model: nn.Module) -> float | None:
+def training_lmbd(config: ModelConfig, model: nn.Module) -> float | None:
     """The λ the model was trained with (``model_args['lmbd']``, default 0.1); None without CSC layers."""
     if first_csc(model) is None:
         return None
@@ -129,7 +129,7 @@ def _bn_stats(run: ModelRun, grid: list[float | None], fit: LambdaFit | None) ->
     out = {repr(lmbd): recalibrated_stats(model, x, lmbd, opts.lmbd_layers, opts.batch_size, opts.device)
            for lmbd in grid}
     if fit is not None:
-        sample_lmbd, _ = auto_lambda(model, x, fit, None, None, opts.batch_size, opts.device)
+        sample_lmbd, _ = per_sample_lmbd(model, x, fit, None, None, opts.batch_size, opts.device)
         out["auto"] = recalibrated_stats(model, x, sample_lmbd, fit.layers, opts.batch_size, opts.device)
     return out
 
@@ -143,7 +143,7 @@ def _condition_rows(run: ModelRun, x: torch.Tensor, labels: np.ndarray, lmbds: T
     rows = []
     for lmbd in lmbds.sweep:
         with using_bn_stats(model, pick(repr(float(lmbd)))):
-            rows.append(_row("", 0, float(lmbd), sweep_lambdas(model, x, labels, [lmbd], layers, bs, dev)[0], "sweep",
+            rows.append(_row("", 0, float(lmbd), sweep_lmbds(model, x, labels, [lmbd], layers, bs, dev)[0], "sweep",
                              **tag, **extra))
     same = [r for r in rows if lmbds.train is not None and np.isclose(r["lambda"], lmbds.train)]
     if same:
@@ -153,7 +153,7 @@ def _condition_rows(run: ModelRun, x: torch.Tensor, labels: np.ndarray, lmbds: T
             res = evaluate_tensor(model, x, labels, lmbds.train, layers, bs, dev)
         rows.append(_row("", 0, lmbds.train, res, "train", **tag, **extra))
     if lmbds.fit is not None:
-        sample_lmbd, _ = auto_lambda(model, x, lmbds.fit, None, labels, bs, dev)
+        sample_lmbd, _ = per_sample_lmbd(model, x, lmbds.fit, None, labels, bs, dev)
         with using_bn_stats(model, pick("auto")):
             res = evaluate_tensor(model, x, labels, sample_lmbd, lmbds.fit.layers, bs, dev)
         rows.append(_row("", 0, float(sample_lmbd.mean()), res, "auto", lambda_std=float(sample_lmbd.std()),
@@ -211,7 +211,7 @@ def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label:
                    tuple(config.mean or [0.0] * 3), tuple(config.std or [1.0] * 3), progress or Silent(), label,
                    opts.dataset or config.dataset)
     has_csc = first_csc(run.model) is not None
-    train_lmbd = training_lambda(config, run.model)
+    train_lmbd = training_lmbd(config, run.model)
     notes = list(data.notes) + [f"{name}: {why}" for name, why in skipped(opts.corruption_names(),
                                                                            data.cifar_c_dir).items()]
     if not has_csc and (opts.lambdas or opts.wants_auto_lambda):
@@ -257,7 +257,7 @@ def _attack(run: ModelRun, lmbds: TestLmbds) -> tuple[list[dict[str, Any]], list
     frozen = None
     if lmbds.fit is not None:
         x = to_input(in_channels(images, run.channels), run.mean, run.std)
-        frozen = torch.as_tensor(auto_lambda(model, x, lmbds.fit, None, labels, opts.batch_size, opts.device)[0],
+        frozen = torch.as_tensor(per_sample_lmbd(model, x, lmbds.fit, None, labels, opts.batch_size, opts.device)[0],
                                  dtype=torch.float32)
     tgts = targets(lmbds.train, list(lmbds.sweep), lmbds.fit, pixels, frozen, opts.lmbd_layers, opts.attack)
     spec = AttackSpec(opts.attack, opts.norm, opts.steps, opts.step_size, opts.seed, opts.batch_size, opts.checks)

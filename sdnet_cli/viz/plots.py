@@ -151,14 +151,14 @@ def plot_convergence(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return save_png(fig, path)
 
 
-def plot_lambda_curves(sweep: dict[str, Any], layer_name: str, path: str | Path) -> Path:
+def plot_lmbd_curves(sweep: dict[str, Any], layer_name: str, path: str | Path) -> Path:
     """Relative reconstruction error and non-zero fraction of the first layer vs λ (symlog λ axis)."""
-    lm = np.array(sweep["lambdas"])
+    lmbds = np.array(sweep["lambdas"])
     fig = _figure(8.5, 3.6)
     ax, bx = fig.subplots(1, 2)
-    ax.plot(lm, sweep["rel_error"], "o-", color="tab:red")
+    ax.plot(lmbds, sweep["rel_error"], "o-", color="tab:red")
     ax.set_ylabel("‖x − Dz‖² / ‖x‖²")
-    bx.plot(lm, sweep["nonzero_fraction"], "o-", color="tab:green")
+    bx.plot(lmbds, sweep["nonzero_fraction"], "o-", color="tab:green")
     bx.set_ylabel("fraction of non-zero code entries")
     for a in (ax, bx):
         a.set_xscale("symlog", linthresh=0.01)

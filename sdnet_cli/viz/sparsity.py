@@ -33,11 +33,11 @@ def sparsity_stats(records: list[CodeRecord], bins: int = 30) -> list[dict[str, 
     rows = []
     for r in records:
         per_sample = (r.code != 0).flatten(1).float().mean(1)
-        lm = r.layer.lmbd
+        lmbd = r.layer.lmbd
         rows.append({
             "layer": r.name,
             "code_shape": list(r.code.shape[1:]),
-            "lmbd": float(lm.mean()) if isinstance(lm, Tensor) else float(lm),
+            "lmbd": float(lmbd.mean()) if isinstance(lmbd, Tensor) else float(lmbd),
             "n_steps": int(r.layer.n_steps),
             "nonzero_fraction": nonzero_fraction(r.code),
             "nonzero_fraction_min": float(per_sample.min()),
