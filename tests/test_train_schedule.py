@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sdnet_cli.engine.evaluate import topk_correct
+from sdnet_cli.engine.metrics_loop import topk_correct
 from sdnet_cli.engine.schedule import lr_at
 from train_helpers import invoke
 

@@ -5,5 +5,5 @@
   resume), ``rundir`` (output layout, finding runs), ``workdir`` (lock, staging for ``--force``), ``logs``
   (steps.jsonl, TensorBoard), ``distributed`` (torchrun, sharded batches, CPU SyncBatchNorm), ``schedule``
   (learning rates), ``setup`` (CPU settings, model, optimizer), ``callbacks`` (progress hooks).
-- ``evaluate.evaluate_loader`` (metrics over a loader) and ``eval_model.evaluate(EvalOptions) -> EvalReport`` (``sdnet eval``).
+- ``metrics_loop.loader_metrics`` (metrics over a loader) and ``eval_model.evaluate(EvalOptions) -> EvalReport`` (``sdnet eval``).
 """

@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..layers import set_lmbd
 from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
-from .evaluate import evaluate_loader
+from .metrics_loop import loader_metrics
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def evaluate(opts: EvalOptions, on_batch: Callable[[int], None] | None = None) -
     loader = DataLoader(ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
                         pin_memory=dev.type == "cuda")
     t0 = time.perf_counter()
-    res = evaluate_loader(model, loader, ds.num_classes, dev, on_batch=on_batch)
+    res = loader_metrics(model, loader, ds.num_classes, dev, on_batch=on_batch)
     return EvalReport(
         model=str(opts.model), model_dir=str(model_dir), architecture=cfg.architecture, dataset=name,
         image_size=int(size), lmbd=opts.lmbd, lmbd_layers=opts.lmbd_layers if opts.lmbd is not None else None,

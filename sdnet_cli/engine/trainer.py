@@ -32,7 +32,7 @@ from ..models.files import ModelConfig, save_model
 from . import distributed as D
 from .callbacks import Callbacks
 from .data import TrainData, timed_batches
-from .evaluate import evaluate_loader, topk_correct
+from .metrics_loop import loader_metrics, topk_correct
 from .logs import RunLogs
 from .official_step_size import OfficialStepSizes
 from .precision import Precision
@@ -186,7 +186,7 @@ class Trainer:
                                "train_loss": m["loss"] / max(m["n"], 1), "train_top1": 100.0 * m["correct"] / max(m["n"], 1)}
         for split, loader in loaders.items():
             if loader is not None:
-                ev = evaluate_loader(s.model, loader, s.data.num_classes, s.device, s.precision.autocast,
+                ev = loader_metrics(s.model, loader, s.data.num_classes, s.device, s.precision.autocast,
                               self.cfg.train.channels_last)
                 row.update({f"{split}_loss": ev["loss"], f"{split}_top1": ev["top1"], f"{split}_top5": ev["top5"]})
         row.update(lr=self.last_lr, time=m["seconds"], images_per_s=m["n"] / max(m["seconds"], 1e-9),

@@ -25,7 +25,7 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Te
 
 
 @torch.no_grad()
-def evaluate_loader(
+def loader_metrics(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
