@@ -67,7 +67,7 @@ def train_command(
         notes: list[str] = []
         cfg = resolve_config(config, {**flags, "train.output": output}, set_ or [], notes)
         for note in notes:  # choices the tool made (e.g. the image size a torchvision:/timm: model needs)
-            console.print(escape(note), soft_wrap=True)
+            console.print(note, soft_wrap=True)  # the console reads no markup
     _run(cfg, resume, force, json_out)
 
 
