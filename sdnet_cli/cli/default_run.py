@@ -3,8 +3,6 @@ finished run under ``./runs`` (:func:`sdnet_cli.engine.runfind.default_run`), sa
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from ..engine.runfind import default_run
 from .common import console
 
@@ -15,5 +13,5 @@ def model_or_newest_run(model: str | None) -> str:
     if model:
         return model
     run = default_run()
-    console.print(f"no model given: using the newest finished run {escape(str(run))}", soft_wrap=True)
+    console.print(f"no model given: using the newest finished run {run}", soft_wrap=True)  # printed as written
     return str(run)
