@@ -1,4 +1,4 @@
-"""The one place that turns a ``--device`` value into a ``torch.device``."""
+"""The one place that checks a ``--device`` value and turns it into a ``torch.device``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from .errors import UsageError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA (device ``local_rank``) when available, else CPU; ``cuda`` (or ``cuda:N``) without a GPU
-    is a :class:`~sdnet_cli.errors.UsageError`."""
+def check_device(name: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, else a :class:`~sdnet_cli.errors.UsageError` (no device is
+    touched: options call this when they are built)."""
     base = str(name).split(":", 1)[0]
     if base not in DEVICE_CHOICES or (base != "cuda" and ":" in str(name)):
         raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA (device ``local_rank``) when available, else CPU; ``cuda`` (or ``cuda:N``) without a GPU
+    is a :class:`~sdnet_cli.errors.UsageError`."""
+    check_device(name)
+    base = str(name).split(":", 1)[0]
     if base == "cpu" or (base == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():

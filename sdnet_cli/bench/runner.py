@@ -53,7 +53,7 @@ def _memory_reuse(opts: BenchOptions, device: torch.device, say: Progress) -> No
 def _build_all(opts: BenchOptions, device: torch.device, say: Progress) -> tuple[list, list, list, list]:
     """Per model: train/eval step, step-size step (or None), parameter count, memory numbers (or None)."""
     steps, size_steps, params, mem = [], [], [], []
-    for w in opts.workloads():
+    for w in opts.workloads:
         say(f"building {w.model}" + (" and measuring its memory" if opts.memory else ""))
         if device.type == "cuda":
             numbers, step, model = measure_here(w, opts.memory_steps)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..checks import require_finite, require_int
 from ..data.datasets import build_dataset, dataset_info
-from ..devices import DEVICE_CHOICES, resolve_device
+from ..devices import check_device, resolve_device
 from ..errors import UsageError
 from ..layers import set_lmbd
 from ..hub.resolve import load_model_with_config, resolve_model_dir
@@ -48,8 +48,7 @@ class EvalOptions:
             raise UsageError(f"--lmbd-layers must be 'first' or 'all', got {self.lmbd_layers!r}")
         if self.lmbd is not None:
             require_finite("--lmbd", self.lmbd)
-        if str(self.device).split(":")[0] not in DEVICE_CHOICES:
-            raise UsageError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        check_device(self.device)
         if self.dataset is not None:
             dataset_info(self.dataset)  # unknown names fail here, naming the valid ones
 

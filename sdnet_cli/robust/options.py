@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..checks import require_finite, require_int
 from ..data.corruptions import SDNET_LEVELS, parse_corruptions
-from ..devices import DEVICE_CHOICES
+from ..devices import check_device
 from ..errors import UsageError
 from ..netio import DEFAULT_TIMEOUT, NetBounds
 from .attacks import ATTACKS, LIBRARY_ATTACKS
@@ -95,8 +95,7 @@ class RobustOptions:
         if self.download and self.cifar_c_dir is None:
             raise UsageError("--download needs --cifar-c-dir DIR (where to put the archive)")
         NetBounds(self.timeout)  # checks --timeout
-        if str(self.device).split(":")[0] not in DEVICE_CHOICES:
-            raise UsageError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        check_device(self.device)
         require_int("--steps", self.steps, 1)
         require_int("--batch-size", self.batch_size, 1)
         require_int("--calib-images", self.calib_images, 2)
