@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ..checks import require_int
 from ..errors import UsageError
-from .step import Workload
+from .step import StepSettings, Workload
 
 DEFAULT_MODELS = ("resnet18", "sdnet18", "sdnet18_all")
 
@@ -22,37 +23,25 @@ def parse_models(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-@dataclass(frozen=True)
-class BenchOptions:
-    """Models timed side by side on one workload (see :func:`sdnet_cli.bench.run`).
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions(StepSettings):
+    """Models timed side by side on one workload (see :func:`sdnet_cli.bench.run`); the step itself is set by the
+    :class:`~sdnet_cli.bench.step.StepSettings` fields (``device`` here defaults to ``auto``).
 
     ``steps`` interleaved rounds of ``inner`` steps (default 1 on CPU, 10 on CUDA) after ``warmup`` untimed
-    steps; ``memory``: peak memory of ``memory_steps`` steps per model; ``step_sizes``: a train step
-    includes the engine's step-size tracking (and its share is timed on its own); ``memory_reuse``: on
-    CPU keep freed tensor memory in the process (:func:`sdnet_cli.malloc.keep_freed_memory`); ``recompute``:
-    CSC layers save less for backward and recompute it (``CSCConv2d.recompute``); ``output``:
-    also write the report's JSON to this file (replaced as a whole).
+    steps; ``memory``: peak memory of ``memory_steps`` steps per model; ``memory_reuse``: on CPU keep freed tensor
+    memory in the process (:func:`sdnet_cli.malloc.keep_freed_memory`); ``output``: also write the report's JSON
+    to this file (replaced as a whole).
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
-    batch_size: int = 64
-    image_size: int = 32
-    mode: str = "train"
     device: str = "auto"
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    num_classes: int = 10
-    stem: str = "cifar"
     steps: int = 10
     warmup: int = 2
     inner: int | None = None
     memory: bool = True
     memory_steps: int = 2
-    step_sizes: bool = True
     memory_reuse: bool = True
-    recompute: bool = False
-    seed: int = 0
     output: str | None = None
 
     def __post_init__(self) -> None:
@@ -64,13 +53,13 @@ class BenchOptions:
             require_int(name, getattr(self, name), least)
         if self.inner is not None:
             require_int("inner", self.inner, 1)
-        for w in self.workloads():
-            w.validate()
+        self.workloads  # builds (so checks) every workload now, before anything runs  # noqa: B018
 
-    def workloads(self) -> list[Workload]:
+    @cached_property
+    def workloads(self) -> tuple[Workload, ...]:
         """One :class:`Workload` per model, in order (every other ``Workload`` field is the option of that name)."""
         shared = {f.name: getattr(self, f.name) for f in fields(Workload) if f.name != "model"}
-        return [Workload(m, **shared) for m in self.models]
+        return tuple(Workload(m, **shared) for m in self.models)
 
 
 @dataclass(frozen=True)

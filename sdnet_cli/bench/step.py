@@ -31,9 +31,10 @@ MODES = ("train", "eval")
 STEMS = ("cifar", "imagenet")
 
 
-@dataclass(frozen=True)
-class Workload:
-    """What one benchmarked step does (plain values, so it can be sent to a child process as JSON).
+@dataclass(frozen=True, kw_only=True)
+class StepSettings:
+    """How every benchmarked step runs, whatever the model (shared by :class:`Workload` and
+    :class:`~sdnet_cli.bench.options.BenchOptions`; keyword-only).
 
     ``step_sizes``: a train step ends with what ``sdnet train`` does after that optimizer step: the
     :class:`~sdnet_cli.engine.step_sizes.StepSizeKeeper` at its default schedule, the layers taking turns, from
@@ -41,7 +42,6 @@ class Workload:
     ``recompute``: CSC layers save less for backward and recompute it (``CSCConv2d.recompute``).
     """
 
-    model: str
     batch_size: int = 64
     image_size: int = 32
     mode: str = "train"
@@ -55,11 +55,19 @@ class Workload:
     step_sizes: bool = True
     recompute: bool = False
 
+
+@dataclass(frozen=True)
+class Workload(StepSettings):
+    """What one benchmarked step does: ``model`` under :class:`StepSettings` (plain values, so it can be sent to a
+    child process as JSON)."""
+
+    model: str
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def validate(self) -> None:
-        """Raise :class:`UsageError` for settings that cannot run."""
+    def __post_init__(self) -> None:
+        """Raise :class:`UsageError` for settings that cannot run (checked once, when the workload is made)."""
         check_model_name(self.model)
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -94,7 +102,6 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
     under ``torch.no_grad``. ``amp`` runs the forward under autocast (bf16, or fp16 with a grad scaler
     on GPUs without bf16).
     """
-    w.validate()
     device = resolve_device(w.device)
     torch.manual_seed(w.seed)
     model = create_model(w.model, num_classes=w.num_classes, stem=w.stem).to(device)
