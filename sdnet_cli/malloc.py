@@ -1,15 +1,11 @@
-"""Keep freed CPU tensor memory in the process (glibc ``mallopt``), so CPU steps do not page-fault.
+"""Keep freed CPU tensor memory in the process (glibc ``mallopt``), so CPU steps reuse the heap.
 
-PyTorch takes CPU tensors from ``malloc``. Under glibc's defaults the large blocks that hold a network's
-activations go back to the kernel when freed (``mmap``-ed blocks, heap trimming) and are faulted in again,
-zero-filled, on the next step: ~50,000 minor page faults (~200 MB) per ResNet-18 eval step at batch 64,
-32×32, and more for a model that allocates more temporaries. :func:`keep_freed_memory` sets glibc's mmap
-threshold to its maximum (32 MiB) and the trim threshold to 1 GiB, as the ``MALLOC_MMAP_THRESHOLD_`` and
-``MALLOC_TRIM_THRESHOLD_`` environment variables would; the next steps then reuse the heap: no faults.
-The process keeps up to 1 GiB of freed heap instead of returning it.
-
-The ``sdnet`` command line calls it before every command; ``SDNET_MALLOC_TUNING=0``, or either glibc
-variable set, leaves the allocator as it is.
+:func:`keep_freed_memory` sets glibc's mmap threshold to its maximum (32 MiB) and the trim threshold to 1 GiB,
+as the ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` environment variables would: large freed
+blocks (a network's activations) stay in the heap for the next step instead of going back to the kernel and
+being faulted in again, zero-filled. The process keeps up to 1 GiB of freed heap instead of returning it.
+It does nothing off Linux, without glibc's ``mallopt``, with ``SDNET_MALLOC_TUNING=0`` or when either glibc
+variable is set; :func:`malloc_state` says whether it applied (what it saves: docs/benchmarks.md).
 """
 
 from __future__ import annotations

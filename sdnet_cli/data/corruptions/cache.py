@@ -118,7 +118,7 @@ def _run_jobs(folder: Path, jobs: list[tuple[str, int, int]], workers: int | Non
             on_done(name, severity)
 
     images_done = sum(1 for _ in jobs) * np.load(folder / _CLEAN, mmap_mode="r").shape[0]
-    if workers is None:  # process start-up (~2 s each) is not worth it for small sets
+    if workers is None:  # starting worker processes costs more than it saves on small sets
         workers = default_workers() if images_done >= 20_000 else 1
     workers = min(workers, len(jobs))
     if workers <= 1:
