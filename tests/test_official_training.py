@@ -191,3 +191,24 @@ def test_official_mode_trains_and_resumes_exactly(tmp_path):
     exact = run(tmp_path / "c", "exact")
     steps = [k for k in whole if k.endswith("step_size")]
     assert steps and max(abs(float(whole[k]) / float(exact[k]) - 1) for k in steps) > 1e-3
+
+
+def test_official_step_sizes_under_inference_mode_then_training() -> None:
+    """A first forward under inference_mode (Lightning's validate) leaves no inference tensor behind: a later
+    training step with the official hooks still updates the vector in place."""
+    from sdnet_cli import create_model
+    from sdnet_cli.engine.official_step_size import OfficialStepSizes
+    from sdnet_cli.layers import csc_layers
+
+    torch.manual_seed(0)
+    model = create_model("sdnet18_all", num_classes=3, width=8)
+    hooks = OfficialStepSizes(model, seed=0)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        model.eval()(x)
+    assert not any(layer._v.is_inference() for layer in csc_layers(model))
+    model.train()
+    model(x).sum().backward()
+    model(x).sum().backward()
+    assert all(layer.step_size.item() > 0 for layer in csc_layers(model))
+    hooks.remove()

@@ -128,7 +128,8 @@ class OfficialStepSizes:
         if tuple(layer._v.shape) == shape and layer._v.dtype == v.dtype:
             layer._v.copy_(v)
         else:
-            layer._v = v.clone()
+            with torch.inference_mode(False):  # a normal tensor even when set under inference_mode
+                layer._v = v.clone()
         layer.step_size.fill_(step)
         layer._step_size_ready = True  # an eval forward codes with it as set (does not set its own)
         if hasattr(layer, "_init_version"):
