@@ -178,7 +178,7 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         """Converge the step sizes; the epoch's row: training sums, validation split (if any) and test set."""
         s, loop, m = self.s, self.loop, self.meter
-        self.keeper.refresh_all()  # unit atoms and a converged step size for what is evaluated and saved
+        self.keeper.converge_step_sizes()  # unit atoms and a converged step size for what is evaluated and saved
         self._check_finite("a CSC step size is", self._step_sizes())
         loaders = {"val": s.data.val_loader, "test": s.data.test_loader}
         self.cb.on_eval_start(sum(len(ld.dataset) for ld in loaders.values() if ld is not None))  # type: ignore[arg-type]
