@@ -14,7 +14,7 @@ import torch
 
 from sdnet_cli.data.digits import load_digits
 from sdnet_cli.models.files import load_model_dir
-from sdnet_cli.robust.attacked import AttackedModel, FixedLambda
+from sdnet_cli.robust.attacked import AttackedModel, FixedLmbd
 from sdnet_cli.robust.attacks import fgsm_attack, parse_eps, pgd_attack, project
 
 
@@ -28,7 +28,7 @@ def trained(digits_model_dir):
     model, config = load_model_dir(digits_model_dir)
     x, y = load_digits("test", trained_size(digits_model_dir))
     pixels = torch.from_numpy(x[:32]).permute(0, 3, 1, 2).float() / 255.0
-    return AttackedModel(model, config.mean, config.std, FixedLambda(None)), config, pixels, torch.from_numpy(y[:32])
+    return AttackedModel(model, config.mean, config.std, FixedLmbd(None)), config, pixels, torch.from_numpy(y[:32])
 
 
 def accuracy(attacked, config, pixels, labels) -> float:

@@ -18,7 +18,7 @@ from sdnet_cli.data.splits import train_val_indices
 from sdnet_cli.errors import UsageError
 from sdnet_cli.models.files import ModelConfig, load_model_dir
 from sdnet_cli.robust.adversarial import AttackSpec, attack_rows, correct_under, run_checks, targets
-from sdnet_cli.robust.attacked import AdaptiveRule, AttackedModel, FixedLambda, straight_through_clip
+from sdnet_cli.robust.attacked import AdaptiveRule, AttackedModel, FixedLmbd, straight_through_clip
 from sdnet_cli.robust.bn import bn_stats, recalibrated_stats, stats_digest
 from sdnet_cli.robust.conditions import iter_conditions, parse_levels
 from sdnet_cli.robust.evaluate import evaluate_tensor, to_input, to_pixels
@@ -151,7 +151,7 @@ def test_adaptive_gradient_flows_through_lambda(digits) -> None:
     inside = ((lam > fit.lmbd_min + 0.05) & (lam < fit.lmbd_max - 0.05)).nonzero().flatten()[:4]
     assert len(inside) == 4, lam  # the clip is straight-through; compare where it is not active
     u, lam = u[inside], lam[inside]
-    frozen = AttackedModel(m64, config.mean, config.std, FixedLambda(lam.view(-1, 1, 1, 1))).double()
+    frozen = AttackedModel(m64, config.mean, config.std, FixedLmbd(lam.view(-1, 1, 1, 1))).double()
     v = torch.randn(u.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     labels = torch.as_tensor(y[inside.numpy()])
 
@@ -186,7 +186,7 @@ class Quantised(nn.Module):
 def test_masking_checks_hold_and_a_masked_model_trips_them(narrow) -> None:
     model, config, x, y = narrow
     pixels, labels = to_pixels(x[:64], 3), torch.as_tensor(y[:64])
-    honest = AttackedModel(model, config.mean, config.std, FixedLambda(0.1))
+    honest = AttackedModel(model, config.mean, config.std, FixedLmbd(0.1))
     spec = AttackSpec("pgd-linf", "linf", 5, None, 0, 64, checks=True)
     pgd = 100 * correct_under(honest, pixels, labels, 64).mean()
     ok = run_checks(honest, honest, pixels, labels, 16 / 255, spec, pgd)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .attacked import AdaptiveRule, AttackedModel, Defence, FixedLambda, FrozenRule
+from .attacked import AdaptiveRule, AttackedModel, Defence, FixedLmbd, FrozenRule
 from .attacks import NORMS, fgsm_attack, pgd_attack
 from .autoattack import is_available, run_library_attack
 from .lambda_fit import LambdaFit
@@ -113,13 +113,13 @@ def run_checks(attacked: nn.Module, evaluated: nn.Module, pixels: Tensor, labels
             "checks": [c.to_dict() for c in checks], "passed": all_passed(checks), "notes": notes}
 
 
-def targets(train_lmbd: float | None, lambdas: list[float], fit: LambdaFit | None, clean: Tensor,
+def targets(train_lmbd: float | None, lmbds: list[float], fit: LambdaFit | None, clean: Tensor,
             frozen_lmbd: Tensor | None, layers: str, name: str) -> list[Target]:
     """The defences to attack: the training λ, the sweep (our PGD/FGSM only), and the rule twice."""
-    out = [Target("train", train_lmbd, FixedLambda(train_lmbd, layers), FixedLambda(train_lmbd, layers), None, True)]
+    out = [Target("train", train_lmbd, FixedLmbd(train_lmbd, layers), FixedLmbd(train_lmbd, layers), None, True)]
     if name in NORMS + ("fgsm",):
-        out += [Target("sweep", float(lmbd), FixedLambda(float(lmbd), layers), FixedLambda(float(lmbd), layers), None, False)
-                for lmbd in lambdas if train_lmbd is None or not np.isclose(lmbd, train_lmbd)]
+        out += [Target("sweep", float(lmbd), FixedLmbd(float(lmbd), layers), FixedLmbd(float(lmbd), layers), None, False)
+                for lmbd in lmbds if train_lmbd is None or not np.isclose(lmbd, train_lmbd)]
     if fit is not None and frozen_lmbd is not None:
         mean = float(frozen_lmbd.mean())
         out.append(Target("auto", mean, FrozenRule(clean, frozen_lmbd, fit.layers), AdaptiveRule(fit), False, False))

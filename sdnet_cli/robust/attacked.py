@@ -3,7 +3,7 @@
 ``AttackedModel(model, mean, std, defence)`` computes ``model((u − mean) / std)`` with the first (or every)
 CSC layer at the defence's λ:
 
-- :class:`FixedLambda` — one λ for every input (``None``: the model as it is, e.g. a plain ResNet);
+- :class:`FixedLmbd` — one λ for every input (``None``: the model as it is, e.g. a plain ResNet);
 - :class:`FrozenRule` — the per-sample λ rule evaluated once on the *clean* images and frozen: each input
   gets the λ of its nearest clean image (ℓ∞), so the attack sees a model whose λ does not react to the
   perturbation. This is the non-adaptive attack;
@@ -30,7 +30,7 @@ from .lambda_fit import LambdaFit
 
 
 @dataclass(frozen=True)
-class FixedLambda:
+class FixedLmbd:
     """One λ for every input (``None``: as the model is)."""
 
     lmbd: float | None
@@ -53,7 +53,7 @@ class AdaptiveRule:
     fit: LambdaFit
 
 
-Defence = FixedLambda | FrozenRule | AdaptiveRule
+Defence = FixedLmbd | FrozenRule | AdaptiveRule
 
 
 class _StopAfterFirst(Exception):
@@ -98,7 +98,7 @@ class AttackedModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.layer = first_csc(model)
-        if not isinstance(defence, FixedLambda) and self.layer is None:
+        if not isinstance(defence, FixedLmbd) and self.layer is None:
             raise ValueError("a per-sample λ defence needs a model with a CSC layer")
         self.eval()
 
@@ -108,7 +108,7 @@ class AttackedModel(nn.Module):
     def lmbd_for(self, u: Tensor, x: Tensor) -> float | Tensor | None:
         """The λ the defence uses for pixels ``u`` (normalised ``x``): float, ``(N, 1, 1, 1)`` or None."""
         d = self.defence
-        if isinstance(d, FixedLambda):
+        if isinstance(d, FixedLmbd):
             return d.lmbd
         if isinstance(d, FrozenRule):
             clean = d.clean.to(u.device).flatten(1)

@@ -150,15 +150,15 @@ def sweep_lmbds(
     model: nn.Module,
     x: Tensor,
     labels: np.ndarray,
-    lambdas: Sequence[float],
+    lmbds: Sequence[float],
     layers: str = "first",
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     on_step: Callable[[], None] | None = None,
 ) -> list[EvalResult]:
-    """One :class:`EvalResult` per λ in ``lambdas`` for normalised inputs ``x``."""
+    """One :class:`EvalResult` per λ in ``lmbds`` for normalised inputs ``x``."""
     out = []
-    for lmbd in lambdas:
+    for lmbd in lmbds:
         out.append(evaluate_tensor(model, x, labels, float(lmbd), layers, batch_size, device))
         if on_step:
             on_step()

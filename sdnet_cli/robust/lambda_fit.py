@@ -3,7 +3,7 @@
 Calibration, on clean images held out from training (the model's validation split) with synthetic noise
 in the model's channel space (:data:`DEFAULT_NOISES`: none, five Gaussian, four salt-and-pepper and three
 shot-noise levels): for each noise, sweep λ over
-``lambdas`` and take the best λ (highest accuracy, ties → lower mean cross-entropy); record
+the grid ``Calibration.lmbds`` and take the best λ (highest accuracy, ties → lower mean cross-entropy); record
 the mean reconstruction error ``r = ‖x − Dz‖²`` of the first CSC layer measured at the *probe* λ (the
 training λ). A least-squares line ``λ* ≈ a·r + b`` through the (r, best λ) points is the fit. At test
 time each sample is coded once at the probe λ, its ``rᵢ`` gives ``λᵢ = clip(a·rᵢ + b, λ_min, λ_max)``,
@@ -148,12 +148,12 @@ def not_informative(points: Sequence[dict[str, Any]], slope: float, r2: float) -
 
 @dataclass(frozen=True)
 class Calibration:
-    """How :func:`calibrate` fits the rule: the λ grid ``lambdas`` swept at each noise, the ``probe_lmbd`` the
+    """How :func:`calibrate` fits the rule: the λ grid ``lmbds`` swept at each noise, the ``probe_lmbd`` the
     error ``r`` is measured at (the training λ), which CSC ``layers`` take λ, the ``noises`` (``(name,
     parameter)`` pairs of :data:`~sdnet_cli.data.corruptions.noise.PARAM_FUNCS`, ``("clean", 0)`` for none),
     the noise ``seed``, the ``batch_size``, the ``device`` and the ``split`` the images come from."""
 
-    lambdas: Sequence[float]
+    lmbds: Sequence[float]
     probe_lmbd: float
     layers: str = "first"
     noises: Sequence[tuple[str, float]] = DEFAULT_NOISES
@@ -172,13 +172,13 @@ def _point(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Seque
         raise UsageError(f"unknown calibration noise {name!r}; valid: clean, {', '.join(PARAM_FUNCS)}")
     noisy = images if name == "clean" else PARAM_FUNCS[name](images, param, rng)
     x = to_input(noisy, mean, std)
-    lambdas, probe_lmbd, bs, dev = plan.lambdas, plan.probe_lmbd, plan.batch_size, plan.device
-    results = sweep_lmbds(model, x, labels, lambdas, plan.layers, bs, dev, on_step)
-    same = [i for i, lmbd in enumerate(lambdas) if np.isclose(lmbd, probe_lmbd)]
+    lmbds, probe_lmbd, bs, dev = plan.lmbds, plan.probe_lmbd, plan.batch_size, plan.device
+    results = sweep_lmbds(model, x, labels, lmbds, plan.layers, bs, dev, on_step)
+    same = [i for i, lmbd in enumerate(lmbds) if np.isclose(lmbd, probe_lmbd)]
     probe = results[same[0]] if same else evaluate_tensor(model, x, labels, probe_lmbd, plan.layers, bs, dev)
     k = best_index(results)
     return {"noise": name, "param": float(param), "recon_error": float(probe.recon_error or 0.0),
-            "best_lambda": float(lambdas[k]), "best_accuracy": results[k].accuracy, "probe_accuracy": probe.accuracy}
+            "best_lambda": float(lmbds[k]), "best_accuracy": results[k].accuracy, "probe_accuracy": probe.accuracy}
 
 
 def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Sequence[float], std: Sequence[float],
@@ -186,10 +186,10 @@ def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Se
     """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, C)`` with labels ``(N,)``, normalised by
     ``mean``/``std``, under ``plan`` (see the module doc).
 
-    ``on_step`` is called after each of the ``len(plan.noises)·len(plan.lambdas)`` evaluations. An uninformative
+    ``on_step`` is called after each of the ``len(plan.noises)·len(plan.lmbds)`` evaluations. An uninformative
     fit falls back to ``plan.probe_lmbd``.
     """
-    if len(plan.lambdas) < 2:
+    if len(plan.lmbds) < 2:
         raise UsageError("--auto-lambda needs at least two λ values in --lambdas to calibrate")
     rng = np.random.default_rng(plan.seed)
     points = [_point(model, images, labels, mean, std, plan, noise, rng, on_step) for noise in plan.noises]
@@ -198,12 +198,12 @@ def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Se
     quality = fit_quality(r, best, slope, intercept)
     reason = not_informative(points, slope, quality["r2"])
     probe_lmbd = float(plan.probe_lmbd)
-    low, high = float(min(plan.lambdas)), float(max(plan.lambdas))
+    low, high = float(min(plan.lmbds)), float(max(plan.lmbds))
     if reason is not None:
         slope, intercept, low, high = 0.0, probe_lmbd, min(low, probe_lmbd), max(high, probe_lmbd)
     calibration = {"images": int(len(images)), "split": plan.split,
                    "noises": [[n, float(p)] for n, p in plan.noises],
-                   "lambdas": [float(v) for v in plan.lambdas], "seed": int(plan.seed)}
+                   "lambdas": [float(v) for v in plan.lmbds], "seed": int(plan.seed)}
     fallback = None if reason is None else \
         f"fit not informative ({reason}): using the training λ {plan.probe_lmbd:g} for every sample"
     return LambdaFit(slope, intercept, probe_lmbd, low, high, plan.layers, points, calibration, quality, fallback)

@@ -51,31 +51,31 @@ def decode_with(layer: CSCConv2d, x: Tensor, lmbd: float, n_steps: int | None = 
         return z, layer.decode(z)
 
 
-def check_lmbds(lambdas: Sequence[float]) -> None:
-    """Raise ``ValueError`` unless ``lambdas`` is a non-empty list of finite values >= 0."""
-    if not lambdas:
+def check_lmbds(lmbds: Sequence[float]) -> None:
+    """Raise ``ValueError`` unless ``lmbds`` is a non-empty list of finite values >= 0."""
+    if not lmbds:
         raise UsageError("give at least one λ (--lambdas 0,0.1,0.5,1)")
-    if any(not math.isfinite(v) or v < 0 for v in lambdas):
-        raise UsageError(f"λ values must be finite and >= 0, got {list(lambdas)}")
+    if any(not math.isfinite(v) or v < 0 for v in lmbds):
+        raise UsageError(f"λ values must be finite and >= 0, got {list(lmbds)}")
 
 
 @torch.no_grad()
-def lmbd_sweep(layer: CSCConv2d, x: Tensor, lambdas: Sequence[float] = DEFAULT_VIEW_LAMBDAS,
+def lmbd_sweep(layer: CSCConv2d, x: Tensor, lmbds: Sequence[float] = DEFAULT_VIEW_LAMBDAS,
                  n_steps: int | None = None, keep: int = 1) -> dict[str, Any]:
     """Sweep λ on ``layer`` for input ``x`` ``(N, C, H, W)`` (normalised).
 
     Returns ``{'lambdas', 'rel_error', 'sq_error', 'psnr', 'nonzero_fraction'}`` (lists, one value per λ,
-    batch means), ``'n_steps'``, and ``'decoded'`` = tensor ``(len(lambdas), keep, C, H, W)`` holding
+    batch means), ``'n_steps'``, and ``'decoded'`` = tensor ``(len(lmbds), keep, C, H, W)`` holding
     ``D z_λ`` of the first ``keep`` images.
     """
-    check_lmbds(lambdas)
+    check_lmbds(lmbds)
     if layer.training:
         raise UsageError("put the model in eval mode before a λ sweep")
-    out: dict[str, Any] = {"lambdas": [float(v) for v in lambdas], "n_steps": int(n_steps or layer.n_steps),
+    out: dict[str, Any] = {"lambdas": [float(v) for v in lmbds], "n_steps": int(n_steps or layer.n_steps),
                            "rel_error": [], "sq_error": [], "psnr": [], "nonzero_fraction": []}
     decoded = []
     energy = x.flatten(1).pow(2).sum(1).clamp_min(1e-20)
-    for lmbd in lambdas:
+    for lmbd in lmbds:
         z, x_hat = decode_with(layer, x, float(lmbd), n_steps)
         sq = (x - x_hat).flatten(1).pow(2).sum(1)
         out["sq_error"].append(float(sq.mean()))
