@@ -225,6 +225,8 @@ CASES = [
                                                                      labels=np.arange(50)), ["label 10"]),
     ("object labels, digits model", "digits", lambda m: dict(images=np.zeros((50, 8, 8, 3), u8),
                                                              labels=_evil_labels(m)), ["object"]),
+    ("16x16 images, digits model trained at 8x8", "digits", lambda m: dict(images=np.zeros((50, 16, 16, 3), u8)),
+     ["16x16", "8x8"]),
 ]
 
 

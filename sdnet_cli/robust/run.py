@@ -143,10 +143,18 @@ def validate(opts: RobustOptions) -> list[tuple[nn.Module, ModelConfig, Path]]:
     loaded = _check_models(opts)
     output_dir(opts, [path for _, _, path in loaded])
     if opts.cifar_c_dir is not None and not opts.download:
-        from ..data.cifar_c import validate_cifar_c_dir
-
-        validate_cifar_c_dir(opts.cifar_c_dir, opts.corruption_names(), opts.dataset or loaded[0][1].dataset)
+        check_cifar_c(opts.cifar_c_dir, opts, loaded)
     return loaded
+
+
+def check_cifar_c(cdir: Path, opts: RobustOptions, loaded: list[tuple[nn.Module, ModelConfig, Path]]) -> None:
+    """The CIFAR-C files against each model's input: its image size and classes (one line each problem)."""
+    from ..data.cifar_c import validate_cifar_c_dir
+
+    for _, config, _ in loaded:
+        ds = opts.dataset or config.dataset
+        validate_cifar_c_dir(cdir, opts.corruption_names(), ds, image_size=_image_size(config, ds, opts),
+                             num_classes=config.num_classes)
 
 
 def _model_data(config: ModelConfig, opts: RobustOptions, cdir: Path | None) -> ModelData:
@@ -199,6 +207,8 @@ def run(opts: RobustOptions, progress: Progress | None = None) -> RobustReport:
 
     def write(staged: Path) -> tuple[list[dict[str, Any]], list[Path], Path]:
         cdir = _download(opts, opts.dataset or loaded[0][1].dataset, progress)
+        if opts.download and cdir is not None:
+            check_cifar_c(cdir, opts, loaded)
         reports = _run_models(opts, loaded, cdir, staged, progress, start)
         return reports, (_write_comparison(opts, reports, staged) if len(reports) > 1 else []), staged
 
