@@ -237,7 +237,7 @@ def test_psnr_formula() -> None:
     assert float(psnr(x, x + 0.1)[0]) == pytest.approx(10 * np.log10(9 / 0.01), rel=1e-5)
 
 
-def test_lambda_sweep_rejects_negative_lambda() -> None:
+def test_lmbd_sweep_rejects_negative_lmbd() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         lmbd_sweep(CSCConv2d(3, 4, 3).eval(), torch.randn(1, 3, 8, 8), [0.1, -1.0])
 
