@@ -96,7 +96,7 @@ class ModelRun:
 
 
 @dataclass(frozen=True)
-class TestLmbds:
+class LmbdChoices:
     """The test-time λ of a run: the ``sweep`` values, the model's ``train`` λ (None: no CSC layer) and the
     per-sample ``fit`` (None: off)."""
 
@@ -134,7 +134,7 @@ def _bn_stats(run: ModelRun, grid: list[float | None], fit: LambdaFit | None) ->
     return out
 
 
-def _condition_rows(run: ModelRun, x: torch.Tensor, labels: np.ndarray, lmbds: TestLmbds,
+def _condition_rows(run: ModelRun, x: torch.Tensor, labels: np.ndarray, lmbds: LmbdChoices,
                     stats: Stats | dict[str, Stats] | None, extra: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of one condition: the sweep, the training λ and the per-sample λ (with ``stats`` per λ if given)."""
     model, bs, dev, layers = run.model, run.opts.batch_size, run.opts.device, run.opts.lmbd_layers
@@ -185,7 +185,7 @@ def _generated(run: ModelRun, levels: dict[str, tuple[int, ...]]) -> Path | None
         return None
 
 
-def _corruption_rows(run: ModelRun, lmbds: TestLmbds, bn: dict[str, Stats] | None) -> list[dict[str, Any]]:
+def _corruption_rows(run: ModelRun, lmbds: LmbdChoices, bn: dict[str, Stats] | None) -> list[dict[str, Any]]:
     opts, data = run.opts, run.data
     levels = opts.levels()
     generated = _generated(run, levels)
@@ -219,7 +219,7 @@ def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label:
     fit = _fit(run, float(train_lmbd)) if has_csc and opts.wants_auto_lambda else None
     if fit is not None and fit.fallback:
         notes.append(f"warning: per-sample λ {fit.fallback}")
-    lmbds = TestLmbds(tuple(opts.lambdas) if has_csc else (), train_lmbd, fit)
+    lmbds = LmbdChoices(tuple(opts.lambdas) if has_csc else (), train_lmbd, fit)
     grid = sorted(set(lmbds.sweep) | {train_lmbd}, key=lambda v: (v is None, v or 0))
     bn = _bn_stats(run, grid, fit) if opts.recalibrate_bn else None
     rows = _corruption_rows(run, lmbds, bn)
@@ -247,7 +247,7 @@ def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label:
     return report
 
 
-def _attack(run: ModelRun, lmbds: TestLmbds) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _attack(run: ModelRun, lmbds: LmbdChoices) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     opts, data, model = run.opts, run.data, run.model
     assert data.clean is not None and opts.attack is not None
     idx = subsample(len(data.clean[1]), opts.max_images, opts.seed)
