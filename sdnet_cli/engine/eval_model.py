@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from torch.utils.data import DataLoader
@@ -118,9 +117,3 @@ def evaluate(opts: EvalOptions, on_batch: Callable[[int], None] | None = None) -
         device=str(dev), batch_size=opts.batch_size, recorded_top1=recorded.get("top1") if same_data else None,
         selected_on=recorded.get("selected_on"), wall_seconds=time.perf_counter() - t0, **res,
     )
-
-
-def eval_model(src: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """``evaluate(EvalOptions(src, **kwargs))`` as a plain dict (``on_batch`` passes through)."""
-    on_batch = kwargs.pop("on_batch", None)
-    return evaluate(EvalOptions(model=str(src), **kwargs), on_batch).to_dict()
