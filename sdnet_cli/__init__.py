@@ -10,7 +10,8 @@ from ._version import __version__  # noqa: E402
 # where Ctrl-C must be one line) does not import torch until something needs it.
 _EXPORTS = {
     "CSCConv2d": ".layers", "SparseCodingLinear": ".layers", "converge_step_sizes": ".layers",
-    "csc_layers": ".layers", "set_lmbd": ".layers", "track_step_sizes": ".layers", "update_step_sizes": ".layers",
+    "csc_layers": ".layers", "set_lmbd": ".layers", "track_step_sizes": ".layers",
+    "update_step_sizes": ".layers",  # the deprecated name of converge_step_sizes (warns once), not in __all__
     "ModelConfig": ".models", "create_model": ".models", "list_models": ".models", "save_model": ".models",
     "load_model": ".hub.resolve",
     "ConversionReport": ".conversion", "convert": ".conversion", "plan_conversion": ".conversion",
@@ -47,5 +48,4 @@ __all__ = [
     "save_model",
     "set_lmbd",
     "track_step_sizes",
-    "update_step_sizes",
 ]

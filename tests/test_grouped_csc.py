@@ -77,7 +77,7 @@ def test_layer_step_size_matches_explicit_operator(name: str) -> None:
     D = explicit_matrix(name, layer.weight.detach())
     L = torch.linalg.eigvalsh(D.T @ D)[-1].item()
     assert abs(0.9 / layer.step_size.item() - L) / L < 1e-6
-    layer.update_step_size((c_in, *hw))
+    layer.converge_step_size((c_in, *hw))
     assert abs(0.9 / layer.step_size.item() - L) / L < 1e-6
 
 

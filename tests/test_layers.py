@@ -79,14 +79,14 @@ def test_conv_transpose_is_adjoint_of_conv(stride: int, padding: int, k: int) ->
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("how", ["first forward", "update_step_size"])
+@pytest.mark.parametrize("how", ["first forward", "converge_step_size"])
 def test_step_size_matches_spectral_norm(stride: int, how: str) -> None:
     torch.manual_seed(1)
     layer = CSCConv2d(3, 8, 3, stride=stride, padding=1).double()
     if how == "first forward":
         layer(torch.randn(2, 3, 12, 12, dtype=torch.float64))
     else:
-        layer.update_step_size((3, 12, 12))
+        layer.converge_step_size((3, 12, 12))
     D = explicit_matrix(layer.weight.detach(), stride, 1, (3, 12, 12))
     L = torch.linalg.matrix_norm(D, ord=2).item() ** 2
     assert abs(0.9 / layer.step_size.item() - L) / L < 1e-6

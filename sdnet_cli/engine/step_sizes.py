@@ -1,5 +1,5 @@
 """Keep every CSC layer's step size at ``0.9 / L`` while the dictionaries train (the engine's part of the
-step-size lifecycle described in :mod:`sdnet_cli.layers.csc`).
+step-size lifecycle described in :mod:`sdnet_cli.layers.sparse_coding`).
 
 Each training forward tracks a layer's step size by one warm power iteration. That follows a slowly
 changing dictionary closely, but on the near-flat top of a convolution's spectrum it falls behind when
@@ -7,7 +7,7 @@ the atoms move fast (AdamW, large learning rates, early steps) and it cannot see
 overtaking the tracked one. So the keeper also **tracks** layers by ``iters`` warm Lanczos iterations with
 a little fixed jitter (:func:`~sdnet_cli.layers.sparse_coding._SparseCoding.track_step_size`: a fixed
 count, no host read, so a GPU step never waits on it), and before each evaluation it **converges** them
-(:func:`converge_step_sizes`). The schedule is a fixed function of the optimizer step count:
+(:func:`~sdnet_cli.layers.model_ops.converge_step_sizes`). The schedule is a fixed function of the optimizer step count:
 
 * **warm-up** (steps 1 … ``WARMUP_STEPS``): every layer after every step, with ``WARMUP_FACTOR`` × ``iters``
   iterations. Fresh atoms move fastest while the momentum builds up: with the CIFAR recipe at 32x32,
@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..layers.model_ops import converge_step_sizes, csc_layers
+from ..layers.deprecations import deprecated_alias
+from ..layers import model_ops
+from ..layers.model_ops import csc_layers
 from ..layers.sparse_coding import TRACK_ITERS
 
 WARMUP_STEPS, WARMUP_FACTOR = 100, 3
 
 
 class StepSizeKeeper:
-    """Call :meth:`after_step` after every optimizer step and :meth:`refresh_all` before evaluating.
+    """Call :meth:`after_step` after every optimizer step and :meth:`converge_step_sizes` before evaluating.
 
     ``every`` (``train.step_size_every``, default 16): the steady-state period of each layer; 0 turns both
     off (the per-forward power iteration alone then tracks the step size).
@@ -62,7 +64,9 @@ class StepSizeKeeper:
             if layers[i]._v.numel():
                 layers[i].track_step_size(n_iter)
 
-    def refresh_all(self) -> None:
+    def converge_step_sizes(self) -> None:
         """Converge every layer that has seen an input (atoms renormalised first); off when ``every`` is 0."""
         if self.every > 0:
-            converge_step_sizes(self.model)
+            model_ops.converge_step_sizes(self.model)
+
+    refresh_all = deprecated_alias(converge_step_sizes, "StepSizeKeeper.refresh_all")

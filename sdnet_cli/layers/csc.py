@@ -1,41 +1,6 @@
-"""Sparse coding modules: the shared base (atoms, the step-size lifecycle) and ``CSCConv2d`` (drop-in for
-``nn.Conv2d``); ``SparseCodingLinear`` (``linear.py``) shares the base, ``model_ops.py`` applies it to a model.
-
-Both hold a dictionary ``weight`` and a ``step_size`` buffer ``s = 0.9 / L`` (``L`` = largest eigenvalue of
-``DᵀD`` at the input size the layer sees; FISTA converges for ``s < 1/L``).
-
-**Atoms.** Each atom (output filter) is kept at unit L2 norm (the official ``w_norm``): at construction,
-at the start of every training forward and before a step size is tracked or converged in training mode
-(:meth:`normalize_atoms_`). An optimizer step breaks unit norm, and ``L`` scales with the squared atom
-norm, so the dictionary a forward codes with and the one its step size was computed for must both be the
-renormalised one. Eval mode never touches the weights.
-
-**Step-size lifecycle** (four words; the only public ones):
-
-* **init** — at construction (and :meth:`reset_parameters`) ``step_size = 0.9 / L`` of the dictionary's
-  periodic operator (``DᵀD`` on an 8×8-code torus, 4×4 for wide layers: the top of its spectrum over
-  frequencies, which every input size's ``L`` approaches from below; :meth:`init_step_size`). So a fresh layer
-  codes in eval mode, and traces and exports (fx, ``torch.export``, ONNX, ``torch.compile(fullgraph=True)``),
-  with nothing solved in ``forward``.
-* **set** — the first training forward at a new input size runs Lanczos to a ~1e-4 residual (eagerly, also
-  under ``torch.compile``: it has a data-dependent stop). Eval mode never sets: it codes with the stored
-  ``step_size`` (a loaded checkpoint's, the value the model was trained with, or the init one).
-* **track** — each training forward runs ``power_iters`` warm-started power iterations (default 1), and
-  :meth:`track_step_size` runs a fixed number of warm Lanczos iterations (plus 1 % of a fixed random
-  direction, so an eigenvector overtaking the tracked one is found); the engine's keeper calls it after
-  optimizer steps on a fixed schedule (``engine/step_sizes.py``; :func:`track_step_sizes` does every
-  layer). Fixed counts on the device: no host read, no synchronisation, and both trace into one graph
-  under ``torch.compile(fullgraph=True)``.
-* **converge** — :meth:`converge_step_size` / :func:`converge_step_sizes`: Lanczos to a 1e-6 residual, on
-  demand (the engine: before each evaluation). ``update_step_size`` / ``update_step_sizes`` are the same
-  calls under their earlier names.
-
-Buffers a forward replaces are made as normal tensors even under ``torch.inference_mode`` (a later training
-forward updates them in place). The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a
-non-persistent buffer;
-training state saves it so a resumed run continues exactly. ``_step_size_ready`` records that the buffer
-holds a usable value (set here, or loaded: :meth:`_load_from_state_dict`), so eval forwards read nothing
-back from the device to decide.
+"""``CSCConv2d``, the convolutional sparse coding layer (drop-in for ``nn.Conv2d``), on the shared base of
+:mod:`.sparse_coding` (λ, μ, unit-norm atoms and the step-size lifecycle: init / set / track / converge, documented
+there); ``SparseCodingLinear`` (``linear.py``) shares the base, ``model_ops.py`` applies it to a model.
 """
 
 from __future__ import annotations

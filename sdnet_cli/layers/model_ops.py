@@ -1,6 +1,7 @@
 """The sparse coding layers of a model: find them, set their λ, track or converge their step sizes.
 
-The words are those of the step-size lifecycle in :mod:`.csc` (set / track / converge).
+The words are those of the step-size lifecycle in :mod:`.sparse_coding` (init / set / track / converge);
+``update_step_sizes`` is the deprecated name of :func:`converge_step_sizes`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import UsageError
+from .deprecations import deprecated_alias
 from .sparse_coding import TRACK_ITERS, _SparseCoding
 
 
@@ -43,6 +45,4 @@ def converge_step_sizes(model: nn.Module) -> None:
             layer.converge_step_size()
 
 
-def update_step_sizes(model: nn.Module) -> None:
-    """:func:`converge_step_sizes` (its earlier name, kept for existing code)."""
-    converge_step_sizes(model)
+update_step_sizes = deprecated_alias(converge_step_sizes, "update_step_sizes")

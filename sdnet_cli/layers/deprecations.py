@@ -1,0 +1,39 @@
+"""Old public names of the sparse coding API, kept working with a ``DeprecationWarning`` (timm's
+``register_model_deprecations`` way: the old name calls the new one and says so).
+
+Each old name warns once per process, on its first call; :data:`DEPRECATED` lists them (old → new).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any, Callable
+
+DEPRECATED: dict[str, str] = {
+    "update_step_size": "converge_step_size",
+    "update_step_sizes": "converge_step_sizes",
+    "StepSizeKeeper.refresh_all": "StepSizeKeeper.converge_step_sizes",
+}
+_warned: set[str] = set()
+
+
+def warn_deprecated(old: str) -> None:
+    """One ``DeprecationWarning`` naming ``old``'s replacement, the first time ``old`` is used."""
+    if old in _warned:
+        return
+    _warned.add(old)
+    warnings.warn(f"{old} is deprecated, use {DEPRECATED[old]}", DeprecationWarning, stacklevel=3)
+
+
+def deprecated_alias(new: Callable[..., Any], old: str) -> Callable[..., Any]:
+    """A function (or method) named ``old`` that warns once (:func:`warn_deprecated`) and calls ``new``."""
+
+    @functools.wraps(new)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        warn_deprecated(old)
+        return new(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old.rsplit(".", 1)[-1]
+    alias.__doc__ = f"Deprecated name of :func:`{DEPRECATED[old]}` (warns once)."
+    return alias
