@@ -13,7 +13,7 @@ parameters; ``spectral.py`` estimates ``L``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator, TypeVar
 
 import torch
 import torch.fx
@@ -174,17 +174,47 @@ def fista(
         raise UsageError(f"n_steps must be >= 1, got {n_steps}")
     scale = 1.0 / (1.0 + mu * step_size) if mu else 1.0
     threshold = lmbd * step_size
-    z = elastic_net_prox(step_size * b, threshold, scale, non_negative)
-    if n_steps == 1:
-        return z
-    z_prev = z
-    z = elastic_net_prox(z + step_size * gradient_step(z), threshold, scale, non_negative)
+
+    def step(y: Tensor) -> Tensor:
+        return elastic_net_prox(y + step_size * gradient_step(y), threshold, scale, non_negative)
+
+    return _last(fista_loop(elastic_net_prox(step_size * b, threshold, scale, non_negative), step, n_steps))
+
+
+T = TypeVar("T")
+
+
+def momentum_point(z_prev: Tensor, z: Tensor, beta: float) -> Tensor:
+    """FISTA's extrapolated point ``y = z + β(z − z_prev)``."""
+    return z + beta * (z - z_prev)
+
+
+def fista_loop(z1: T, step: Callable[[T], T], n_steps: int,
+               extrapolate: Callable[[T, T, float], T] = momentum_point) -> Iterator[T]:
+    """The FISTA momentum loop: yield ``z₁ … z_n`` (``n = n_steps``, at least ``z₁``) from ``z₁`` and the
+    proximal gradient step ``step(y) = prox(y + s·Dᵀ(x − D y))``::
+
+        z₂ = step(z₁);  t = (1+√5)/2
+        k>2: t_prev, t = t, (1+√(1+4t²))/2;  β = (t_prev−1)/t;  z_k = step(extrapolate(z_{k−2}, z_{k−1}, β))
+
+    ``extrapolate`` forms ``y = z + β(z − z_prev)`` (:func:`momentum_point`); a caller may form it another way
+    (``lerp``) or on richer iterates (a code with its decoding). Every FISTA here runs this loop.
+    """
+    yield z1
+    if n_steps < 2:
+        return
+    z_prev, z = z1, step(z1)
+    yield z
     t = (1.0 + math.sqrt(5.0)) / 2.0
     for _ in range(n_steps - 2):
         t_prev, t = t, (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        y = z + ((t_prev - 1.0) / t) * (z - z_prev)
-        z_prev = z
-        z = elastic_net_prox(y + step_size * gradient_step(y), threshold, scale, non_negative)
+        z_prev, z = z, step(extrapolate(z_prev, z, (t_prev - 1.0) / t))
+        yield z
+
+
+def _last(iterates: Iterator[T]) -> T:
+    for z in iterates:
+        pass
     return z
 
 
@@ -276,16 +306,13 @@ def csc_fista(
             return prox_(v.add_(y, alpha=a))
         return prox_(v.addcmul_(a.to(v.dtype), y))
 
-    z = prox_(F.conv2d(pad_bottom_right(x, e), g_weight, bias, stride, padding, dilation, groups))
-    if n_steps == 1:
-        return z
-    z_prev, z = z, step(z)
-    t = (1.0 + math.sqrt(5.0)) / 2.0
-    for _ in range(n_steps - 2):
-        t_prev, t = t, (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        y = torch.lerp(z_prev, z, 1.0 + (t_prev - 1.0) / t)
-        z_prev, z = z, step(y)
-    return z
+    z1 = prox_(F.conv2d(pad_bottom_right(x, e), g_weight, bias, stride, padding, dilation, groups))
+    return _last(fista_loop(z1, step, n_steps, _lerp_point))
+
+
+def _lerp_point(z_prev: Tensor, z: Tensor, beta: float) -> Tensor:
+    """:func:`momentum_point` as one ``lerp`` (``z_prev + (1 + β)(z − z_prev)``: one pass, one new tensor)."""
+    return torch.lerp(z_prev, z, 1.0 + beta)
 
 
 def linear_fista(

@@ -9,7 +9,6 @@ outputs ``z_k``) are run to ``max_steps``; ``F*`` is estimated as the lowest obj
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator
 
 import torch
@@ -42,25 +41,19 @@ def fista_iterates(layer: CSCConv2d, x: Tensor, n_iter: int) -> Iterator[tuple[T
     def prox(v: Tensor) -> Tensor:
         return SF.elastic_net_prox(v, thr, scale, layer.non_negative)
 
-    def decode_and_objective(z: Tensor) -> tuple[Tensor, Tensor]:
-        dz = SF.dict_apply(z, w, s, p)
-        return dz, SF.lasso_objective(xe, z, dz, lmbd, layer.mu)
+    def coded(z: Tensor) -> tuple[Tensor, Tensor]:
+        return z, SF.dict_apply(z, w, s, p)
 
-    z = prox(step * SF.dict_transpose(xe, w, s, p))
-    dz, f = decode_and_objective(z)
-    yield z, f
-    z_prev, dz_prev, t = z, dz, (1.0 + math.sqrt(5.0)) / 2.0
-    for k in range(2, n_iter + 1):
-        if k == 2:
-            y, dy = z, dz
-        else:
-            t_prev, t = t, (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-            beta = (t_prev - 1.0) / t
-            y, dy = z + beta * (z - z_prev), dz + beta * (dz - dz_prev)
-        z_prev, dz_prev = z, dz
-        z = prox(y + step * SF.dict_transpose(xe - dy, w, s, p))
-        dz, f = decode_and_objective(z)
-        yield z, f
+    def fista_step(y_dy: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        y, dy = y_dy
+        return coded(prox(y + step * SF.dict_transpose(xe - dy, w, s, p)))
+
+    def extrapolate(prev: tuple[Tensor, Tensor], cur: tuple[Tensor, Tensor], beta: float) -> tuple[Tensor, Tensor]:
+        return SF.momentum_point(prev[0], cur[0], beta), SF.momentum_point(prev[1], cur[1], beta)
+
+    z1 = coded(prox(step * SF.dict_transpose(xe, w, s, p)))
+    for z, dz in SF.fista_loop(z1, fista_step, n_iter, extrapolate):
+        yield z, SF.lasso_objective(xe, z, dz, lmbd, layer.mu)
 
 
 @torch.no_grad()
