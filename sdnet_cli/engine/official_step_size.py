@@ -43,10 +43,9 @@ from ..layers import functional as SF
 MAX_ITERS, TOL, FACTOR = 50, 1.0e-5, 0.9  # the official power_iteration and update_stepsize
 
 
-def _geometry(layer: CSCConv2d, image_hw: tuple[int, int]) -> dict[str, Any]:
-    op = SF.adjoint_output_padding(image_hw, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+def _geometry(layer: CSCConv2d, output_padding: tuple[int, int]) -> dict[str, Any]:
     return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                output_padding=op)
+                output_padding=output_padding)
 
 
 def apply_d(v: Tensor, weight: Tensor, g: dict[str, Any]) -> Tensor:
@@ -85,7 +84,7 @@ class OfficialStepSizes:
         others = sorted({type(m).__name__ for m in layers if not isinstance(m, CSCConv2d)})
         if others:
             raise UsageError(f"train.step_size=official covers CSCConv2d layers only; this model has {', '.join(others)}")
-        if any(SF._pair(getattr(m, "pad_extra", 0)) != (0, 0) for m in layers):
+        if any(SF._pair(m.padding_extra) != (0, 0) for m in layers):
             raise UsageError("train.step_size=official covers evenly padded CSC layers only (the official geometry); "
                              "this model has a layer padded 'same' with an even kernel")
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -116,13 +115,11 @@ class OfficialStepSizes:
     @torch.compiler.disable
     def _before(self, layer: CSCConv2d, args: tuple[Any, ...]) -> None:
         x = args[0]
-        image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        g = _geometry(layer, image_hw)
+        code_hw, output_padding = layer.conv_geometry((int(x.shape[-2]), int(x.shape[-1])))
+        g = _geometry(layer, output_padding)
+        shape = (1, layer.out_channels, *code_hw)
         with torch.autocast(layer.weight.device.type, enabled=False):
             w = layer.weight.detach()
-            hw = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(
-                image_hw, *(SF._pair(v) for v in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)))]
-            shape = (1, layer.out_channels, *hw)
             lam, v = official_power_iteration(w, self._start(layer, shape), g)
         step = FACTOR / lam
         if tuple(layer._v.shape) == shape and layer._v.dtype == v.dtype:

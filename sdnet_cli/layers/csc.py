@@ -82,12 +82,12 @@ class CSCConv2d(_SparseCoding):
     def _geometry(self) -> dict:
         return {"groups": self.groups, "dilation": self.dilation, "pad_extra": self.padding_extra}
 
+    def conv_geometry(self, image_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(code_hw, output_padding)`` of this layer on an ``image_hw`` input (:func:`~.functional.conv_geometry`)."""
+        return SF.conv_geometry(image_hw, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_extra)
+
     def _output_padding(self, image_hw: tuple[int, int] | None) -> tuple[int, int] | None:
-        if image_hw is None:
-            return None
-        e = SF._pair(self.padding_extra)
-        padded = (image_hw[0] + e[0], image_hw[1] + e[1])
-        return SF.adjoint_output_padding(padded, self.kernel_size, self.stride, self.padding, self.dilation)
+        return None if image_hw is None else self.conv_geometry(image_hw)[1]
 
     def _gram(self):
         op = self._output_padding(self._image_hw)
@@ -107,10 +107,7 @@ class CSCConv2d(_SparseCoding):
     def _code_shape(self, x: Tensor) -> tuple[int, ...]:
         """``(1, C_out, H', W')`` for input ``x``; remembers ``x``'s size for the step size's ``DᵀD``."""
         self._image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        k, s, p, d, e = (SF._pair(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation,
-                                                  self.padding_extra))
-        hw = [(n + 2 * p[i] + e[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate(self._image_hw)]
-        return (1, self.out_channels, *hw)
+        return (1, self.out_channels, *self.conv_geometry(self._image_hw)[0])
 
     def _expand(self, x: Tensor) -> Tensor:
         return x if self.expansion == 1 else x.repeat(1, self.expansion, 1, 1)

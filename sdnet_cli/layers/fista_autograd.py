@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
+from .functional import adjoint_output_padding
+
 
 def lean_applies(lmbd: object, mu: float, n_steps: int, non_negative: bool) -> bool:
     """Whether :func:`csc_fista_lean` covers these settings (else use :func:`functional.csc_fista`); the
@@ -51,9 +53,8 @@ def _first_code(x: Tensor, weight: Tensor, s: Tensor, lmbd: float, stride: int, 
 
 def _residual(z1: Tensor, weight: Tensor, x: Tensor, stride: int, padding: int) -> Tensor:
     """``r = D z₁ − x`` (``D`` onto exactly ``x``'s size)."""
-    k = weight.shape[-1]
-    out_pad = [x.shape[d] - ((z1.shape[d] - 1) * stride - 2 * padding + k) for d in (-2, -1)]
-    return F.conv_transpose2d(z1, weight, None, stride, padding, tuple(out_pad)).sub_(x)
+    out_pad = adjoint_output_padding((x.shape[-2], x.shape[-1]), int(weight.shape[-1]), stride, padding)
+    return F.conv_transpose2d(z1, weight, None, stride, padding, out_pad).sub_(x)
 
 
 def keeps_residual(x: Tensor, code: Tensor) -> bool:

@@ -27,26 +27,34 @@ Lmbd = float | Tensor
 IntPair = int | tuple[int, int]
 
 
-def conv_output_padding(stride: int) -> int:
-    """``output_padding`` that makes ``conv_transpose2d`` the exact adjoint of a ``conv2d`` (``stride − 1``)."""
-    return stride - 1
-
-
 def _pair(v: IntPair) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def adjoint_output_padding(
-    image_hw: tuple[int, int], kernel: IntPair, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1
-) -> tuple[int, int]:
-    """``output_padding`` per side that makes ``conv_transpose2d`` return exactly the ``image_hw`` the conv saw.
+def conv_geometry(
+    image_hw: tuple[int, int], kernel: IntPair, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+    pad_extra: IntPair = 0,
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(code_hw, output_padding)`` of ``Dᵀ`` (:func:`dict_transpose`) on an ``image_hw`` image: the geometry of
+    ``D`` and ``Dᵀ`` in one place.
 
-    ``conv2d`` maps ``H`` to ``H' = ⌊(H + 2p − d(k−1) − 1)/s⌋ + 1`` and drops the last
-    ``(H + 2p − d(k−1) − 1) mod s`` rows; ``conv_transpose2d`` with that ``output_padding`` puts them
-    back (as zeros), so it is the exact adjoint ``Dᵀ`` of that conv for every ``H`` and stride.
+    ``conv2d`` maps ``H`` (``+ e`` rows of ``pad_extra``) to ``H' = ⌊(H + e + 2p − d(k−1) − 1)/s⌋ + 1`` and drops
+    the last ``(H + e + 2p − d(k−1) − 1) mod s`` rows; ``conv_transpose2d`` with that ``output_padding`` puts them
+    back (as zeros) and, cropped by ``e`` (:func:`dict_apply`), is the exact adjoint ``D`` of that ``Dᵀ`` for every
+    ``H`` and stride.
     """
-    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
-    return tuple((n + 2 * p[i] - d[i] * (k[i] - 1) - 1) % s[i] for i, n in enumerate(image_hw))  # type: ignore[return-value]
+    k, s, p, d, e = (_pair(v) for v in (kernel, stride, padding, dilation, pad_extra))
+    span = [n + e[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1 for i, n in enumerate(image_hw)]
+    return (span[0] // s[0] + 1, span[1] // s[1] + 1), (span[0] % s[0], span[1] % s[1])
+
+
+def adjoint_output_padding(
+    image_hw: tuple[int, int], kernel: IntPair, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+    pad_extra: IntPair = 0,
+) -> tuple[int, int]:
+    """``output_padding`` per side that makes ``conv_transpose2d`` return exactly the (padded) ``image_hw`` the
+    conv saw (:func:`conv_geometry`)."""
+    return conv_geometry(image_hw, kernel, stride, padding, dilation, pad_extra)[1]
 
 
 def dict_transpose(
@@ -292,7 +300,7 @@ def csc_fista(
     crop = any(e) or not concrete
     op = None  # symbolic sizes (fx): D onto the largest image, cropped to x's size
     if concrete:
-        op = adjoint_output_padding((h + e[0], w + e[1]), tuple(weight.shape[-2:]), stride, padding, dilation)
+        op = adjoint_output_padding((h, w), tuple(weight.shape[-2:]), stride, padding, dilation, e)
     geom = dict(groups=groups, dilation=dilation)
 
     def step(y: Tensor) -> Tensor:
