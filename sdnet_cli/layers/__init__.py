@@ -4,7 +4,9 @@
 
 from .csc import CSCConv2d
 from .linear import SparseCodingLinear
-from .model_ops import converge_step_sizes, csc_layers, set_lmbd, track_step_sizes, update_step_sizes
+from .model_ops import (converge_step_sizes, csc_layers, named_csc_layers, set_lmbd, track_step_sizes,
+                        update_step_sizes)
 
-__all__ = ["CSCConv2d", "SparseCodingLinear", "converge_step_sizes", "csc_layers", "set_lmbd", "track_step_sizes"]
+__all__ = ["CSCConv2d", "SparseCodingLinear", "converge_step_sizes", "csc_layers", "named_csc_layers", "set_lmbd",
+           "track_step_sizes"]
 # update_step_sizes: the deprecated name of converge_step_sizes (warns once), importable, not in __all__

@@ -6,6 +6,8 @@ The words are those of the step-size lifecycle in :mod:`.sparse_coding` (init / 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch.nn as nn
 from torch import Tensor
 
@@ -14,9 +16,18 @@ from .deprecations import deprecated_alias
 from .sparse_coding import TRACK_ITERS, _SparseCoding
 
 
-def csc_layers(model: nn.Module) -> list[_SparseCoding]:
-    """All sparse coding layers of ``model`` in module order."""
-    return [m for m in model.modules() if isinstance(m, _SparseCoding)]
+LayerT = TypeVar("LayerT", bound=_SparseCoding)
+
+
+def named_csc_layers(model: nn.Module, kind: type[LayerT] = _SparseCoding) -> list[tuple[str, LayerT]]:  # type: ignore[assignment]
+    """``(name, layer)`` for every sparse coding layer of ``model`` (of ``kind``, e.g. ``CSCConv2d`` only) in module
+    order, each once. The one search for CSC layers."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kind)]
+
+
+def csc_layers(model: nn.Module, kind: type[LayerT] = _SparseCoding) -> list[LayerT]:  # type: ignore[assignment]
+    """The layers of :func:`named_csc_layers` (all sparse coding layers of ``model``, or those of ``kind``)."""
+    return [m for _, m in named_csc_layers(model, kind)]
 
 
 def set_lmbd(model: nn.Module, lmbd: float | Tensor, layers: str = "first") -> None:
