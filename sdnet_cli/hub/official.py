@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..layers.csc import CSCConv2d
+from ..layers.model_ops import csc_layers
 from ..layers.functional import normalize_atoms
 from ..models.files import ModelConfig, load_state_strict
 from ..models.registry import check_model_name
@@ -77,8 +78,7 @@ def import_official(
     model = config.build()
     state = read_official_state_dict(path)
     load_state_strict(model, state, str(path))
-    for layer in model.modules():
-        if isinstance(layer, CSCConv2d):
-            with torch.no_grad():
-                layer.weight.copy_(normalize_atoms(layer.weight))
+    for layer in csc_layers(model, CSCConv2d):
+        with torch.no_grad():
+            layer.weight.copy_(normalize_atoms(layer.weight))
     return model.eval(), config
