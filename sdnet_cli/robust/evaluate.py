@@ -60,7 +60,7 @@ def to_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 
 def first_csc(model: nn.Module) -> CSCConv2d | None:
     """The first convolutional sparse coding layer of ``model`` (None for a plain ResNet)."""
-    layers = [m for m in csc_layers(model) if isinstance(m, CSCConv2d)]
+    layers = csc_layers(model, CSCConv2d)
     return layers[0] if layers else None
 
 
