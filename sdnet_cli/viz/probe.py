@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..layers import model_ops
 from ..layers.csc import CSCConv2d
 from ..errors import UsageError
 
@@ -29,7 +30,7 @@ class CodeRecord:
 
 def named_csc_layers(model: nn.Module) -> list[tuple[str, CSCConv2d]]:
     """``(module name, layer)`` for every :class:`CSCConv2d` of ``model`` in module order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CSCConv2d)]
+    return model_ops.named_csc_layers(model, CSCConv2d)
 
 
 def require_csc(model: nn.Module) -> list[tuple[str, CSCConv2d]]:
