@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from ..layers.csc import CSCConv2d
+from ..layers.model_ops import csc_layers
 from .ecosystem import ECOSYSTEM_ARGS, check_ecosystem_name, create_ecosystem_model, is_ecosystem_name
 from .resnet import ResNet
 from ..errors import UsageError
@@ -51,7 +52,7 @@ def describe_models() -> list[dict[str, Any]]:
             "description": _DESCRIPTIONS[name],
             "params_cifar10": sum(p.numel() for p in cifar.parameters()),
             "params_imagenet": sum(p.numel() for p in imnet.parameters()),
-            "csc_layers": sum(isinstance(m, CSCConv2d) for m in cifar.modules()),
+            "csc_layers": len(csc_layers(cifar, CSCConv2d)),
         })
     return rows
 
