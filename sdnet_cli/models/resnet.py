@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
+from ..layers.model_ops import csc_layers
 from ..errors import UsageError
 from .head import GlobalPool, checkpoint_seq, drop_path, linear_or_identity, take_indices
 from .timm_cfg import default_pretrained_cfg
@@ -157,7 +158,7 @@ class ResNet(nn.Module):
         Refused when a block holds a CSC layer: its training forward updates the step-size buffers, so a
         recomputed forward would not be the one that ran; ``CSCConv2d.recompute`` (``train.recompute``) is
         the memory-lean backward for those layers."""
-        if enable and any(isinstance(m, CSCConv2d) for s in self.stages()[1:] for m in s.modules()):
+        if enable and any(csc_layers(s, CSCConv2d) for s in self.stages()[1:]):
             raise UsageError("gradient checkpointing would re-run the CSC layers of the blocks, whose forward "
                              "updates their step sizes; use CSCConv2d.recompute (train.recompute) instead")
         self.grad_checkpointing = bool(enable)
