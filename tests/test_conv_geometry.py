@@ -1,5 +1,6 @@
 """``functional.conv_geometry``: the code size and ``output_padding`` of ``D``/``Dᵀ``, checked against what
-``F.conv2d`` and ``F.conv_transpose2d`` actually produce; the official step-size hooks refuse uneven padding."""
+``F.conv2d`` and ``F.conv_transpose2d`` actually produce; the official step-size hooks refuse uneven padding; a
+step size set from outside (``set_step_size``, ``step_size_external``) is left alone by forward."""
 
 from __future__ import annotations
 
@@ -35,3 +36,28 @@ def test_official_step_sizes_refuse_an_unevenly_padded_layer() -> None:
     model = nn.Sequential(CSCConv2d(3, 4, 2, padding="same"))
     with pytest.raises(UsageError, match="evenly padded"):
         OfficialStepSizes(model, seed=0)
+
+
+def test_an_external_step_size_is_never_set_inited_or_tracked_by_forward() -> None:
+    """``set_step_size`` + ``step_size_external``: forwards code with the value set, in training (new size, weights
+    moved) and in eval (weights changed), and training forwards still renormalise the atoms."""
+    import torch
+
+    torch.manual_seed(0)
+    layer = CSCConv2d(3, 4, 3, padding=1)
+    layer.step_size_external = True
+    v = torch.randn(1, 4, 6, 6)
+    layer.set_step_size(0.0123, v)
+    s = torch.tensor(0.0123).item()  # as the float32 buffer holds it
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+    z = layer.train()(torch.randn(2, 3, 9, 9))  # a new size: a layer of its own would set here
+    assert layer.step_size.item() == s and torch.equal(layer._v, v)
+    assert torch.allclose(layer.weight.flatten(1).norm(dim=1), torch.ones(4))
+    with torch.no_grad():
+        layer.weight.mul_(3.0)
+    layer.eval()(torch.randn(1, 3, 9, 9))  # a never-set layer would re-init here
+    assert layer.step_size.item() == s and z.shape == (2, 4, 9, 9)
+    layer.step_size_external = False
+    layer.train()(torch.randn(2, 3, 9, 9))
+    assert layer.step_size.item() != s  # its own lifecycle again

@@ -15,11 +15,11 @@ sets ``step_size = 0.9 / λ``:
 The atoms an optimizer step leaves have norms ≠ 1, so this step size is off the exact ``0.9 / L`` of the
 renormalised dictionary (+2.8 % to −27 % measured on the CIFAR recipe); after 50 iterations without
 convergence it is off as well. :class:`OfficialStepSizes` reproduces it with a forward pre-hook on each
-CSC layer that does the above and writes the layer's ``step_size`` buffer; in eval mode, where our layer
-leaves the atoms alone, the hook renormalises them as the official forward does. The layer's own tracking
-is switched off for the run (``power_iters = 0``; the engine's keeper is off too), its tracked vector
-``_v`` holds ``v`` (so a run's saved state resumes it exactly) and a post-hook checks that the forward
-coded with the step size the hook set.
+CSC layer that does the above and sets the layer's step size from outside (``set_step_size``: the step size
+and ``v`` as the layer's tracked vector, so a run's saved state resumes it exactly); in eval mode, where our
+layer leaves the atoms alone, the hook renormalises them as the official forward does. The layers' own
+set / init / track is off for the run (``step_size_external``; the engine's keeper is off too) and a post-hook
+checks that the forward coded with the step size the hook set.
 
 The first vectors come from a CPU generator seeded with the run's seed, one draw per layer in the order the
 layers first run (module order in the registry models), in the weights' dtype; the official code draws them
@@ -76,7 +76,7 @@ def official_power_iteration(weight: Tensor, v: Tensor, g: dict[str, Any]) -> tu
 class OfficialStepSizes:
     """Hooks that give every CSC layer of ``model`` the official step size before each of its forwards.
 
-    :meth:`remove` takes the hooks off and gives the layers back their own tracking (``power_iters``).
+    :meth:`remove` takes the hooks off and gives the layers back their own step-size lifecycle.
     """
 
     def __init__(self, model: nn.Module, seed: int) -> None:
@@ -89,21 +89,21 @@ class OfficialStepSizes:
                              "this model has a layer padded 'same' with an even kernel")
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
         self.set: dict[int, float] = {}  # id(layer) -> the step size its current forward must code with
-        self._power_iters = {id(m): m.power_iters for m in layers}
+        self._external = {id(m): m.step_size_external for m in layers}
         self._layers = layers
         self._handles = []
         for layer in layers:
-            layer.power_iters = 0
+            layer.step_size_external = True
             self._handles.append(layer.register_forward_pre_hook(self._before))
             self._handles.append(layer.register_forward_hook(self._after))
 
     def remove(self) -> None:
-        """Take the hooks off; the layers track their step size themselves again."""
+        """Take the hooks off; the layers set, init and track their step size themselves again."""
         for h in self._handles:
             h.remove()
         self._handles = []
         for layer in self._layers:
-            layer.power_iters = self._power_iters[id(layer)]
+            layer.step_size_external = self._external[id(layer)]
 
     def _start(self, layer: CSCConv2d, shape: tuple[int, ...]) -> Tensor:
         """The last vector of this size, else a standard normal draw (the official first ``v``)."""
@@ -121,16 +121,7 @@ class OfficialStepSizes:
         with torch.autocast(layer.weight.device.type, enabled=False):
             w = layer.weight.detach()
             lam, v = official_power_iteration(w, self._start(layer, shape), g)
-        step = FACTOR / lam
-        if tuple(layer._v.shape) == shape and layer._v.dtype == v.dtype:
-            layer._v.copy_(v)
-        else:
-            with torch.inference_mode(False):  # a normal tensor even when set under inference_mode
-                layer._v = v.clone()
-        layer.step_size.fill_(step)
-        layer._step_size_ready = True  # an eval forward codes with it as set (does not set its own)
-        if hasattr(layer, "_init_version"):
-            layer._init_version = None  # nor re-inits it because the weights changed since construction
+        layer.set_step_size(FACTOR / lam, v)  # forwards code with it as set (step_size_external)
         if not layer.training:
             layer.normalize_atoms_()  # the official forward renormalises in eval too; ours does only in training
         self.set[id(layer)] = float(layer.step_size)
@@ -139,4 +130,4 @@ class OfficialStepSizes:
     def _after(self, layer: CSCConv2d, args: tuple[Any, ...], out: Tensor) -> None:
         if float(layer.step_size) != self.set[id(layer)]:
             raise RuntimeError("a CSC layer replaced the official step size during its forward "
-                               "(train.step_size=official relies on power_iters=0 and a tracked vector of the code's size)")
+                               "(train.step_size=official relies on step_size_external)")

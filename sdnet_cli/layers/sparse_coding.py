@@ -97,6 +97,7 @@ class _SparseCoding(nn.Module):
         self.register_buffer("_r", torch.zeros(0, device=device), persistent=False)  # fixed random direction (jitter)
         self._init_version: int | None = None  # the weights' version an init step size was made for
         self._step_size_ready = False
+        self.step_size_external = False  # set from outside (set_step_size): forward never sets, inits or tracks it
 
     @property
     def _step_size_ready(self) -> bool:
@@ -181,6 +182,20 @@ class _SparseCoding(nn.Module):
 
     update_step_size = deprecated_alias(converge_step_size, "update_step_size")
 
+    @torch.no_grad()
+    def set_step_size(self, step_size: float, v: Tensor | None = None) -> None:
+        """**set** from outside (a hook, a training state): ``step_size`` as given and, when given, ``v`` (one code)
+        as the tracked vector. Eval forwards code with it as set (no init). With ``step_size_external = True``
+        no forward sets, inits or tracks the step size (training forwards still renormalise the atoms)."""
+        if v is not None:
+            if tuple(self._v.shape) == tuple(v.shape) and self._v.dtype == v.dtype:
+                self._v.copy_(v)
+            else:
+                with _normal_tensors():  # a normal tensor even when set under inference_mode
+                    self._v = v.clone()
+        self.step_size.fill_(step_size)
+        self._step_size_ready = True
+
     # -- step size: private steps ---------------------------------------------------------------
     @torch.compiler.disable
     @torch.no_grad()
@@ -227,9 +242,12 @@ class _SparseCoding(nn.Module):
         """Before coding ``x``: in training, renormalise the atoms, then set (new size) or track the step
         size; in eval, code with the stored step size (init it first, eagerly, when there is none or the
         weights of a never-set layer changed). Traced symbolically (fx, ``torch.export``), a training
-        forward cannot read ``x``'s size: it tracks at the size set last (if any) and sets nothing."""
+        forward cannot read ``x``'s size: it tracks at the size set last (if any) and sets nothing. An external step
+        size (``step_size_external``) is left alone."""
         if self.training:
             self.normalize_atoms_()
+            if self.step_size_external:
+                return
             if _symbolic():
                 if self._v.numel() and self.power_iters > 0:
                     self._track(self.power_iters, lanczos=False)
@@ -239,7 +257,7 @@ class _SparseCoding(nn.Module):
                 self._set(shape, SET_ITERS, SET_TOL)
             elif self.power_iters > 0:
                 self._track(self.power_iters, lanczos=False)
-        elif not (_symbolic() or torch.compiler.is_compiling() or torch.jit.is_tracing()) and (
+        elif not (self.step_size_external or _symbolic() or torch.compiler.is_compiling() or torch.jit.is_tracing()) and (
                 not self._step_size_ready or self._init_version not in (None, self.weight._version)):
             self.init_step_size()
 
