@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from .functional import adjoint_output_padding
+from .dictionary import adjoint_output_padding
 
 
 def lean_applies(lmbd: object, mu: float, n_steps: int, non_negative: bool) -> bool:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import IntPair, _pair, dict_apply, dict_transpose
+from .dictionary import IntPair, _pair, dict_apply, dict_transpose
 
 
 def power_iteration(
