@@ -108,8 +108,9 @@ class OfficialStepSizes:
     def _start(self, layer: CSCConv2d, shape: tuple[int, ...]) -> Tensor:
         """The last vector of this size, else a standard normal draw (the official first ``v``)."""
         w = layer.weight
-        if tuple(layer._v.shape) == shape and layer._v.dtype == w.dtype:
-            return layer._v.clone()
+        v = layer.tracked_vector
+        if tuple(v.shape) == shape and v.dtype == w.dtype:
+            return v.clone()
         return torch.randn(shape, generator=self.generator, dtype=w.dtype).to(w.device)
 
     @torch.compiler.disable

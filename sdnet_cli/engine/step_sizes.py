@@ -61,7 +61,7 @@ class StepSizeKeeper:
         layers = csc_layers(self.model)
         indices, n_iter = self.due(step, len(layers))
         for i in indices:
-            if layers[i]._v.numel():
+            if layers[i].tracked_vector.numel():
                 layers[i].track_step_size(n_iter)
 
     def converge_step_sizes(self) -> None:

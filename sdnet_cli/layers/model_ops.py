@@ -45,14 +45,14 @@ def track_step_sizes(model: nn.Module, n_iter: int = TRACK_ITERS) -> None:
     """**track** every sparse coding layer of ``model`` that has a step size (:meth:`~_SparseCoding.track_step_size`):
     a fixed number of warm Lanczos iterations each, no host read. Call it after an optimizer step."""
     for layer in csc_layers(model):
-        if layer._v.numel():
+        if layer.tracked_vector.numel():
             layer.track_step_size(n_iter)
 
 
 def converge_step_sizes(model: nn.Module) -> None:
     """**converge** every sparse coding layer of ``model`` that has seen an input (:meth:`~_SparseCoding.converge_step_size`)."""
     for layer in csc_layers(model):
-        if layer._v.numel():
+        if layer.tracked_vector.numel():
             layer.converge_step_size()
 
 

@@ -182,6 +182,11 @@ class _SparseCoding(nn.Module):
 
     update_step_size = deprecated_alias(converge_step_size, "update_step_size")
 
+    @property
+    def tracked_vector(self) -> Tensor:
+        """The top eigenvector estimate the step size is tracked from (one code; empty before any input size)."""
+        return self._v
+
     @torch.no_grad()
     def set_step_size(self, step_size: float, v: Tensor | None = None) -> None:
         """**set** from outside (a hook, a training state): ``step_size`` as given and, when given, ``v`` (one code)
