@@ -313,8 +313,7 @@ def test_eval_reinits_a_never_set_step_size_after_new_weights_only() -> None:
         want.weight.copy_(layer.weight)
     want.init_step_size()
     assert layer.step_size.item() == want.step_size.item() != s_init
-    layer.step_size.fill_(0.0123)  # a step size someone else sets (a hook, a training state) is theirs
-    layer._step_size_ready = True
+    layer.set_step_size(0.0123)  # a step size someone else sets (a hook, a training state) is theirs
     with torch.no_grad():
         layer.weight.mul_(1.0)
     layer(x)
