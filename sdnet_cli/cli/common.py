@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-console = Console(stderr=True, highlight=False, markup=False)
+console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # paths are never broken across lines
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, UsageError  # noqa: F401 - re-exported for the commands
 
