@@ -318,3 +318,27 @@ def test_eval_reinits_a_never_set_step_size_after_new_weights_only() -> None:
         layer.weight.mul_(1.0)
     layer(x)
     assert layer.step_size.item() == pytest.approx(0.0123)
+
+
+@pytest.mark.parametrize("name", ["sdnet18", "sdnet18_all"])
+def test_two_training_forwards_then_one_backward(name: str) -> None:
+    """Gradient accumulation over two forwards (timm's prune contract, siamese inputs): the second training
+    forward modifies nothing the first one's graph saved (atoms the previous training forward renormalised are
+    left alone; the tracked step size is coded with as a copy)."""
+    import sdnet_cli as sd
+
+    torch.manual_seed(0)
+    m = sd.create_model(name, num_classes=3, width=8).train()
+    x1, x2 = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    (m(x1).sum() + m(x2).sum()).backward()
+    both = [p.grad.clone() for p in m.parameters()]
+    w = m.layer0[0].weight
+    assert torch.allclose(w.detach().flatten(1).norm(dim=1), torch.ones(w.shape[0]), atol=1e-5)
+    version = w._version
+    m(x1)
+    assert w._version == version  # weights the last training forward renormalised are not rewritten
+    with torch.no_grad():
+        w.mul_(2)
+    m(x1)
+    assert torch.allclose(w.detach().flatten(1).norm(dim=1), torch.ones(w.shape[0]), atol=1e-5)  # changed: renormalised
+    assert all(g.isfinite().all() for g in both)

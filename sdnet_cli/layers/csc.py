@@ -124,10 +124,10 @@ class CSCConv2d(_SparseCoding):
     def forward(self, x: Tensor) -> Tensor:
         self._prepare_forward(x)
         if self._recomputes():
-            z = csc_fista_lean(x, self.weight, self.step_size, self.lmbd, self.stride, self.padding)
+            z = csc_fista_lean(x, self.weight, self._coding_step_size(), self.lmbd, self.stride, self.padding)
         else:
             z = SF.csc_fista(
-                self._expand(x), self.weight, self.step_size, self._lmbd_for(x), self.mu,
+                self._expand(x), self.weight, self._coding_step_size(), self._lmbd_for(x), self.mu,
                 self.n_steps, self.non_negative, self.stride, self.padding, **self._geometry(),
             )
         return z if self.bias is None else z + self.bias.reshape(1, -1, 1, 1)

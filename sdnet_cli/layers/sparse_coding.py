@@ -5,11 +5,10 @@
 Both hold a dictionary ``weight`` and a ``step_size`` buffer ``s = 0.9 / L`` (``L`` = largest eigenvalue of
 ``DᵀD`` at the input size the layer sees; FISTA converges for ``s < 1/L``).
 
-**Atoms.** Each atom (output filter) is kept at unit L2 norm (the official ``w_norm``): at construction,
-at the start of every training forward and before a step size is tracked or converged in training mode
-(:meth:`normalize_atoms_`). An optimizer step breaks unit norm, and ``L`` scales with the squared atom
-norm, so the dictionary a forward codes with and the one its step size was computed for must both be the
-renormalised one. Eval mode never touches the weights.
+**Atoms.** Each atom (output filter) is kept at unit L2 norm (the official ``w_norm``): at construction, at the
+start of every training forward and before a training-mode track or converge (:meth:`normalize_atoms_`). An
+optimizer step breaks unit norm and ``L`` scales with its square, so a forward codes with, and its step size is
+computed for, the renormalised dictionary. Eval mode never touches the weights.
 
 **Step-size lifecycle** (four words; the only public ones):
 
@@ -31,11 +30,10 @@ renormalised one. Eval mode never touches the weights.
   demand (the engine: before each evaluation). The earlier names ``update_step_size`` / ``update_step_sizes``
   still call them and warn once (:mod:`.deprecations`).
 
-Buffers a forward replaces are made as normal tensors even under ``torch.inference_mode`` (a later training
-forward updates them in place). The tracked vector ``_v`` (the top eigenvector estimate, shape of one code) is a
-non-persistent buffer; training state saves it so a resumed run continues exactly. ``_step_size_ready`` records that the buffer
-holds a usable value (set here, or loaded: :meth:`_load_from_state_dict`), so eval forwards read nothing
-back from the device to decide.
+Buffers a forward replaces are normal tensors even under ``torch.inference_mode``. The tracked vector ``_v``
+(top eigenvector estimate, one code's shape) is a non-persistent buffer that training state saves, so a resumed
+run continues exactly; ``_step_size_ready`` (set, or loaded: :meth:`_load_from_state_dict`) lets eval forwards
+decide without reading the device.
 """
 
 from __future__ import annotations
@@ -68,18 +66,8 @@ class _SparseCoding(nn.Module):
 
     step_size: Tensor
 
-    def __init__(
-        self,
-        lmbd: float,
-        mu: float,
-        n_steps: int,
-        non_negative: bool,
-        expansion: int,
-        power_iters: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, lmbd: float, mu: float, n_steps: int, non_negative: bool, expansion: int, power_iters: int,
+                 *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if n_steps < 1:
             raise UsageError(f"n_steps must be >= 1, got {n_steps}")
@@ -96,6 +84,7 @@ class _SparseCoding(nn.Module):
         self.register_buffer("_v", torch.zeros(0, device=device), persistent=False)  # tracked top eigenvector
         self.register_buffer("_r", torch.zeros(0, device=device), persistent=False)  # fixed random direction (jitter)
         self._init_version: int | None = None  # the weights' version an init step size was made for
+        self._forward_version: int | None = None  # weights a training forward renormalised (a 2nd keeps them)
         self._step_size_ready = False
         self.step_size_external = False  # set from outside (set_step_size): forward never sets, inits or tracks it
 
@@ -123,6 +112,19 @@ class _SparseCoding(nn.Module):
             w.copy_(SF.normalize_atoms(w))
             return
         self.weight.copy_(SF.normalize_atoms(self.weight))
+
+    def _normalize_for_forward(self) -> None:
+        """:meth:`normalize_atoms_`, eagerly skipped for the weights the last training forward renormalised."""
+        eager = not (SF.fx_tracing() or torch.compiler.is_compiling())
+        if eager and self._forward_version == self.weight._version:
+            return
+        self.normalize_atoms_()
+        if eager:
+            self._forward_version = self.weight._version
+
+    def _coding_step_size(self) -> Tensor:
+        """In training a copy: the next training forward tracks the buffer in place; this graph keeps its value."""
+        return self.step_size.clone() if self.training else self.step_size
 
     def _gram(self):  # pragma: no cover - implemented by subclasses
         raise NotImplementedError
@@ -250,7 +252,7 @@ class _SparseCoding(nn.Module):
         forward cannot read ``x``'s size: it tracks at the size set last (if any) and sets nothing. An external step
         size (``step_size_external``) is left alone."""
         if self.training:
-            self.normalize_atoms_()
+            self._normalize_for_forward()
             if self.step_size_external:
                 return
             if _symbolic():
