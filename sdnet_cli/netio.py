@@ -126,14 +126,42 @@ class Transfer:
 
 
 # -- plain HTTP (urllib) -----------------------------------------------------------------------------
-class _Again(Exception):
+class RetryAttempt(Exception):
     """This attempt failed but the transfer has attempts left."""
 
 
-def _fail(transfer: Transfer, url: str, kind: str, text: str) -> _Again:
+def attempt_failed(transfer: Transfer, url: str, kind: str, text: str) -> RetryAttempt:
+    """Record a failed attempt: raise the transfer's one-line error when its bounds are spent, else return the
+    :class:`RetryAttempt` to raise."""
     if transfer.failed("GET", url, kind, text):
         raise transfer.error() from None
-    return _Again()
+    return RetryAttempt()
+
+
+def stream_body(response: Any, f: Any, done: int, total: int | None, url: str, transfer: Transfer,
+                chunk: int = 1 << 20, limit: int | None = None) -> int:
+    """Append ``response``'s body to the open file ``f`` (holding ``done`` bytes); returns the bytes it then
+    holds. A stall, a body cut short of ``total`` bytes, or one over ``limit`` bytes raise."""
+    import http.client
+    import socket
+
+    try:
+        while block := response.read(chunk):
+            f.write(block)
+            done += len(block)
+            if limit is not None and done > limit:
+                raise NetworkError(f"{origin(url)} sent over {limit >> 30} GiB for {transfer.what}; refused")
+            transfer.received("GET", url, done, total)
+    except (socket.timeout, TimeoutError):
+        raise attempt_failed(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from "
+                             f"{origin(url)} after {done} bytes") from None
+    except (http.client.IncompleteRead, ConnectionError, OSError):
+        pass  # judged below by the byte count
+    finally:
+        f.flush()
+    if total is not None and done < total:
+        raise attempt_failed(transfer, url, "truncated", f"truncated at {done} of {total} bytes by {origin(url)}")
+    return done
 
 
 def _open(url: str, have: int, timeout: float, transfer: Transfer) -> Any:
@@ -149,45 +177,29 @@ def _open(url: str, have: int, timeout: float, transfer: Transfer) -> Any:
         if e.code == 416 and have:
             return None
         if e.code in RETRY_STATUS:
-            raise _fail(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
+            raise attempt_failed(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
         raise NetworkError(f"downloading {transfer.what} failed: HTTP {e.code} ({e.reason}) from {origin(url)}; "
                            "check the address") from None
     except (socket.timeout, TimeoutError):
-        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+        raise attempt_failed(transfer, url, "stall",
+                             f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
     except (urllib.error.URLError, ConnectionError, OSError) as e:
         reason = getattr(e, "reason", e)
         kind = "stall" if isinstance(reason, (socket.timeout, TimeoutError)) else "connect"
         text = (f"no data for {transfer.bounds.timeout:g} s from {origin(url)}" if kind == "stall"
                 else f"cannot connect to {origin(url)} ({reason})")
-        raise _fail(transfer, url, kind, text) from None
+        raise attempt_failed(transfer, url, kind, text) from None
 
 
 def _read_body(response: Any, part: Any, have: int, url: str, transfer: Transfer, chunk: int) -> bool:
     """Append the body to ``part`` (restarting it when the server ignored ``Range``); ``True`` when complete."""
-    import http.client
-    import socket
-
     if have and response.status != 206:
         part.seek(0)
         part.truncate()
         have = 0
     length = response.headers.get("Content-Length")
     total = have + int(length) if length is not None and length.isdigit() else None
-    done = have
-    try:
-        while block := response.read(chunk):
-            part.write(block)
-            done += len(block)
-            transfer.received("GET", url, done, total)
-    except (socket.timeout, TimeoutError):
-        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)} "
-                    f"after {done} bytes") from None
-    except (http.client.IncompleteRead, ConnectionError, OSError):
-        pass  # judged below by the byte count
-    finally:
-        part.flush()
-    if total is not None and done < total:
-        raise _fail(transfer, url, "truncated", f"truncated at {done} of {total} bytes by {origin(url)}")
+    stream_body(response, part, have, total, url, transfer, chunk)
     return True
 
 
@@ -214,5 +226,5 @@ def fetch_to_file(url: str, part: "str | Any", transfer: Transfer, chunk: int = 
                 f.seek(have)
                 if _read_body(response, f, have, url, transfer, chunk):
                     return
-        except _Again:
+        except RetryAttempt:
             time.sleep(min(1.0, max(transfer.bounds.timeout - transfer.idle(), 0.0)))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NetworkError
-from ..netio import RETRY_STATUS, Transfer, origin
+from ..netio import RETRY_STATUS, RetryAttempt, Transfer, attempt_failed, origin, stream_body
 
 PAGE_LIMIT = 4 << 20
 """Largest HTML page read (bytes): Drive's folder and confirmation pages are a few hundred KB."""
@@ -70,16 +70,6 @@ class FileDone:
     disposition: str
 
 
-class _Again(Exception):
-    """This attempt failed; the transfer has attempts left."""
-
-
-def _fail(transfer: Transfer, url: str, kind: str, text: str) -> _Again:
-    if transfer.failed("GET", url, kind, text):
-        raise transfer.error() from None
-    return _Again()
-
-
 def _meta(part: Path) -> Path:
     return part.with_name(part.name + ".json")
 
@@ -115,16 +105,17 @@ def _open(session: Session, url: str, have: int, validator: str | None, transfer
             return e
         if e.code in RETRY_STATUS:
             e.close()
-            raise _fail(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
+            raise attempt_failed(transfer, url, "status", f"HTTP {e.code} from {origin(url)}") from None
         return e
     except (socket.timeout, TimeoutError):
-        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+        raise attempt_failed(transfer, url, "stall",
+                             f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
     except (urllib.error.URLError, ConnectionError, OSError) as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, (socket.timeout, TimeoutError)):
             text = f"no data for {transfer.bounds.timeout:g} s from {origin(url)}"
-            raise _fail(transfer, url, "stall", text) from None
-        raise _fail(transfer, url, "connect", f"cannot connect to {origin(url)} ({reason})") from None
+            raise attempt_failed(transfer, url, "stall", text) from None
+        raise attempt_failed(transfer, url, "connect", f"cannot connect to {origin(url)} ({reason})") from None
 
 
 def _read_page(response: Any, url: str, transfer: Transfer, session: Session) -> Page:
@@ -132,9 +123,11 @@ def _read_page(response: Any, url: str, transfer: Transfer, session: Session) ->
     try:
         data = response.read(PAGE_LIMIT + 1)
     except (socket.timeout, TimeoutError):
-        raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
+        raise attempt_failed(transfer, url, "stall",
+                             f"no data for {transfer.bounds.timeout:g} s from {origin(url)}") from None
     except (http.client.IncompleteRead, ConnectionError, OSError) as e:
-        raise _fail(transfer, url, "truncated", f"page cut short by {origin(url)} ({type(e).__name__})") from None
+        raise attempt_failed(transfer, url, "truncated",
+                             f"page cut short by {origin(url)} ({type(e).__name__})") from None
     if len(data) > PAGE_LIMIT:
         raise NetworkError(f"{origin(url)} sent an HTML page over {PAGE_LIMIT >> 20} MiB for {transfer.what}; "
                            "it is not Google Drive's protocol (check SDNET_DRIVE_ENDPOINT)")
@@ -151,7 +144,8 @@ def _start(response: Any, part: Path, have: int, meta: dict[str, Any], url: str,
         if m and int(m.group(1)) == have and meta.get("total") in (None, int(m.group(2))):
             return have
         discard_part(part)
-        raise _fail(transfer, url, "truncated", f"{origin(url)} answered a resume with another range or file size")
+        raise attempt_failed(transfer, url, "truncated",
+                             f"{origin(url)} answered a resume with another range or file size")
     length = response.headers.get("Content-Length")
     validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
     total = int(length) if length is not None and length.isdigit() else None
@@ -166,26 +160,10 @@ def _read_file(response: Any, part: Path, have: int, url: str, transfer: Transfe
     if total is not None and total > FILE_LIMIT:
         raise NetworkError(f"{origin(url)} announces {total} bytes for {transfer.what}, over the "
                            f"{FILE_LIMIT >> 30} GiB an official checkpoint can be; refused")
-    done = have
     with open(part, "r+b" if have else "wb") as f:
         f.seek(have)
         f.truncate()
-        try:
-            while block := response.read(_CHUNK):
-                f.write(block)
-                done += len(block)
-                if done > FILE_LIMIT:
-                    raise NetworkError(f"{origin(url)} sent over {FILE_LIMIT >> 30} GiB for {transfer.what}; refused")
-                transfer.received("GET", url, done, total)
-        except (socket.timeout, TimeoutError):
-            raise _fail(transfer, url, "stall", f"no data for {transfer.bounds.timeout:g} s from {origin(url)} "
-                        f"after {done} bytes") from None
-        except (http.client.IncompleteRead, ConnectionError, OSError):
-            pass  # judged below by the byte count
-        finally:
-            f.flush()
-    if total is not None and done < total:
-        raise _fail(transfer, url, "truncated", f"truncated at {done} of {total} bytes by {origin(url)}")
+        stream_body(response, f, have, total, url, transfer, _CHUNK, limit=FILE_LIMIT)
 
 
 def _is_html(response: Any) -> bool:
@@ -215,5 +193,5 @@ def get(session: Session, url: str, part: Path, transfer: Transfer) -> Page | Fi
                 start = _start(response, part, have, meta, url, transfer)
                 _read_file(response, part, start, url, transfer)
                 return FileDone(response.geturl() or url, response.headers.get("Content-Disposition") or "")
-        except _Again:
+        except RetryAttempt:
             time.sleep(min(1.0, max(transfer.bounds.timeout - transfer.idle(), 0.0)))
