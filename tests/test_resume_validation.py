@@ -13,24 +13,13 @@ import pytest
 import yaml
 
 from cli_helpers import run_cli
+from train_helpers import tiny_cli_run
 from sdnet_cli.engine.state import find_state
-
-TINY = ["--batch-size", "16", "--set", "train.limit_batches=2", "--set", "data.image_size=8", "--set",
-        "train.threads=1", "--set", "train.tensorboard=false", "--set", "model.width=8", "--set",
-        "train.eval_batch_size=512"]
-
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1-epoch AdamW run (2 steps) on digits 8x8."""
-    out = tmp_path_factory.mktemp("resume_base") / "run"
-    from sdnet_cli.cli.app import main  # capsys is function-scoped: the CLI's entry point directly
-
-    try:
-        main(["train", "--output", str(out), "--epochs", "1", *TINY])
-    except SystemExit as e:
-        assert not e.code, e.code
-    return out
+    return tiny_cli_run(tmp_path_factory.mktemp("resume_base") / "run", steps=2)
 
 
 @pytest.fixture

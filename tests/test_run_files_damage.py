@@ -16,24 +16,13 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
+from train_helpers import tiny_cli_run
 from sdnet_cli.engine.state import find_state
-
-TINY = ["--batch-size", "16", "--set", "train.limit_batches=4", "--set", "data.image_size=8", "--set",
-        "train.threads=1", "--set", "train.tensorboard=false", "--set", "model.width=8", "--set",
-        "train.eval_batch_size=512"]
-
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1-epoch run of 4 steps on digits 8x8."""
-    from sdnet_cli.cli.app import main
-
-    out = tmp_path_factory.mktemp("damage_base") / "run"
-    try:
-        main(["train", "--output", str(out), "--epochs", "1", *TINY])
-    except SystemExit as e:
-        assert not e.code
-    return out
+    return tiny_cli_run(tmp_path_factory.mktemp("damage_base") / "run", steps=4)
 
 
 @pytest.fixture

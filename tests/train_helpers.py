@@ -93,3 +93,17 @@ def invoke(args: list[str]) -> Result:
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def tiny_cli_run(out: Path, steps: int) -> Path:
+    """``sdnet train`` through the CLI's entry point: 1 epoch of ``steps`` steps (batch 16) of sdnet18 at width 8
+    on digits 8×8, one thread, no TensorBoard; returns ``out`` (the run directory)."""
+    from sdnet_cli.cli.app import main  # capsys is function-scoped: module fixtures call the entry point directly
+
+    try:
+        main(["train", "--output", str(out), "--epochs", "1", "--batch-size", "16", "--set",
+              f"train.limit_batches={steps}", "--set", "data.image_size=8", "--set", "train.threads=1", "--set",
+              "train.tensorboard=false", "--set", "model.width=8", "--set", "train.eval_batch_size=512"])
+    except SystemExit as e:
+        assert not e.code, e.code
+    return out
