@@ -4,16 +4,17 @@ Resolution order (later wins): schema defaults (= the bundled ``digits`` recipe)
 file (``--config``; ``--dataset NAME`` alone selects the preset of that dataset) → command-line flags →
 ``--set section.key=value``. Unknown keys and values of the wrong type are ``UsageError``s that name the
 key; then :func:`check_config` (:mod:`sdnet_cli.config_checks`) checks every value's range, choice and path
-kind, before a run touches anything. The presets are the files in ``configs/``; they are also embedded here
-(:data:`PRESETS`) so ``sdnet train`` works from any directory (a test checks both agree).
+kind, before a run touches anything. The presets are the YAML files shipped in the package
+(``sdnet_cli/configs/<name>.yaml``, read with :mod:`importlib.resources`), so ``sdnet train`` works from any
+directory; ``--config NAME`` names one.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ class TrainSection:
 
 @dataclass
 class Config:
-    """A full training configuration (see ``configs/*.yaml``)."""
+    """A full training configuration (see ``sdnet_cli/configs/*.yaml``)."""
 
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -127,20 +128,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.step_size": ("exact", "official"),
 }
 
-# The official train.py: CosineAnnealingLR(T_max = len(train_loader)·epochs, eta_min=1e-6) stepped every
-# iteration, and a DataLoader that keeps each epoch's last partial batch (391 steps an epoch on CIFAR).
-_CIFAR = {"optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                    "schedule": "cosine", "min_lr": 1e-6},
-          "train": {"epochs": 220, "batch_size": 128, "drop_last": False}}
-PRESETS: dict[str, dict[str, Any]] = {  # CIFAR/ImageNet: val_split 0 = the paper's protocol (best/ on test)
-    "digits": {},
-    "cifar10": {"data": {"dataset": "cifar10", "val_split": 0.0}, **_CIFAR},
-    "cifar100": {"data": {"dataset": "cifar100", "val_split": 0.0}, **_CIFAR},
-    "imagenet": {"data": {"dataset": "imagenet", "workers": 8, "val_split": 0.0},
-                 "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-                           "schedule": "step", "milestones": [30, 60, 90], "gamma": 0.1},
-                 "train": {"epochs": 100, "batch_size": 512, "drop_last": False}},
-}
+PRESETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagenet")
+"""The recipes shipped as ``sdnet_cli/configs/<name>.yaml`` (digits = the schema defaults; CIFAR/ImageNet: the
+paper's, val_split 0 = its protocol, best/ on test)."""
 
 
 # -- typed assignment -------------------------------------------------------------------------------
@@ -223,11 +213,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data if data is not None else {}
 
 
-def preset(name: str) -> Config:
-    """The embedded recipe ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagenet``)."""
+def preset_text(name: str) -> str:
+    """The YAML text of the shipped recipe ``name`` (one of :data:`PRESETS`)."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)} (or a path to a YAML file)")
-    return merge_dict(Config(), copy.deepcopy(PRESETS[name]), f"preset {name}")
+    return resources.files("sdnet_cli").joinpath("configs", f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def preset(name: str) -> Config:
+    """The shipped recipe ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagenet``)."""
+    return merge_dict(Config(), yaml.safe_load(preset_text(name)), f"preset {name}")
 
 
 def load_config(source: str | Path | None = None) -> Config:

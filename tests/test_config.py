@@ -9,12 +9,15 @@ from train_helpers import invoke
 
 from sdnet_cli.config import PRESETS, Config, apply_overrides, load_config, preset, resolve_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "sdnet_cli" / "configs"
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_config_files_equal_embedded_presets(name):
-    assert load_config(CONFIGS / f"{name}.yaml").to_dict() == preset(name).to_dict()
+def test_presets_are_the_shipped_yaml_files(tmp_path, monkeypatch):
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(PRESETS)
+    monkeypatch.chdir(tmp_path)  # read from the package, whatever the working directory
+    for name in PRESETS:
+        assert load_config(name).to_dict() == load_config(CONFIGS / f"{name}.yaml").to_dict() == preset(name).to_dict()
+    assert preset("cifar10").optim.min_lr == 1e-6 and not preset("cifar10").train.drop_last
 
 
 def test_default_is_digits():

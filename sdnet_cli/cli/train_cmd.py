@@ -47,7 +47,7 @@ def train_command(
 
       sdnet train --dataset cifar10 --data-root ~/data      # the paper's CIFAR-10 recipe (220 epochs)
 
-      sdnet train --config configs/cifar100.yaml --model sdnet18_all --set model.lmbd=0.2 --epochs 10
+      sdnet train --config cifar100 --model sdnet18_all --set model.lmbd=0.2 --epochs 10
 
       sdnet train --resume --output runs/digits-sdnet18-20261125-101500
 
