@@ -18,12 +18,23 @@ DEPRECATED: dict[str, str] = {
 _warned: set[str] = set()
 
 
-def warn_deprecated(old: str) -> None:
-    """One ``DeprecationWarning`` naming ``old``'s replacement, the first time ``old`` is used."""
+def warn_deprecated(old: str, new: str | None = None, stacklevel: int = 3) -> None:
+    """One ``DeprecationWarning`` naming ``old``'s replacement ``new`` (default ``DEPRECATED[old]``), the first
+    time ``old`` is used; ``stacklevel`` as for :func:`warnings.warn`, counted from the caller of this function."""
     if old in _warned:
         return
     _warned.add(old)
-    warnings.warn(f"{old} is deprecated, use {DEPRECATED[old]}", DeprecationWarning, stacklevel=3)
+    warnings.warn(f"{old} is deprecated, use {new or DEPRECATED[old]}", DeprecationWarning, stacklevel=stacklevel)
+
+
+def deprecated_attribute(module: str, table: dict[str, tuple[str, Any]], name: str) -> Any:
+    """A module ``__getattr__`` body: the object of old name ``name`` in ``table`` (old → (new name, object)),
+    with one :func:`warn_deprecated` naming ``module.new``; unknown names raise ``AttributeError``."""
+    if name not in table:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new, obj = table[name]
+    warn_deprecated(f"{module}.{name}", f"{module}.{new}", stacklevel=4)
+    return obj
 
 
 def deprecated_alias(new: Callable[..., Any], old: str) -> Callable[..., Any]:
