@@ -18,13 +18,20 @@ DEPRECATED: dict[str, str] = {
 _warned: set[str] = set()
 
 
-def warn_deprecated(old: str, new: str | None = None, stacklevel: int = 3) -> None:
-    """One ``DeprecationWarning`` naming ``old``'s replacement ``new`` (default ``DEPRECATED[old]``), the first
-    time ``old`` is used; ``stacklevel`` as for :func:`warnings.warn`, counted from the caller of this function."""
+def first_use(old: str) -> bool:
+    """``True`` the first time this process asks about the deprecated name ``old``, then ``False``."""
     if old in _warned:
-        return
+        return False
     _warned.add(old)
-    warnings.warn(f"{old} is deprecated, use {new or DEPRECATED[old]}", DeprecationWarning, stacklevel=stacklevel)
+    return True
+
+
+def warn_deprecated(old: str, new: str | None = None, stacklevel: int = 3,
+                    category: type[Warning] = DeprecationWarning) -> None:
+    """One ``category`` warning naming ``old``'s replacement ``new`` (default ``DEPRECATED[old]``), the first
+    time ``old`` is used; ``stacklevel`` as for :func:`warnings.warn`, counted from the caller of this function."""
+    if first_use(old):
+        warnings.warn(f"{old} is deprecated, use {new or DEPRECATED[old]}", category, stacklevel=stacklevel)
 
 
 def deprecated_attribute(module: str, table: dict[str, tuple[str, Any]], name: str) -> Any:
