@@ -17,9 +17,7 @@ from rich.text import Text
 
 console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # paths are never broken across lines
 
-from ..errors import EXIT_FAILURE, EXIT_USAGE, UsageError  # noqa: F401 - re-exported for the commands
-
-EXIT_BAD_INPUT = EXIT_USAGE
+from ..errors import EXIT_USAGE, UsageError  # noqa: F401 - re-exported for the commands
 
 
 def print_json(obj: Any) -> None:
@@ -52,9 +50,3 @@ def error_line(message: str) -> None:
     first = text.splitlines()[0] if text else "error"
     _errors.append(first)
     console.print(styled(f"[bold red]error:[/] {escape(first)}"), soft_wrap=True)
-
-
-def not_built(command: str) -> None:
-    """The one line an unbuilt command prints before exiting with 1."""
-    error_line(f"'sdnet {command}' is not built yet in this version")
-    raise SystemExit(EXIT_FAILURE)

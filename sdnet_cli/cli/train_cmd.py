@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..config import Config, resolve_config
 from ..engine.train import NonFiniteLossError, TrainingInterrupted, resume_config, train
 from ..errors import UsageError
-from .common import EXIT_BAD_INPUT, console, error_line, print_json, styled
+from .common import EXIT_USAGE, console, error_line, print_json, styled
 from .progress import RichProgress
 
 
@@ -86,7 +86,7 @@ def _run(cfg: Config, resume: bool, force: bool, json_out: bool) -> None:
     except NonFiniteLossError as e:
         progress.close()
         error_line(str(e))
-        raise SystemExit(EXIT_BAD_INPUT)  # the issue lists a NaN loss with the bad-input cases
+        raise SystemExit(EXIT_USAGE)  # a diverging loss comes from the run's settings (learning rate, λ): the user's to change
     finally:
         progress.close()
     if not is_main:
