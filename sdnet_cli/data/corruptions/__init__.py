@@ -49,15 +49,7 @@ _FUNCS: dict[str, CorruptionFn] = {
 assert set(_FUNCS) == set(ALL)
 
 __all__ = ["ALL", "BENCHMARK", "ELEMENTWISE", "GROUPS", "SEVERITIES", "SDNET_LEVELS", "FrostUnavailable", "corrupt",
-           "frost_available", "group_of", "parse_corruptions", "parse_severities", "sdnet_noise"]
-
-
-def group_of(name: str) -> str:
-    """The group of a corruption (``noise``, ``blur``, ``weather``, ``digital`` or ``extra``)."""
-    for group, names in GROUPS.items():
-        if name in names:
-            return group
-    raise UsageError(_unknown(name))
+           "frost_available", "parse_corruptions", "parse_severities", "sdnet_noise"]
 
 
 def _unknown(name: str) -> str:

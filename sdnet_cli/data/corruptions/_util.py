@@ -141,11 +141,6 @@ def motion_blur(images: np.ndarray, radius: float, sigma: float, angle_deg: floa
     return (q // 257).astype(np.uint8)
 
 
-def grayscale(x: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` → ``(H, W, 1)`` luma ``0.299 R + 0.587 G + 0.114 B``."""
-    return (x[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=x.dtype))[..., None]
-
-
 def per_image(images: np.ndarray, fn, rng: np.random.Generator) -> np.ndarray:  # noqa: ANN001
     """Apply ``fn(image_float_hwc, rng) -> float`` to each uint8 image; returns uint8 of the same shape."""
     out = np.empty_like(images)
