@@ -43,7 +43,7 @@ def train_command(
 
     Examples:
 
-      sdnet train                                   # sdnet18 on the bundled digits, offline: 5 epochs, ~100 s of CPU time
+      sdnet train                                   # sdnet18 on the bundled digits, offline: 5 epochs
 
       sdnet train --dataset cifar10 --data-root ~/data      # the paper's CIFAR-10 recipe (220 epochs)
 

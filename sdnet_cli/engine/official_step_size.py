@@ -13,7 +13,7 @@ sets ``step_size = 0.9 / λ``:
   codes with them.
 
 The atoms an optimizer step leaves have norms ≠ 1, so this step size is off the exact ``0.9 / L`` of the
-renormalised dictionary (+2.8 % to −27 % measured on the CIFAR recipe); after 50 iterations without
+renormalised dictionary (by how much on the CIFAR recipe: docs/benchmarks.md); after 50 iterations without
 convergence it is off as well. :class:`OfficialStepSizes` reproduces it with a forward pre-hook on each
 CSC layer that does the above and sets the layer's step size from outside (``set_step_size``: the step size
 and ``v`` as the layer's tracked vector, so a run's saved state resumes it exactly); in eval mode, where our

@@ -10,13 +10,13 @@ count, no host read, so a GPU step never waits on it), and before each evaluatio
 (:func:`~sdnet_cli.layers.model_ops.converge_step_sizes`). The schedule is a fixed function of the optimizer step count:
 
 * **warm-up** (steps 1 … ``WARMUP_STEPS``): every layer after every step, with ``WARMUP_FACTOR`` × ``iters``
-  iterations. Fresh atoms move fastest while the momentum builds up: with the CIFAR recipe at 32x32,
-  20 iterations per step lagged by 3.8 % at step 3 and 60 by 0.1 % (docs/benchmarks.md).
+  iterations. Fresh atoms move fastest while the momentum builds up: with the CIFAR recipe, 20 iterations
+  per step lag behind them and 60 keep up (docs/benchmarks.md, "Step sizes over training").
 * **steady state** (later steps): each layer every ``every`` steps, the layers taking turns (layer ``i`` of
   the model's CSC layers at the steps ``≡ i (mod every)``), so each step carries about ``1/every`` of the
-  work instead of every ``every``-th step all of it. With ``every`` = 16 (the default) the error stayed below
-  0.12 % on digits (AdamW) and 0.012 % on the CIFAR recipe after their warm-up, at 1/16 of the cost; the power
-  iteration alone, 0.29 % (docs/benchmarks.md).
+  work instead of every ``every``-th step all of it. With ``every`` = 16 (the default) the error stays far
+  below 1 % on digits (AdamW) and on the CIFAR recipe after their warm-up, at 1/16 of the cost
+  (docs/benchmarks.md, "Step sizes over training").
 
 Everything depends only on the weights, the step count and the layer buffers that training state saves,
 so a resumed run computes exactly what an uninterrupted one does.

@@ -2,10 +2,11 @@
 
 In eval mode every CSC layer uses its stored ``step_size`` buffer, so the graph is a fixed sequence of
 ``conv2d`` / ``conv_transpose2d`` / ``relu`` ops (``n_steps`` FISTA steps per layer) with the batch axis
-dynamic. We use the TorchScript-based exporter (``dynamo=False``): on an SDNet-18-all it takes ~6 s on a
-CPU where the ``torch.export`` exporter takes ~40 s for the same graph and the same outputs. Constant
-folding is off: with it the exporter stores each dictionary once per use (``Dᵀ`` conv, ``D`` transposed
-conv), which triples an SDNet-18-all file (126 MB instead of 43 MB); onnxruntime optimises at load time.
+dynamic. We use the TorchScript-based exporter (``dynamo=False``): it exports the same graph with the
+same outputs several times faster than the ``torch.export`` exporter. Constant folding is off: with it the
+exporter stores each dictionary once per use (``Dᵀ`` conv, ``D`` transposed conv), which multiplies the
+file's size; onnxruntime optimises at load time. (Both figures: docs/benchmarks.md, "Figures behind design
+choices".)
 """
 
 from __future__ import annotations

@@ -116,8 +116,8 @@ def dict_apply_gemm(z: Tensor, weight: Tensor, stride: int = 1, padding: int = 0
 
     ``taps = Wᵀ z`` per pixel (``(C_in·k², C_out) @ (C_out, H'W')``), then ``out[c, s·y + i, s·x + j] +=
     taps[c, i, j, y, x]`` on the unpadded canvas (``s·H' + k − 1`` square), cropped by ``padding``. For a
-    64→3 3×3 dictionary at 32×32 this forward costs ~0.7x oneDNN's deconvolution on CPU; its backward
-    is slower, so :func:`dict_apply` uses it only where no gradient is needed.
+    dictionary with few image-side taps this forward is faster than oneDNN's deconvolution on CPU and its
+    backward slower (docs/benchmarks.md), so :func:`dict_apply` uses it only where no gradient is needed.
     """
     n, c_out, h, w = z.shape
     c_in, k, s = weight.shape[1], weight.shape[-1], stride

@@ -11,7 +11,8 @@ Autograd keeps ``x``, ``z₁``, ``r`` and ``z₂`` for backward. :func:`csc_fist
 two more convolutions per layer and step (the forward's first two) for one code-sized and one
 image-sized tensor less. Where the residual is at most a quarter of the code's size (a stem: few image
 channels, strided) it keeps ``r`` as well and recomputes only ``z₁``: the transposed convolution onto a
-few channels is the slow direction on CPU (about 2× a convolution of the same size). The backward, for
+few channels is the slow direction on CPU (slower than a convolution of the same size: docs/benchmarks.md).
+The backward, for
 ``g = ∂ℓ/∂z₂``::
 
     g₂ = g·[z₂ > 0];  g_r = −s·D g₂;  g₁ = (g₂ + Dᵀ g_r)·[z₁ > 0]

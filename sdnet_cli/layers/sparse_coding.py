@@ -57,7 +57,7 @@ TRACK_ITERS = 20  # track_step_size(): warm Lanczos iterations, a fixed count (f
 INIT_GRID = 8  # init_step_size(): code pixels a side of the periodic grid its L is taken on (CSCConv2d) …
 INIT_GRID_WIDE, INIT_WIDE = 4, 2**16  # … 4 where a filter bank has more than 2^16 weights (the spectrum is flatter)
 INIT_ITERS = 20  # init_step_size(): Lanczos iterations on the size-free (periodic) operator of a fresh dictionary …
-INIT_ITERS_HUGE, INIT_HUGE = 12, 2**20  # … 12 above 2^20 weights (~1 % off there; 512×512×3×3: 0.5 s → 0.2 s)
+INIT_ITERS_HUGE, INIT_HUGE = 12, 2**20  # … 12 above 2^20 weights (error and time saved: docs/benchmarks.md)
 JITTER = 1e-2  # share of a fixed random direction mixed into a tracked start (finds eigenvalue crossings)
 
 
@@ -142,8 +142,8 @@ class _SparseCoding(nn.Module):
 
         Run at construction and by :meth:`reset_parameters`; an eager eval forward runs it again when the
         weights of a layer whose step size was never set changed since (e.g. copied in by ``convert``). Eager:
-        at most ``INIT_ITERS`` Lanczos iterations to the set-up's tolerance (10 ms to 0.2 s a layer on one CPU
-        core). Leaves the tracked vector alone, so the first training forward still sets the step size at the
+        at most ``INIT_ITERS`` Lanczos iterations to the set-up's tolerance (time per layer: docs/benchmarks.md).
+        Leaves the tracked vector alone, so the first training forward still sets the step size at the
         size it codes. Nothing on the meta device.
         """
         if self.step_size.device.type == "meta":
