@@ -1,7 +1,7 @@
 """``torch.hub`` entry points: ``torch.hub.load("OWNER/sdnet", "sdnet18", num_classes=10)``.
 
 Each registry model is an entry point taking :func:`sdnet_cli.create_model`'s keyword arguments
-(``num_classes``, ``stem``, ``lmbd``, ``n_steps``, …); ``create_model`` takes any model name, including
+(``num_classes``, ``stem_type``, ``lmbd``, ``n_steps``, …); ``create_model`` takes any model name, including
 ``torchvision:NAME`` / ``timm:NAME`` with ``convert``; ``load_model`` loads a trained model (a model
 directory, a zoo name or a Hub repo ``org/repo[@rev]``). No weights are downloaded by the builders.
 """
@@ -16,7 +16,7 @@ def _entry(name: str):
         return create_model(name, **kwargs)
 
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name} (sdnet_cli.create_model({name!r}, **kwargs)): num_classes, stem, lmbd, n_steps, …"
+    entry.__doc__ = f"{name} (sdnet_cli.create_model({name!r}, **kwargs)): num_classes, stem_type, lmbd, n_steps, …"
     return entry
 
 

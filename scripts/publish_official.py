@@ -31,13 +31,13 @@ from typing import Any
 import torch
 
 from sdnet_cli.errors import NetworkError, UsageError
-from sdnet_cli.fsio import atomic_write_bytes
+from sdnet_cli.fsio import atomic_write_bytes, file_digest
 from sdnet_cli.hub import ExportOptions, PullOptions, export, pull
 from sdnet_cli.hub import zoo
 from sdnet_cli.hub.drive import download_file, list_folder
 from sdnet_cli.hub.drive_pull import pick_checkpoint
 from sdnet_cli.hub.push import push_to_hub
-from sdnet_cli.models.files import WEIGHTS_NAME, file_digest, load_model_dir
+from sdnet_cli.models.files import WEIGHTS_NAME, load_model_dir
 from sdnet_cli.netio import NetBounds, Transfer
 
 ZOO_PY = Path(__file__).resolve().parents[1] / "sdnet_cli" / "hub" / "zoo.py"
@@ -72,7 +72,7 @@ def write_pins(zoo_py: Path, name: str, pins: dict[str, Any]) -> None:
 
 
 def _same_logits(a: Path, b: Path, entry: zoo.ZooEntry) -> bool:
-    size = 64 if entry.stem == "imagenet" else 32
+    size = 64 if entry.stem_type == "imagenet" else 32
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         return torch.equal(load_model_dir(a)[0](x), load_model_dir(b)[0](x))
@@ -91,7 +91,7 @@ def publish(name: str, checkpoint: Path | None = None, org: str = zoo.HUB_ORG, f
         raise UsageError(f"{ckpt} has sha256 {drive_sha256}, not the zoo's drive_sha256 {entry.drive_sha256}")
     out = work / name
     result = export(ExportOptions(source=str(ckpt), output=out, formats=tuple(formats.split(",")),
-                                  arch=entry.architecture, num_classes=entry.num_classes, stem=entry.stem,
+                                  arch=entry.architecture, num_classes=entry.num_classes, stem_type=entry.stem_type,
                                   shortcut=entry.shortcut, dataset=entry.dataset))
     sha256 = file_digest(out / WEIGHTS_NAME, "sha256")
     pins: dict[str, Any] = {"revision": None, "sha256": sha256, "size": (out / WEIGHTS_NAME).stat().st_size,

@@ -1,13 +1,13 @@
 """The engine's training step against ``sdnet bench``'s train step of the same model, batch and size, in turns.
 
-    python scripts/train_vs_bench.py --model sdnet18_all --batch-size 32 --image-size 224 --stem imagenet --rounds 30
+    python scripts/train_vs_bench.py --model sdnet18_all --batch-size 32 --image-size 224 --stem-type imagenet --rounds 30
 
 Separate processes on a shared machine drift by ±10 % between runs, so the two steps take turns round by round
 in one process (the order alternating), as ``sdnet bench``'s models do:
 
 * **engine**: ``Trainer.step`` of a run set up by ``sdnet train``'s own code (``engine/train.py: _prepare``) on
   the next batch of the bundled digits (upscaled to the size, no augmentation, ``data.workers=0``), timed with
-  the batch fetch as ``steps.jsonl``'s ``wall_s`` is. With ``--stem imagenet`` the run's model is rebuilt with
+  the batch fetch as ``steps.jsonl``'s ``wall_s`` is. With ``--stem-type imagenet`` the run's model is rebuilt with
   the ImageNet stem (digits have the CIFAR one), as the bench builds it.
 * **bench**: the step ``sdnet bench --mode train`` times (``bench/step.py: build_step``).
 
@@ -49,8 +49,8 @@ def engine_trainer(args: argparse.Namespace, out: str) -> Trainer:
         "optim.weight_decay=0", "optim.schedule=constant", "train.epochs=1000", "train.tensorboard=false",
         "train.device=cpu", f"train.threads={torch.get_num_threads()}"])
     setup = _prepare(cfg, dataset_info(cfg.data.dataset), D.DistInfo(), False, False)
-    if args.stem != setup.mcfg.stem:
-        mcfg = dataclasses.replace(setup.mcfg, stem=args.stem)
+    if args.stem_type != setup.mcfg.stem_type:
+        mcfg = dataclasses.replace(setup.mcfg, stem_type=args.stem_type)
         model = build_model(mcfg, cfg, setup.dinfo, setup.device)
         setup = dataclasses.replace(setup, mcfg=mcfg, model=model, optimizer=build_optimizer(cfg, model))
     trainer = Trainer(setup, Callbacks())
@@ -80,7 +80,7 @@ def measure(args: argparse.Namespace) -> dict:
                 waits.append(data_s)
 
             bench_step = build_step(Workload(model=args.model, batch_size=args.batch_size, image_size=args.image_size,
-                                             stem=args.stem))[1]
+                                             stem_type=args.stem_type))[1]
             t_engine, t_bench = interleaved_times([engine, bench_step], args.rounds, args.warmup, torch.device("cpu"))
             return summary(t_engine, t_bench, waits[args.warmup:])
         finally:
@@ -104,17 +104,17 @@ def main() -> None:
     p.add_argument("--model", default="sdnet18")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    p.add_argument("--stem-type", default="cifar", choices=["cifar", "imagenet"])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     args = p.parse_args()
     r = measure(args)
-    print(f"{args.model} batch {args.batch_size} {args.image_size}x{args.image_size} ({args.stem} stem), "
+    print(f"{args.model} batch {args.batch_size} {args.image_size}x{args.image_size} ({args.stem_type} stem), "
           f"{r['rounds']} rounds: engine {r['engine_ms']:.0f} ms, bench {r['bench_ms']:.0f} ms; engine / bench "
           f"paired median {r['paired_median']:.3f} (quartiles {r['quartiles'][0]:.3f}-{r['quartiles'][1]:.3f}), "
           f"ratio of means {r['ratio_of_means']:.3f}, data wait {r['data_wait_ms']:.1f} ms")
     print(json.dumps({"model": args.model, "batch_size": args.batch_size, "image_size": args.image_size,
-                      "stem": args.stem, **r}))
+                      "stem_type": args.stem_type, **r}))
 
 
 if __name__ == "__main__":

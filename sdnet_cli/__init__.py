@@ -1,7 +1,7 @@
 """sdnet: sparse convolutional models (SDNet, NeurIPS 2022) for PyTorch.
 
 >>> import sdnet_cli as sd
->>> m = sd.create_model("sdnet18", num_classes=10, stem="cifar")
+>>> m = sd.create_model("sdnet18", num_classes=10, stem_type="cifar")
 """
 
 from ._version import __version__  # noqa: E402

@@ -1,11 +1,12 @@
 """Value checks of a training configuration: the one home of "can training use this value?".
 
-:mod:`sdnet_cli.config` checks each value's *type* when it is assigned; :func:`check_values` checks what
-types cannot: ranges and finiteness (λ ≥ 0, lr > 0 and finite, momentum in [0, 1), sizes ≥ what the
-model's stem can take, …), choices, keys that only make sense together, and the kind of the paths (a
-run directory that is a file, a data root that is a file). It only reads: nothing is created, opened or
-written, so it runs before a run touches anything (at the end of ``resolve_config`` and again at the
-start of ``train`` for a config built in Python). Each failure is one
+:mod:`sdnet_cli.config` checks each value's *type* when it is assigned; its
+:func:`~sdnet_cli.config.check_config` (whose body is :func:`_check_values` here) checks what types cannot:
+ranges and finiteness (λ ≥ 0, lr > 0 and finite, momentum in [0, 1), sizes ≥ what the model's stem can
+take, …), choices, model options the model's builder takes, keys that only make sense together, and the kind
+of the paths (a run directory that is a file, a data root that is a file). It only reads: nothing is
+created, opened or written, so it runs before a run touches anything (at the end of ``resolve_config`` and
+again at the start of ``train`` for a config built in Python). Each failure is one
 :class:`~sdnet_cli.errors.UsageError` naming the key, the value, what it must be and how to set it.
 """
 
@@ -112,7 +113,7 @@ def _fail(key: str, value: Any, expected: str) -> UsageError:
     return UsageError(f"{key} must be {expected}, got {value!r}; {how_to_set(key)}")
 
 
-def check_convert(cfg: Any) -> None:
+def _check_convert(cfg: Any) -> None:
     """``model.convert``: unset, or (for torchvision:/timm: models) stem, all or comma-separated module names."""
     from .models.ecosystem import is_ecosystem_name, parse_convert
 
@@ -132,8 +133,8 @@ def _check_image_size(cfg: Any) -> None:
     from .models.ecosystem import is_ecosystem_name
 
     name, model = cfg.data.dataset, cfg.model.name
-    stem = "imagenet" if is_ecosystem_name(model) else dataset_info(name).stem  # as model_config records it
-    least = model_min_size(model, stem)
+    stem_type = "imagenet" if is_ecosystem_name(model) else dataset_info(name).stem_type  # as model_config records it
+    least = model_min_size(model, stem_type)
     native = dataset_info(name).image_size
     size = cfg.data.image_size
     if name not in RESIZABLE and max(size or native, native) < least:
@@ -146,7 +147,7 @@ def _check_image_size(cfg: Any) -> None:
         return
     if not is_int(size) or size < least:
         raise _fail("data.image_size", size, f"an integer >= {least} (the smallest input {model} takes with "
-                    f"the {stem} stem) or null for the dataset's size")
+                    f"the {stem_type} stem) or null for the dataset's size")
     if name not in RESIZABLE and size != native:
         raise _fail("data.image_size", size, f"{native} or null ({name} images are {native}x{native})")
 
@@ -163,13 +164,29 @@ def _check_names(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:
     check_model_name(cfg.model.name)
 
 
+def _check_model_options(cfg: Any) -> None:
+    """``model.shortcut=false`` and a ``model.width`` other than the default only for builders that take them
+    (:func:`~sdnet_cli.models.registry.model_arg_names`)."""
+    from .models.registry import model_arg_names
+    from .models.resnet import DEFAULT_WIDTH
+
+    m = cfg.model
+    accepted = model_arg_names(m.name)
+    if not m.shortcut and "shortcut" not in accepted:
+        raise UsageError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
+    if m.width != DEFAULT_WIDTH and "width" not in accepted:
+        raise UsageError(f"model.width applies to the registry models (resnet*, sdnet*), not {m.name}")
+
+
 def _check_combinations(cfg: Any) -> None:
+    import torch
+
     d, o, t = cfg.data, cfg.optim, cfg.train
     if d.in_chans == 1 and d.dataset != "digits":
         raise UsageError(f"data.in_chans=1 is only available for digits, not {d.dataset} (use 3)")
     if o.schedule == "step" and not o.milestones:
         raise UsageError("optim.schedule=step needs optim.milestones (epochs), e.g. --set optim.milestones=30,60,90")
-    if t.amp and t.device == "cpu":
+    if t.amp and (t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())):
         raise UsageError("train.amp needs a CUDA device (mixed precision autocast); drop --amp or use --device cuda")
 
 
@@ -186,9 +203,9 @@ def _check_folder(key: str, path: str | None, expected: str) -> None:
             return
 
 
-def check_values(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:
-    """Raise a :class:`UsageError` for the first value of ``cfg`` (a :class:`~sdnet_cli.config.Config`) training
-    cannot use; ``choices`` maps enum-like keys to their valid strings."""
+def _check_values(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:
+    """The body of :func:`sdnet_cli.config.check_config`: a :class:`UsageError` for the first value of ``cfg``
+    training cannot use; ``choices`` maps enum-like keys to their valid strings (``config.CHOICES``)."""
     for key, rule in RULES.items():
         value = value_of(cfg, key)
         if value is not _MISSING:
@@ -196,7 +213,8 @@ def check_values(cfg: Any, choices: Mapping[str, tuple[str, ...]]) -> None:
             if expected is not None:
                 raise _fail(key, value, expected)
     _check_names(cfg, choices)
-    check_convert(cfg)
+    _check_convert(cfg)
+    _check_model_options(cfg)
     _check_image_size(cfg)
     _check_combinations(cfg)
     _check_folder("train.output", cfg.train.output, "a run directory (a folder, new or existing)")

@@ -42,12 +42,12 @@ def _timm_least(base: str) -> int:
     return int(least[-1]) if least else 1
 
 
-def model_min_size(model: str, stem: str) -> int:
-    """The smallest square input ``model`` (a registry name with ``stem``, or ``torchvision:``/``timm:NAME``)
-    takes: its stem's total stride, raised to what torchvision/timm record for the model."""
+def model_min_size(model: str, stem_type: str) -> int:
+    """The smallest square input ``model`` (a registry name built with ``stem_type``, or
+    ``torchvision:``/``timm:NAME``) takes: its stem's total stride, raised to what torchvision/timm record."""
     from .models.ecosystem import is_ecosystem_name, split_name
 
-    least = MIN_IMAGE_SIZE.get(stem, 1)
+    least = MIN_IMAGE_SIZE.get(stem_type, 1)
     if not is_ecosystem_name(model):
         return least
     prefix, base, _ = split_name(model)

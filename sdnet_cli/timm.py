@@ -7,11 +7,11 @@ the same weights) through timm's own builder (``build_model_with_cfg``), so timm
 ResNets: ``num_classes=0``, ``global_pool``, ``drop_rate``, ``drop_path_rate``, ``features_only`` /
 ``out_indices`` / ``feature_cls`` (timm's feature wrappers over ``feature_info`` and
 ``forward_intermediates``), ``device``/``dtype``, and timm's ``train.py``/``validate.py`` (``--model sdnet18``,
-after this import). ``stem`` (``cifar`` by default) also picks the ``pretrained_cfg`` (input size,
-normalisation). ``timm.create_model("hf-hub:ORG/REPO")`` and ``timm.create_model("local-dir:PATH")`` load an
+after this import). ``stem_type`` (``cifar`` by default; ``stem``, its deprecated name, warns once) also
+picks the ``pretrained_cfg`` (input size, normalisation). ``timm.create_model("hf-hub:ORG/REPO")`` and ``timm.create_model("local-dir:PATH")`` load an
 exported sdnet model directory alike: timm reads ``architecture``, ``num_classes``, ``model_args`` and
 ``pretrained_cfg`` from its ``config.json`` (written by
-:func:`sdnet_cli.models.timm_cfg.timm_config_fields`) and loads ``model.safetensors``; the stem, which our
+:func:`sdnet_cli.models.timm_cfg.timm_config_fields`) and loads ``model.safetensors``; ``stem_type``, which our
 format keeps at the top level, is read here from the same ``config.json`` (checked by our schema). Our own
 ``resnet18``/``resnet34`` baselines are not registered: timm has models of those names.
 """
@@ -27,12 +27,13 @@ from timm.models._hub import download_from_hf
 
 from .models.files import CONFIG_NAME, read_config
 from .models.registry import create_model, list_models
+from .models.stem_type import stem_type_kwargs
 from .models.timm_cfg import TIMM_PREFIX, default_pretrained_cfg
 
 SDNET_MODELS = tuple(n for n in list_models() if n.startswith(TIMM_PREFIX))
-# read by register_model: the CIFAR stem's cfg (_build describes the stem a model is built with)
+# read by register_model: the cfg of the cifar stem type (_build describes the stem type a model is built with)
 default_cfgs = generate_default_cfgs({name: default_pretrained_cfg() for name in SDNET_MODELS})
-STEM_CFG_KEYS = ("input_size", "min_input_size", "pool_size", "crop_pct", "mean", "std")
+STEM_TYPE_CFG_KEYS = ("input_size", "min_input_size", "pool_size", "crop_pct", "mean", "std")
 
 
 def _cfg_value(cfg: Any, key: str) -> Any:
@@ -51,19 +52,20 @@ def _source_dir(pretrained_cfg: Any, cache_dir: Any) -> Path | None:
 
 
 def _build(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """timm entrypoint body: the stem from the source's ``config.json`` (or ``stem=``, default ``cifar``), the
-    model by :func:`create_model` through timm's builder (options, weights, feature wrappers)."""
+    """timm entrypoint body: the stem type from the source's ``config.json`` (or ``stem_type=``, default
+    ``cifar``), the model by :func:`create_model` through timm's builder (options, weights, feature wrappers)."""
+    kwargs = stem_type_kwargs(kwargs)
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
     overlay = kwargs.pop("pretrained_cfg_overlay", None)
     cache_dir = kwargs.pop("cache_dir", None)
     source = _source_dir(pretrained_cfg, cache_dir)
     if source is not None:  # our reader: the whole config.json checked by our schema
-        kwargs.setdefault("stem", read_config(source).stem)
-    else:  # the registry's cfg describes the CIFAR stem: describe the stem asked for instead
-        kwargs.setdefault("stem", "cifar")
+        kwargs.setdefault("stem_type", read_config(source).stem_type)
+    else:  # the registry's cfg describes the cifar stem type: describe the stem type asked for instead
+        kwargs.setdefault("stem_type", "cifar")
         in_chans = kwargs.get("in_chans", 3)
-        stem_cfg = default_pretrained_cfg(kwargs["stem"], in_chans if isinstance(in_chans, int) else 3)
-        overlay = {**{k: stem_cfg[k] for k in STEM_CFG_KEYS}, **(overlay or {})}
+        type_cfg = default_pretrained_cfg(kwargs["stem_type"], in_chans if isinstance(in_chans, int) else 3)
+        overlay = {**{k: type_cfg[k] for k in STEM_TYPE_CFG_KEYS}, **(overlay or {})}
     return build_model_with_cfg(_builder(name), name, pretrained, pretrained_cfg=pretrained_cfg,
                                 pretrained_cfg_overlay=overlay, cache_dir=cache_dir,
                                 feature_cfg=dict(flatten_sequential=False), **kwargs)

@@ -323,7 +323,7 @@ CONFIG_JSON = [  # config.json mutations, read by eval (export rows below reuse 
     ("no architecture", _config_json(lambda d: d.pop("architecture")), ("architecture",)),
     ("architecture unknown", _config_json(lambda d: d.update(architecture="sdnet99")), ("sdnet99",)),
     ("architecture 7", _config_json(lambda d: d.update(architecture=7)), ("architecture",)),
-    ("stem bogus", _config_json(lambda d: d.update(stem="bogus")), ("stem",)),
+    ("stem_type bogus", _config_json(lambda d: d.update(stem_type="bogus")), ("stem_type",)),
     ("model_args a list", _config_json(lambda d: d.update(model_args=[1, 2])), ("model_args",)),
     ("model_args unknown key", _config_json(lambda d: d["model_args"].update(depth=50)), ("depth",)),
     ("model_args lmbd -1", _config_json(lambda d: d["model_args"].update(lmbd=-1)), ("lmbd",)),
@@ -523,7 +523,7 @@ BENCH_FLAGS = [
         (words,))
     for flag, value, words in [("--batch-size", "0", "batch"), ("--batch-size", "-4", "batch"), ("--image-size", "0", "image"),
                                ("--image-size", "-5", "image"), ("--steps", "0", "steps"), ("--warmup", "-1", "warmup"),
-                               ("--inner", "0", "inner"), ("--num-classes", "0", "classes"), ("--stem", "bogus", "stem"),
+                               ("--inner", "0", "inner"), ("--num-classes", "0", "classes"), ("--stem-type", "bogus", "stem_type"),
                                ("--mode", "bogus", "mode"), ("--device", "gpu", "device")]
 ] + [
     Row("bench --models bogus", lambda t, m: ["bench", "--models", "bogus_net"], ("bogus_net",)),

@@ -47,7 +47,7 @@ def test_parse_models() -> None:
     ({"models": "resnet18,nope"}, "unknown model 'nope'"), ({"mode": "fast"}, "mode must be one of"),
     ({"steps": 0}, "steps must be an integer >= 1"), ({"inner": 0}, "inner must be"),
     ({"batch_size": 0}, "batch size must be >= 1"), ({"image_size": 4}, "image-size must be an integer >= 8"),
-    ({"stem": "tiny"}, "stem must be one of"), ({"device": "tpu"}, "--device must be"),
+    ({"stem_type": "tiny"}, "stem_type must be one of"), ({"device": "tpu"}, "--device must be"),
 ])
 def test_options_are_validated_at_construction(kwargs, message) -> None:
     with pytest.raises(UsageError, match=message):
@@ -190,11 +190,11 @@ def test_train_vs_bench_script_pairs_the_engine_step_with_the_bench_step(monkeyp
     real_step = script.Trainer.step
 
     def step(self, x, y, data_s):  # noqa: ANN001, ANN202
-        shapes.append((tuple(x.shape), self.s.mcfg.stem, self.loop.global_step))
+        shapes.append((tuple(x.shape), self.s.mcfg.stem_type, self.loop.global_step))
         return real_step(self, x, y, data_s)
 
     monkeypatch.setattr(script.Trainer, "step", step)
-    args = argparse.Namespace(model="sdnet18", batch_size=2, image_size=64, stem="imagenet", rounds=3, warmup=1)
+    args = argparse.Namespace(model="sdnet18", batch_size=2, image_size=64, stem_type="imagenet", rounds=3, warmup=1)
     r = script.measure(args)
     assert shapes == [((2, 3, 64, 64), "imagenet", 100 + i) for i in range(4)]
     assert r["rounds"] == 3 and r["engine_ms"] > 0 and r["bench_ms"] > 0

@@ -149,7 +149,7 @@ def test_every_numeric_key_has_a_range_rule():
             tp = _scalar_type(tp)
             if tp in (int, float) or typing.get_origin(tp) is list:
                 numeric.add(f"{section.name}.{name}")
-    assert numeric - set(RULES) == {"data.image_size"}  # its minimum depends on the dataset's stem
+    assert numeric - set(RULES) == {"data.image_size"}  # its minimum depends on the dataset's stem type
     assert set(RULES) <= numeric
 
 
@@ -256,16 +256,14 @@ def test_config_file_of_the_wrong_kind(tmp_path):
 def test_a_config_built_in_python_is_checked_by_train(tmp_path):
     """``train(cfg)`` re-checks a Config assembled in Python (no resolve_config) before touching the output."""
     from sdnet_cli.config import check_config
-    from sdnet_cli.engine.setup import check_training_config
     from sdnet_cli.engine.train import train
     from sdnet_cli.errors import UsageError
 
     cfg = Config()
     cfg.model.lmbd = float("nan")
     cfg.train.output = str(tmp_path / "run")
-    for check in (check_config, check_training_config):
-        with pytest.raises(UsageError, match="model.lmbd must be a finite number >= 0, got nan"):
-            check(cfg)
+    with pytest.raises(UsageError, match="model.lmbd must be a finite number >= 0, got nan"):
+        check_config(cfg)
     with pytest.raises(UsageError, match="model.lmbd"):
         train(cfg)
     assert not (tmp_path / "run").exists()

@@ -18,7 +18,7 @@ def test_digits_mean_std_recomputed():
     info = dataset_info("digits")
     assert info.mean == pytest.approx((x.mean(),) * 3, abs=1e-4)
     assert info.std == pytest.approx((x.std(),) * 3, abs=1e-4)
-    assert (info.num_classes, info.stem, info.in_chans) == (10, "cifar", 3)
+    assert (info.num_classes, info.stem_type, info.in_chans) == (10, "cifar", 3)
 
 
 def test_dataset_info_paper_values_and_unknown():

@@ -96,7 +96,7 @@ def test_pull_converts_the_official_checkpoint(drive, official, env, capsys) -> 
         got = model(x)
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
     cfg = json.loads((path / "config.json").read_text())
-    assert (cfg["architecture"], cfg["num_classes"], cfg["stem"]) == ("sdnet18", 1000, "imagenet")
+    assert (cfg["architecture"], cfg["num_classes"], cfg["stem_type"]) == ("sdnet18", 1000, "imagenet")
     assert cfg["dataset"] == "imagenet"
     assert (cfg["mean"], cfg["std"]) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     assert cfg["model_args"] == {"lmbd": 0.1, "n_steps": 2, "mu": 0.0, "non_negative": True}
@@ -352,7 +352,7 @@ def test_a_file_changed_between_cut_and_resume_is_fetched_whole(drive, official,
 
 
 def test_one_pull_at_a_time_per_entry(drive, env) -> None:
-    from sdnet_cli.fsio import OutputLock
+    from sdnet_cli.outputs import OutputLock
 
     with OutputLock(env / "sdnet-drive" / NAME):  # as another process pulling it would hold it
         with pytest.raises(ValueError, match="being pulled .* by another process"):

@@ -88,7 +88,7 @@ def test_official_checkpoint_export_and_datasets(tmp_path, capsys) -> None:
                  else torch.rand(v, generator=g) + 0.5) for k, v in spec["state_dict"].items()}
     torch.save({"state_dict": state}, tmp_path / "model_best.pth.tar")
     code, out, err = run_cli(capsys, "export", tmp_path / "model_best.pth.tar", "--arch", "sdnet18", "--num-classes", "10",
-                             "--stem", "cifar", "--output", tmp_path / "off", "--json")
+                             "--stem-type", "cifar", "--output", tmp_path / "off", "--json")
     assert code == 0, err
     config = json.loads((tmp_path / "off" / "config.json").read_text())
     assert config["dataset"] == "cifar10" and config["mean"] == [0.4914, 0.4822, 0.4465]
@@ -261,7 +261,7 @@ def test_output_that_is_a_file_exits_2(run_dir, tmp_path, capsys) -> None:
 @pytest.mark.parametrize("args, expect", [
     (["--num-classes", "0"], "--num-classes must be an integer >= 1"),
     (["--num-classes", "-3"], "--num-classes must be an integer >= 1"),
-    (["--stem", "mnist"], "--stem must be one of cifar, imagenet"),
+    (["--stem-type", "mnist"], "--stem-type must be one of cifar, imagenet"),
     (["--arch", "sdnet19"], "unknown model 'sdnet19'"),
     (["--no-shortcut"], "--no-shortcut applies to the *_all models"),
     (["--image-size", "0"], "--image-size must be an integer >= 1"),

@@ -24,7 +24,7 @@ def test_zoo_entries_match_the_official_table() -> None:
         assert not e.published and e.revision is None and e.sha256 is None  # nothing invented before publishing
         assert e.repo_id.endswith("/" + e.name) and e.filename == "model.safetensors"
         assert e.shortcut == ("noshortcut" not in e.name)
-        assert (e.num_classes, e.stem) == {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"),
+        assert (e.num_classes, e.stem_type) == {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"),
                                            "imagenet": (1000, "imagenet")}[e.dataset]
     assert entries["sdnet18_all-noshortcut-imagenet"].model_args["shortcut"] is False
     assert "shortcut" not in entries["sdnet18-cifar10"].model_args  # only the *_all models take it
@@ -56,12 +56,12 @@ def test_entry_builds_the_architecture_it_names() -> None:
     from sdnet_cli import create_model
 
     e = zoo.get_entry("sdnet18_all-noshortcut-cifar10")
-    model = create_model(e.architecture, num_classes=e.num_classes, stem=e.stem, **e.model_args)
+    model = create_model(e.architecture, num_classes=e.num_classes, stem_type=e.stem_type, **e.model_args)
     assert all(block.shortcut is None for stage in (model.layer1, model.layer2) for block in stage)
 
 
 def test_pins_are_validated() -> None:
-    kw = dict(name="x", architecture="sdnet18", dataset="cifar10", num_classes=10, stem="cifar", shortcut=True,
+    kw = dict(name="x", architecture="sdnet18", dataset="cifar10", num_classes=10, stem_type="cifar", shortcut=True,
               accuracy=1.0, repo_id="o/x")
     with pytest.raises(ValueError, match="pin both"):
         zoo.ZooEntry(**kw, revision="a" * 40)
@@ -82,7 +82,7 @@ def test_unknown_name_suggests_close_ones() -> None:
 def test_list_json_and_table(tmp_path, monkeypatch, capsys) -> None:
     rev, sha = "c" * 40, "d" * 64
     published = zoo.ZooEntry(name="sdnet18-test", architecture="sdnet18", dataset="cifar10", num_classes=10,
-                             stem="cifar", shortcut=True, accuracy=50.0, repo_id="o/sdnet18-test", revision=rev,
+                             stem_type="cifar", shortcut=True, accuracy=50.0, repo_id="o/sdnet18-test", revision=rev,
                              sha256=sha, size=44_000_000)
     monkeypatch.setitem(zoo.ZOO, "sdnet18-test", published)
     code, out, err = run_cli(capsys, "pull-weights", "--list", "--json", "--cache-dir", tmp_path)

@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 from hub_server import make_model_dir, run_cli
 from sdnet_cli import load_model
 from sdnet_cli.errors import UsageError
-from sdnet_cli.models.files import ModelConfig, read_config, rewrite_dir, save_model
+from sdnet_cli.fsio import staged_dir
+from sdnet_cli.models.files import ModelConfig, read_config, save_model
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ CONFIG_CASES = [
     (lambda c: _set(c, "num_classes", 10.0), "num_classes must be an integer >= 1, got 10.0"),
     (lambda c: _set(c, "architecture", "sdnet19"), "unknown model 'sdnet19'"),
     (lambda c: _set(c, "architecture", 18), "architecture must be a model name"),
-    (lambda c: _set(c, "stem", "mnist"), "stem must be one of cifar, imagenet, got 'mnist'"),
+    (lambda c: _set(c, "stem_type", "mnist"), "stem_type must be one of cifar, imagenet, got 'mnist'"),
     (lambda c: _set(c, "model_args", [1, 2]), "model_args must be an object"),
     (lambda c: _set(c, "model_args.lmbd", -1), "model_args.lmbd must be a finite number >= 0, got -1"),
     (lambda c: _set(c, "model_args.lmbd", float("nan")), "model_args.lmbd must be a finite number >= 0, got nan"),
@@ -63,7 +64,7 @@ CONFIG_CASES = [
     (lambda c: _set(c, "model_args.non_negative", "yes"), "model_args.non_negative must be true or false"),
     (lambda c: _set(c, "model_args.expansion", 0), "model_args.expansion must be an integer >= 1"),
     (lambda c: _set(c, "model_args.in_chans", -3), "model_args.in_chans must be an integer >= 1"),
-    (lambda c: _set(c, "model_args.shortcut", False), None),  # valid key for sdnet18's builder, refused by it below
+    (lambda c: _set(c, "model_args.shortcut", False), "model_args.shortcut is not an argument of sdnet18"),  # *_all only
     (lambda c: _set(c, "model_args.lambda", 0.1), "model_args.lambda is not an argument of sdnet18"),
     (lambda c: _set(c, "model_args.num_classes", 10), "model_args.num_classes belongs at the top level"),
     (lambda c: _set(c, "std", [0, 0, 0]), "std must be > 0 for every channel"),
@@ -82,7 +83,6 @@ def test_bad_config_json_is_one_line_exit_2_nothing_written(good, tmp_path, caps
     (bad / "config.json").unlink()
     cfg = mutate(json.loads((good / "config.json").read_text()))
     (bad / "config.json").write_text(json.dumps(cfg))
-    expect = expect or "shortcut=False applies to the *_all models only"
     code, out, err = run_cli(capsys, "export", bad, "--output", tmp_path / "out")
     assert code == 2 and out == "", err
     assert len(err.strip().splitlines()) == 1 and expect in err, err
@@ -134,7 +134,7 @@ def test_float64_weights_load_as_floating(good, tmp_path) -> None:
 def test_official_checkpoint_with_nan_is_refused(tmp_path, capsys) -> None:
     from sdnet_cli.models.registry import create_model
 
-    state = create_model("sdnet18", num_classes=10, stem="cifar").state_dict()
+    state = create_model("sdnet18", num_classes=10, stem_type="cifar").state_dict()
     state["layer2.0.bn1.running_var"][0] = float("nan")
     torch.save(state, tmp_path / "model_best.pth.tar")
     code, _, err = run_cli(capsys, "export", tmp_path / "model_best.pth.tar", "--arch", "sdnet18", "--num-classes", "10",
@@ -160,7 +160,8 @@ def test_save_model_replaces_the_folder_as_a_whole(good, tmp_path) -> None:
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        rewrite_dir(target, boom, ("model.safetensors", "config.json"))
+        with staged_dir(target, ("model.safetensors", "config.json")) as staged:
+            boom(staged)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 

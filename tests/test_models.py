@@ -22,7 +22,7 @@ def test_list_models() -> None:
 
 
 @pytest.mark.parametrize(
-    "name,num_classes,stem,expected",
+    "name,num_classes,stem_type,expected",
     [
         ("sdnet18", 10, "cifar", 11_173_962),
         ("sdnet18", 100, "cifar", 11_220_132),
@@ -32,15 +32,15 @@ def test_list_models() -> None:
         ("sdnet18_all", 10, "cifar", 11_173_962),
     ],
 )
-def test_parameter_counts(name: str, num_classes: int, stem: str, expected: int) -> None:
-    assert n_params(sd.create_model(name, num_classes=num_classes, stem=stem)) == expected
+def test_parameter_counts(name: str, num_classes: int, stem_type: str, expected: int) -> None:
+    assert n_params(sd.create_model(name, num_classes=num_classes, stem_type=stem_type)) == expected
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "sdnet18", "sdnet34", "sdnet18_all", "sdnet34_all"])
-@pytest.mark.parametrize("stem,size", [("cifar", 8), ("imagenet", 32)])
-def test_forward_backward(name: str, stem: str, size: int) -> None:
+@pytest.mark.parametrize("stem_type,size", [("cifar", 8), ("imagenet", 32)])
+def test_forward_backward(name: str, stem_type: str, size: int) -> None:
     torch.manual_seed(0)
-    m = sd.create_model(name, num_classes=7, stem=stem)
+    m = sd.create_model(name, num_classes=7, stem_type=stem_type)
     x = torch.randn(2, 3, size, size)
     out = m(x)
     assert out.shape == (2, 7) and torch.isfinite(out).all()
@@ -63,9 +63,9 @@ def test_architecture_structure() -> None:
     assert all(b.shortcut is None and not b.relu_mid for s in all_.stages()[1:] for b in s)
     all_sc = sd.create_model("sdnet18_all", num_classes=10)
     assert isinstance(all_sc.layer2[0].shortcut[0], nn.Conv2d)  # 1x1 projections stay ordinary convs
-    im_all = sd.create_model("sdnet18_all", num_classes=1000, stem="imagenet")
+    im_all = sd.create_model("sdnet18_all", num_classes=1000, stem_type="imagenet")
     assert isinstance(im_all.layer0[2], CSCConv2d) and im_all.layer0[2].stride == 2  # CSC replaces the maxpool
-    im = sd.create_model("sdnet18", num_classes=1000, stem="imagenet")
+    im = sd.create_model("sdnet18", num_classes=1000, stem_type="imagenet")
     assert isinstance(im.layer0[2], nn.MaxPool2d) and im.layer0[0].kernel_size == 7
 
 
@@ -92,8 +92,8 @@ def test_bad_model_arguments() -> None:
         sd.create_model("sdnet-18")
     with pytest.raises(ValueError, match="only apply to SDNet"):
         sd.create_model("resnet18", lmbd=0.2)
-    with pytest.raises(ValueError, match="unknown stem"):
-        sd.create_model("sdnet18", stem="mnist")
+    with pytest.raises(ValueError, match="unknown stem_type"):
+        sd.create_model("sdnet18", stem_type="mnist")
     with pytest.raises(ValueError, match="_all models only"):
         sd.create_model("sdnet18", shortcut=False)
 

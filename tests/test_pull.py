@@ -66,7 +66,7 @@ def _logits(path: str | Path, x: torch.Tensor) -> torch.Tensor:
 
 
 def _zoo_entry(hub: FakeHub, exported, sha256: str | None = None) -> zoo.ZooEntry:
-    return zoo.ZooEntry(name="sdnet18-test", architecture="sdnet18", dataset="digits", num_classes=10, stem="cifar",
+    return zoo.ZooEntry(name="sdnet18-test", architecture="sdnet18", dataset="digits", num_classes=10, stem_type="cifar",
                         shortcut=True, accuracy=87.5, repo_id=REPO, revision=hub.v1,
                         sha256=sha256 or _sha(exported[0] / "model.safetensors"))
 

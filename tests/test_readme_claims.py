@@ -37,9 +37,9 @@ def test_model_table_parameter_counts() -> None:
     assert {n for names, _, _ in rows for n in names} == set(sd.list_models())
     for names, cifar, imagenet in rows:
         for name, want_c, want_i in zip(names, cifar, imagenet):
-            for stem, classes, want in (("cifar", 10, want_c), ("imagenet", 1000, want_i)):
-                m = sd.create_model(name, num_classes=classes, stem=stem)
-                assert sum(p.numel() for p in m.parameters()) == want, (name, stem)
+            for stem_type, classes, want in (("cifar", 10, want_c), ("imagenet", 1000, want_i)):
+                m = sd.create_model(name, num_classes=classes, stem_type=stem_type)
+                assert sum(p.numel() for p in m.parameters()) == want, (name, stem_type)
 
 
 def test_threads_split_among_local_ranks(monkeypatch) -> None:

@@ -1,5 +1,5 @@
 """sdnet models inside timm: the registry, equality with ``sdnet_cli.create_model``, ``hf-hub:`` and ``local-dir:``
-loading (the stem and every model argument from config.json, both stems).
+loading (the stem type and every model argument from config.json, both stem types).
 
 The ``hf-hub:`` test runs timm in a child process with ``HF_ENDPOINT`` pointing at the local stand-in Hub
 (tests/hub_server.py), as a user would run it: huggingface_hub reads the endpoint when it is imported.
@@ -65,10 +65,10 @@ with torch.no_grad():
 """
 
 
-def _saved_model(directory: Path, stem: str, size: int, **model_args) -> torch.nn.Module:
+def _saved_model(directory: Path, stem_type: str, size: int, **model_args) -> torch.nn.Module:
     """A 7-class sdnet18 with distinct stored step sizes (as in a checkpoint) saved to ``directory``; eval mode."""
     torch.manual_seed(0)
-    config = ModelConfig("sdnet18", 7, stem, {"lmbd": 0.2, **model_args}, "digits", [0.3] * 3, [0.3] * 3,
+    config = ModelConfig("sdnet18", 7, stem_type, {"lmbd": 0.2, **model_args}, "digits", [0.3] * 3, [0.3] * 3,
                          {"image_size": size})
     model = config.build().eval()
     with torch.no_grad():
@@ -84,7 +84,7 @@ def test_timm_loads_an_exported_model_from_the_hub(tmp_path: Path, capsys) -> No
     code, _, err = run_cli(capsys, "export", tmp_path / "model", "--output", tmp_path / "export")
     assert code == 0, err
     exported = json.loads((tmp_path / "export" / "config.json").read_text())
-    assert exported["pretrained_cfg"]["input_size"] == [3, 64, 64] and exported["stem"] == "imagenet"
+    assert exported["pretrained_cfg"]["input_size"] == [3, 64, 64] and exported["stem_type"] == "imagenet" and "stem" not in exported
     assert sd.load_model(tmp_path / "export") is not None  # our reader ignores timm's key
 
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -114,9 +114,9 @@ def test_timm_loads_an_exported_model_from_the_hub(tmp_path: Path, capsys) -> No
 W = 16  # first-stage width of the local-dir models: stages 16, 32, 64, 128
 
 
-@pytest.mark.parametrize("stem,size,kernel", [("cifar", 16, 3), ("imagenet", 64, 7)])
-def test_local_dir_reads_the_stem_from_config(tmp_path: Path, stem: str, size: int, kernel: int) -> None:
-    model = _saved_model(tmp_path / "model", stem, size, width=W)
+@pytest.mark.parametrize("stem_type,size,kernel", [("cifar", 16, 3), ("imagenet", 64, 7)])
+def test_local_dir_reads_the_stem_type_from_config(tmp_path: Path, stem_type: str, size: int, kernel: int) -> None:
+    model = _saved_model(tmp_path / "model", stem_type, size, width=W)
     export(ExportOptions(source=str(tmp_path / "model"), output=tmp_path / "export"))
 
     loaded = timm.create_model(f"local-dir:{tmp_path / 'export'}", pretrained=True).eval()

@@ -80,16 +80,16 @@ def test_reset_classifier_keeps_pool_device_and_dtype() -> None:
         sd.create_model("sdnet18", global_pool="median")
 
 
-@pytest.mark.parametrize("stem,size,reductions", [("cifar", 16, [1, 1, 2, 4, 8]), ("imagenet", 64, [4, 4, 8, 16, 32])])
-def test_features_only_channels_and_reductions(stem: str, size: int, reductions: list[int]) -> None:
+@pytest.mark.parametrize("stem_type,size,reductions", [("cifar", 16, [1, 1, 2, 4, 8]), ("imagenet", 64, [4, 4, 8, 16, 32])])
+def test_features_only_channels_and_reductions(stem_type: str, size: int, reductions: list[int]) -> None:
     torch.manual_seed(0)
-    net = timm.create_model("sdnet18_all", features_only=True, stem=stem, width=W).eval()
+    net = timm.create_model("sdnet18_all", features_only=True, stem_type=stem_type, width=W).eval()
     assert isinstance(net, FeatureListNet)
     assert net.feature_info.channels() == [W, W, 2 * W, 4 * W, 8 * W] and net.feature_info.reduction() == reductions
     x = _x(size)
     with torch.no_grad():
         outs = net(x)
-        model = sd.create_model("sdnet18_all", num_classes=0, stem=stem, width=W).eval()
+        model = sd.create_model("sdnet18_all", num_classes=0, stem_type=stem_type, width=W).eval()
         model.load_state_dict(net.state_dict())  # the wrapper keeps the model's own keys
         want = _stages(model, x)
     assert [o.shape[1] for o in outs] == net.feature_info.channels()
@@ -97,9 +97,9 @@ def test_features_only_channels_and_reductions(stem: str, size: int, reductions:
     for o, w in zip(outs, want):
         torch.testing.assert_close(o, w)
 
-    picked = timm.create_model("sdnet18_all", features_only=True, out_indices=(1, 3), stem=stem, width=W).eval()
+    picked = timm.create_model("sdnet18_all", features_only=True, out_indices=(1, 3), stem_type=stem_type, width=W).eval()
     picked.load_state_dict(net.state_dict(), strict=False)  # layer4 is not part of a wrapper that stops at layer3
-    getter = timm.create_model("sdnet18_all", features_only=True, feature_cls="getter", out_indices=(1, 3), stem=stem,
+    getter = timm.create_model("sdnet18_all", features_only=True, feature_cls="getter", out_indices=(1, 3), stem_type=stem_type,
                                width=W).eval()
     getter.load_state_dict({f"model.{k}": v for k, v in net.state_dict().items()}, strict=False)
     with torch.no_grad():
@@ -160,18 +160,18 @@ def test_drop_rate_drop_path_rate_and_checkpointing() -> None:
         sd.create_model("sdnet18_all", width=W).set_grad_checkpointing()
 
 
-@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
-def test_pretrained_cfg_and_group_matcher(stem: str) -> None:
-    model = timm.create_model("sdnet18", stem=stem, width=W, num_classes=10)
+@pytest.mark.parametrize("stem_type", ["cifar", "imagenet"])
+def test_pretrained_cfg_and_group_matcher(stem_type: str) -> None:
+    model = timm.create_model("sdnet18", stem_type=stem_type, width=W, num_classes=10)
     cfg = model.pretrained_cfg
-    side, pool = (32, 4) if stem == "cifar" else (224, 7)
+    side, pool = (32, 4) if stem_type == "cifar" else (224, 7)
     assert tuple(cfg["input_size"]) == (3, side, side) and tuple(cfg["pool_size"]) == (pool, pool)
     mean, std = {"cifar": (datasets.CIFAR_MEAN, datasets.CIFAR_STD),
-                 "imagenet": (datasets.IMAGENET_MEAN, datasets.IMAGENET_STD)}[stem]
-    assert tuple(cfg["mean"]) == tuple(mean) == STEM_MEAN_STD[stem][0] and tuple(cfg["std"]) == tuple(std)
+                 "imagenet": (datasets.IMAGENET_MEAN, datasets.IMAGENET_STD)}[stem_type]
+    assert tuple(cfg["mean"]) == tuple(mean) == STEM_MEAN_STD[stem_type][0] and tuple(cfg["std"]) == tuple(std)
     keys = model.state_dict()
     assert f"{cfg['first_conv']}.weight" in keys and f"{cfg['classifier']}.weight" in keys
-    assert sd.create_model("sdnet18", stem=stem).pretrained_cfg["input_size"] == (3, side, side)  # ours too
+    assert sd.create_model("sdnet18", stem_type=stem_type).pretrained_cfg["input_size"] == (3, side, side)  # ours too
     with torch.no_grad():
         assert model.forward_features(torch.zeros(1, 3, side, side)).shape[-2:] == (pool, pool)
     groups = group_parameters(model, model.group_matcher())

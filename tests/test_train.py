@@ -93,7 +93,7 @@ def test_imagenet_folder_smoke(tmp_path):
              "--set", "train.threads=1", "--output", str(out)])
     assert r.exit_code == 0, r.output
     cfg = json.loads((out / "best" / "config.json").read_text())
-    assert cfg["stem"] == "imagenet" and cfg["num_classes"] == 3
+    assert cfg["stem_type"] == "imagenet" and cfg["num_classes"] == 3
 
 
 def test_unreadable_image_stops_with_one_line(tmp_path):

@@ -17,7 +17,7 @@ from sdnet_cli.viz import (
 )
 from sdnet_cli.viz.dictionary import atom_images
 from sdnet_cli.viz.inversion import forward_ops, point_depth
-from sdnet_cli.viz.lambdas import layer_settings
+from sdnet_cli.viz.lmbds import layer_settings
 
 from csc_helpers import adjoint_decode, bn_inverse_by_hand, quick_step_sizes
 
@@ -46,14 +46,14 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> None:
 _MODELS: dict[str, nn.Module] = {}
 
 
-def no_shortcut(stem: str = "cifar") -> nn.Module:
-    """sdnet18_all without shortcut, random BN statistics, step sizes set (built once per stem)."""
-    if stem not in _MODELS:
+def no_shortcut(stem_type: str = "cifar") -> nn.Module:
+    """sdnet18_all without shortcut, random BN statistics, step sizes set (built once per stem type)."""
+    if stem_type not in _MODELS:
         torch.manual_seed(0)
-        m = sd.create_model("sdnet18_all", num_classes=10, stem=stem, shortcut=False)
+        m = sd.create_model("sdnet18_all", num_classes=10, stem_type=stem_type, shortcut=False)
         randomize_bn(m)
-        _MODELS[stem] = quick_step_sizes(m).eval()
-    return _MODELS[stem]
+        _MODELS[stem_type] = quick_step_sizes(m).eval()
+    return _MODELS[stem_type]
 
 
 # -- display ------------------------------------------------------------------------------------
@@ -94,9 +94,9 @@ def test_inverse_batchnorm_is_exact() -> None:
     torch.testing.assert_close(inverse_batchnorm(bn, bn(x)), x, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("stem,size", [("cifar", 16), ("imagenet", 32)])
-def test_stack_chain_reproduces_the_model(stem: str, size: int) -> None:
-    m = no_shortcut(stem)
+@pytest.mark.parametrize("stem_type,size", [("cifar", 16), ("imagenet", 32)])
+def test_stack_chain_reproduces_the_model(stem_type: str, size: int) -> None:
+    m = no_shortcut(stem_type)
     x = torch.randn(2, 3, size, size)
     ops = stack_ops(m)
     assert len([o for _, o in ops if isinstance(o, CSCConv2d)]) == len(sd.csc_layers(m))
@@ -158,7 +158,7 @@ def test_stack_refuses_non_invertible_models(name: str, kwargs: dict, needle: st
 
 
 def test_imagenet_sdnet18_stem_with_maxpool_is_refused() -> None:
-    m = sd.create_model("sdnet18", num_classes=10, stem="imagenet").eval()
+    m = sd.create_model("sdnet18", num_classes=10, stem_type="imagenet").eval()
     with pytest.raises(ValueError, match="MaxPool2d"):
         stack_ops(m)
 

@@ -11,7 +11,7 @@ import torch
 
 from .. import malloc
 from ..devices import resolve_device
-from ..models.files import atomic_write_json
+from ..fsio import atomic_write_json
 from .memory import measure_here, measure_in_child
 from .options import BenchOptions, BenchReport, BenchRow
 from .step import STEP_SIZE_EVERY, build_step, count_params, step_size_step
@@ -113,7 +113,7 @@ def _memory_fields(m: dict[str, Any] | None, first: dict[str, Any] | None) -> di
 
 
 def _settings(opts: BenchOptions, device: torch.device, inner: int) -> dict[str, Any]:
-    keys = ("batch_size", "image_size", "mode", "amp", "channels_last", "compile", "num_classes", "stem", "seed",
+    keys = ("batch_size", "image_size", "mode", "amp", "channels_last", "compile", "num_classes", "stem_type", "seed",
             "steps", "warmup", "step_sizes", "memory_reuse", "recompute")
     return {**{k: getattr(opts, k) for k in keys}, "device": str(device), "inner": inner,
             "malloc": malloc.malloc_state()}

@@ -23,12 +23,12 @@ from ..errors import UsageError
 from ..layers.model_ops import csc_layers
 from ..models.registry import check_model_name, create_model
 from ..models.sizes import check_image_size
+from ..models.stem_type import STEM_TYPES
 
 STEADY_STEP = WARMUP_STEPS + 1  # time the keeper's steady-state work (its first steps track with more iterations)
 STEP_SIZE_EVERY = TrainSection.step_size_every  # the engine's default schedule
 
 MODES = ("train", "eval")
-STEMS = ("cifar", "imagenet")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,7 @@ class StepSettings:
     channels_last: bool = False
     compile: bool = False
     num_classes: int = 10
-    stem: str = "cifar"
+    stem_type: str = "cifar"
     seed: int = 0
     step_sizes: bool = True
     recompute: bool = False
@@ -71,13 +71,13 @@ class Workload(StepSettings):
         check_model_name(self.model)
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.stem not in STEMS:
-            raise UsageError(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if self.stem_type not in STEM_TYPES:
+            raise UsageError(f"stem_type must be one of {', '.join(STEM_TYPES)}, got {self.stem_type!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise UsageError(f"number of classes must be >= 1, got {self.num_classes}")
-        check_image_size(self.image_size, self.stem)
+        check_image_size(self.image_size, self.stem_type)
         resolve_device(self.device)
 
 
@@ -104,7 +104,7 @@ def build_step(w: Workload) -> tuple[nn.Module, Callable[[], None], torch.device
     """
     device = resolve_device(w.device)
     torch.manual_seed(w.seed)
-    model = create_model(w.model, num_classes=w.num_classes, stem=w.stem).to(device)
+    model = create_model(w.model, num_classes=w.num_classes, stem_type=w.stem_type).to(device)
     memory_format = torch.channels_last if w.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     for layer in csc_layers(model):

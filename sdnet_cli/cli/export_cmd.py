@@ -10,6 +10,7 @@ from rich.text import Text
 
 from .common import console, print_json
 from .default_run import model_or_newest_run
+from .stem_flag import old_stem_option, stem_type_flag
 
 
 def export_command(
@@ -20,8 +21,9 @@ def export_command(
     formats: str = typer.Option("safetensors", "--format", help="Comma list: safetensors (always), onnx."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Official checkpoint only: sdnet18, sdnet18_all, …"),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Official checkpoint only: classes."),
-    stem: Optional[str] = typer.Option(None, "--stem",
-                                       help="Official checkpoint only: cifar | imagenet (default: by --num-classes)."),
+    stem_type: Optional[str] = typer.Option(None, "--stem-type",
+                                            help="Official checkpoint only: cifar | imagenet (default: by --num-classes)."),
+    stem: Optional[str] = old_stem_option(),
     no_shortcut: bool = typer.Option(False, "--no-shortcut",
                                      help="Official checkpoint only: a *_all model without residual paths."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Training dataset (official: inferred)."),
@@ -39,14 +41,15 @@ def export_command(
 
       sdnet export runs/digits --output exported/digits-sdnet18 --format safetensors,onnx
 
-      sdnet export model_best.pth.tar --arch sdnet18 --num-classes 10 --stem cifar --output sdnet18-cifar10
+      sdnet export model_best.pth.tar --arch sdnet18 --num-classes 10 --stem-type cifar --output sdnet18-cifar10
 
       sdnet export model_best.pth.tar --arch sdnet18_all --num-classes 100 --no-shortcut --output out
       --push-to-hub my-org/sdnet18_all-noshortcut-cifar100
     """
     from ..hub import ExportOptions, export
 
-    options = ExportOptions(model_or_newest_run(model), output, formats=formats, arch=arch, num_classes=num_classes, stem=stem,
+    options = ExportOptions(model_or_newest_run(model), output, formats=formats, arch=arch, num_classes=num_classes,
+                            stem_type=stem_type_flag(stem_type, stem, "export"),
                             shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
                             push_to_hub=push_to_hub, private=private, revision=revision)
     with console.status("exporting …") as status:

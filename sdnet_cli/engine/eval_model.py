@@ -93,7 +93,7 @@ def evaluate(opts: EvalOptions, on_batch: Callable[[int], None] | None = None) -
     recorded = cfg.metrics or {}
     same_data = name == cfg.dataset
     size = opts.image_size or (recorded.get("image_size") if same_data else None) or info.image_size
-    check_image_size(int(size), cfg.stem)
+    check_image_size(int(size), cfg.stem_type)
     in_chans = int(cfg.model_args.get("in_chans", 3))
     ds = build_dataset(name, "test", root=opts.data_root, train_transform=False, download=opts.download,
                        image_size=size, in_chans=in_chans)

@@ -6,6 +6,7 @@ the allocator), and ``train`` makes it only for a CPU run, reporting both choice
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from typing import Any
@@ -14,17 +15,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import Config, TrainSection, check_config
+from ..config import Config, ModelSection, TrainSection
+from ..conversion import CSC_ARGS
 from ..data.datasets import DatasetInfo
-from ..errors import UsageError
 from ..layers import csc_layers
 from ..malloc import keep_freed_memory
-from ..models.files import ModelConfig
-from ..config_checks import check_convert
 from ..models.ecosystem import is_ecosystem_name, parse_convert, split_name
-from ..models.registry import check_model_name
+from ..models.files import ModelConfig
+from ..models.registry import model_arg_names
 from ..models.resnet import DEFAULT_WIDTH
 from . import distributed as D
+
+CONFIG_CSC_ARGS = tuple(k for k in CSC_ARGS if k in {f.name for f in dataclasses.fields(ModelSection)})
+"""The CSC options a training config sets (``power_iters`` is not one: the layers keep its default)."""
 
 
 def set_threads(requested: int, local_world: int) -> int:
@@ -50,40 +53,32 @@ def seed_everything(seed: int) -> None:
 
 
 def model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfig:
-    """The :class:`ModelConfig` (architecture + arguments + data facts) of the run's model; ``num_classes``
-    comes from the training set (an ImageFolder tree has its number of class folders)."""
+    """The :class:`ModelConfig` (architecture + arguments + data facts) of the run's model (``cfg`` checked by
+    :func:`~sdnet_cli.config.check_config`); ``num_classes`` comes from the training set (an ImageFolder tree
+    has its number of class folders). ``torchvision:``/``timm:`` models keep their ImageNet-style stem."""
     m = cfg.model
-    check_model_name(m.name)
-    if is_ecosystem_name(m.name) or m.convert is not None:
-        return _ecosystem_model_config(cfg, info, num_classes)
-    args: dict[str, Any] = {"in_chans": cfg.data.in_chans}
-    if m.name.startswith("sdnet"):
-        args.update(lmbd=m.lmbd, n_steps=m.n_steps, mu=m.mu, non_negative=m.non_negative, expansion=m.expansion)
-    if m.name.endswith("_all"):
-        args["shortcut"] = m.shortcut
-    elif not m.shortcut:
-        raise UsageError(f"model.shortcut=false applies to the *_all models only, not {m.name}")
-    if m.width != DEFAULT_WIDTH:
-        args["width"] = m.width
-    return ModelConfig(architecture=m.name, num_classes=num_classes, stem=info.stem, model_args=args,
+    stem_type = "imagenet" if is_ecosystem_name(m.name) else info.stem_type
+    return ModelConfig(architecture=m.name, num_classes=num_classes, stem_type=stem_type, model_args=model_args(cfg),
                        dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
 
 
-def _ecosystem_model_config(cfg: Config, info: DatasetInfo, num_classes: int) -> ModelConfig:
-    """``torchvision:``/``timm:`` models: their own (ImageNet-style) stem, CSC options only with a conversion."""
+def model_args(cfg: Config) -> dict[str, Any]:
+    """``model_args`` of the run's model: ``in_chans`` and each option of ``cfg.model`` its builder accepts
+    (:func:`~sdnet_cli.models.registry.model_arg_names`): the CSC options (those the config has; a
+    ``torchvision:``/``timm:`` model only with a conversion), ``shortcut``, ``width`` when not the default, and
+    ``convert``."""
     m = cfg.model
-    check_convert(cfg)
-    if not m.shortcut:
-        raise UsageError(f"model.shortcut=false applies to the sdnet *_all models only, not {m.name}")
-    if m.width != DEFAULT_WIDTH:
-        raise UsageError(f"model.width applies to the registry models (resnet*, sdnet*), not {m.name}")
+    accepted = model_arg_names(m.name)
     args: dict[str, Any] = {"in_chans": cfg.data.in_chans}
-    if m.convert is not None or split_name(m.name)[2] is not None:
-        args.update(lmbd=m.lmbd, n_steps=m.n_steps, mu=m.mu, non_negative=m.non_negative, expansion=m.expansion)
+    if not is_ecosystem_name(m.name) or m.convert is not None or split_name(m.name)[2] is not None:
+        args.update({k: getattr(m, k) for k in CONFIG_CSC_ARGS if k in accepted})
+    if "shortcut" in accepted:
+        args["shortcut"] = m.shortcut
+    if "width" in accepted and m.width != DEFAULT_WIDTH:
+        args["width"] = m.width
     if m.convert is not None:
         args["convert"] = parse_convert(m.convert)
-    return ModelConfig(architecture=m.name, num_classes=num_classes, stem="imagenet", model_args=args,
-                       dataset=info.name, mean=list(info.mean[:cfg.data.in_chans]), std=list(info.std[:cfg.data.in_chans]))
+    return args
 
 
 def build_model(mcfg: ModelConfig, cfg: Config, dinfo: D.DistInfo, device: torch.device) -> nn.Module:
@@ -101,20 +96,13 @@ def build_model(mcfg: ModelConfig, cfg: Config, dinfo: D.DistInfo, device: torch
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over all parameters, weight decay on all of them."""
+    """SGD (momentum, optional Nesterov) or AdamW over all parameters, weight decay on all of them
+    (``optim.name`` and the values checked by :func:`~sdnet_cli.config.check_config`)."""
     o = cfg.optim
-    if o.lr <= 0:
-        raise UsageError(f"optim.lr must be > 0, got {o.lr}")
     params = [p for p in model.parameters() if p.requires_grad]
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                                weight_decay=o.weight_decay)
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    raise UsageError(f"optim.name must be sgd or adamw, got {o.name!r}")
-
-
-def check_training_config(cfg: Config) -> None:
-    """Every value of ``cfg`` usable (ranges, choices, path kinds): :func:`sdnet_cli.config.check_config`, the
-    one home of these checks; a ``UsageError`` naming the key otherwise. Reads only."""
-    check_config(cfg)
+    raise AssertionError(f"optim.name {o.name!r} was not checked (check_config refuses it)")

@@ -128,7 +128,7 @@ def render_model_card(
     dataset = config.dataset or "–"
     args = ", ".join(f"{k}={v}" for k, v in sorted(config.model_args.items())) or "defaults"
     trained = config.metrics.get("image_size")
-    side = trained if isinstance(trained, int) else (224 if config.stem == "imagenet" else 32)
+    side = trained if isinstance(trained, int) else (224 if config.stem_type == "imagenet" else 32)
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
         f"# {name}", "",
@@ -136,7 +136,7 @@ def render_model_card(
         f"{DATASET_TITLES.get(dataset, dataset)} classification, from \"Revisiting Sparse Convolutional Model for "
         "Visual Recognition\" (NeurIPS 2022). Weights in safetensors, loadable with the `sdnet` toolkit.", "",
         "## Architecture", "",
-        f"- architecture: `{config.architecture}`, stem `{config.stem}`, {config.num_classes} classes",
+        f"- architecture: `{config.architecture}`, stem type `{config.stem_type}`, {config.num_classes} classes",
         f"- model arguments: {args}",
         "- each CSC layer computes z = argmin λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖² by unrolled FISTA; the step sizes "
         "(0.9 / L) are stored in the checkpoint and used as stored in evaluation",

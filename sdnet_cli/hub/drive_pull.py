@@ -11,7 +11,7 @@ for an entry not yet pinned on the Hub:
    ``torch.load(weights_only=True)`` and loaded strictly in the official layout
    (:func:`~sdnet_cli.hub.official.import_official`: keys, shapes, dtype kinds, finite);
 4. write the model directory as one switch (``model.safetensors``, ``config.json`` with the official
-   normalisation, architecture, stem, classes and a ``provenance`` object, ``README.md``), then the record.
+   normalisation, architecture, stem type, classes and a ``provenance`` object, ``README.md``), then the record.
 
 Cache layout, inside the Hub cache (``--cache-dir`` / ``HF_HUB_CACHE`` / ``HF_HOME``)::
 
@@ -38,10 +38,10 @@ from typing import Any
 import torch.nn as nn
 
 from ..errors import MissingFileError, NetworkError, UsageError
-from ..fsio import OutputLock, OutputLocked
-from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, atomic_write_json, file_digest, rewrite_dir
-from ..models.files import write_file, write_model_files
+from ..fsio import atomic_write_json, file_digest, staged_dir, write_file
+from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, write_model_files
 from ..netio import NetBounds, Progress, Transfer, origin
+from ..outputs import OutputLock, OutputLocked
 from .drive import download_file, file_url, list_folder
 from .drive_http import discard_part
 from .puller import PullResult
@@ -174,7 +174,8 @@ def _fetch(entry: ZooEntry, root: Path, record: dict[str, Any] | None, bounds: N
                   "file_name": DRIVE_FILENAME, "file_id": file_id, "source_url": file_url(file_id),
                   "served_by": served_by, "sha256": sha256,
                   "size": size, "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    files = rewrite_dir(root / entry.name, lambda staged: _write(staged, model, config, entry, provenance), OWNED)
+    with staged_dir(root / entry.name, OWNED) as staged:
+        files = _write(staged, model, config, entry, provenance)
     new = {"name": entry.name, **provenance, "files": files}
     atomic_write_json(root / f"{entry.name}.json", new)
     discard_part(part)
@@ -211,7 +212,8 @@ def convert_official(path: Path, entry: ZooEntry, file_id: str) -> tuple[nn.Modu
 
     args = {k: v for k, v in entry.model_args.items() if k != "shortcut"}
     try:
-        model, config = import_official(path, entry.architecture, entry.num_classes, entry.stem, entry.shortcut, **args)
+        model, config = import_official(path, entry.architecture, entry.num_classes, entry.stem_type, entry.shortcut,
+                                        **args)
     except UsageError as e:
         msg = str(e).replace(str(path), f"{DRIVE_FILENAME} (Drive file {file_id})")
         raise UsageError(f"the official checkpoint of {entry.name} was refused: {msg}") from None

@@ -6,9 +6,9 @@ sdnet_version), ``config.json``, a ``README.md`` model card, ``robustness.json``
 ``results.json`` sits next to the run, and ``model.onnx`` with ``formats`` containing ``onnx``. The
 weights are re-serialised from the strictly loaded (and checked) model, so they round-trip bit-exactly.
 
-The output follows the one output rule (:func:`~sdnet_cli.fsio.check_output_dir`): a new or empty folder
+The output follows the one output rule (:func:`~sdnet_cli.outputs.check_output_dir`): a new or empty folder
 or an earlier export (a model directory), never the source model or a folder holding it. It is replaced in
-one switch (:func:`~sdnet_cli.fsio.write_output`): a kill at any instant leaves the complete previous export
+one switch (:func:`~sdnet_cli.outputs.write_output`): a kill at any instant leaves the complete previous export
 or the complete new one; files the export does not write are carried over; temporaries of killed exports are
 removed by the next one.
 """
@@ -24,11 +24,13 @@ import torch.nn as nn
 
 from ..checks import is_int
 from ..errors import MissingFileError, UsageError
-from ..fsio import OutputDir, check_output_dir, write_output
-from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_file, write_model_files
+from ..fsio import write_file
+from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_model_files
 from ..models.registry import check_model_name
-from ..models.schema import STEMS, check_weights
+from ..models.schema import check_weights
+from ..models.stem_type import STEM_TYPES
 from ..models.sizes import check_image_size
+from ..outputs import OutputDir, check_output_dir, write_output
 from .card import render_model_card
 from .onnx_export import ONNX_NAME, check_onnx, export_onnx
 from .resolve import resolve_model_dir
@@ -49,9 +51,9 @@ class ExportOptions:
     """What ``sdnet export`` does, validated at construction (nothing is read or written before).
 
     ``source``: run dir, model dir, zoo name, ``ORG/REPO[@REV]`` or an official ``.pth.tar``; ``arch``,
-    ``num_classes``, ``stem``, ``shortcut`` describe an official checkpoint (only then); ``image_size``:
+    ``num_classes``, ``stem_type``, ``shortcut`` describe an official checkpoint (only then); ``image_size``:
     ONNX input side (default: the training size recorded in the config, else the dataset's, else 32 / 224
-    by stem); ``push_to_hub``: upload the export to this Hub repo (``private``, ``revision`` = branch).
+    by stem type); ``push_to_hub``: upload the export to this Hub repo (``private``, ``revision`` = branch).
     """
 
     source: str
@@ -59,7 +61,7 @@ class ExportOptions:
     formats: tuple[str, ...] = ("safetensors",)
     arch: str | None = None
     num_classes: int | None = None
-    stem: str | None = None
+    stem_type: str | None = None
     shortcut: bool = True
     dataset: str | None = None
     image_size: int | None = None
@@ -74,8 +76,8 @@ class ExportOptions:
         self.output_dir()
         if is_official_checkpoint(self.source):
             self._check_official()
-        elif self.arch is not None or self.num_classes is not None or self.stem is not None or not self.shortcut:
-            raise UsageError("--arch, --num-classes, --stem and --no-shortcut describe an official .pth.tar checkpoint; "
+        elif self.arch is not None or self.num_classes is not None or self.stem_type is not None or not self.shortcut:
+            raise UsageError("--arch, --num-classes, --stem-type and --no-shortcut describe an official .pth.tar checkpoint; "
                              f"{self.source} is a model (its config.json says what it is)")
         elif Path(self.source).is_file():
             raise UsageError(f"{self.source} is a file; pass a run or model directory, a Hub model, or an official .pth.tar")
@@ -98,12 +100,12 @@ class ExportOptions:
     def _check_official(self) -> None:
         if self.arch is None or self.num_classes is None:
             raise UsageError(f"exporting the official checkpoint {self.source} needs --arch and --num-classes "
-                             "(e.g. --arch sdnet18 --num-classes 10 --stem cifar)")
+                             "(e.g. --arch sdnet18 --num-classes 10 --stem-type cifar)")
         check_model_name(self.arch)
         if not is_int(self.num_classes) or self.num_classes < 1:
             raise UsageError(f"--num-classes must be an integer >= 1, got {self.num_classes!r}")
-        if self.stem is not None and self.stem not in STEMS:
-            raise UsageError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if self.stem_type is not None and self.stem_type not in STEM_TYPES:
+            raise UsageError(f"--stem-type must be one of {', '.join(STEM_TYPES)}, got {self.stem_type!r}")
         if not self.shortcut and not self.arch.endswith("_all"):
             raise UsageError(f"--no-shortcut applies to the *_all models, not {self.arch}")
         if not Path(self.source).exists():
@@ -157,17 +159,17 @@ def _dataset_defaults(dataset: str | None) -> tuple[list[float] | None, list[flo
         return None, None, None
 
 
-def load_official(path: str | Path, arch: str, num_classes: int, stem: str | None, shortcut: bool,
+def load_official(path: str | Path, arch: str, num_classes: int, stem_type: str | None, shortcut: bool,
                   dataset: str | None) -> tuple[nn.Module, ModelConfig, str]:
     """An official checkpoint as ``(model, config, source)``; the config carries the official normalisation."""
-    stem = stem or ("imagenet" if num_classes == 1000 else "cifar")
+    stem_type = stem_type or ("imagenet" if num_classes == 1000 else "cifar")
     from .official import import_official
 
-    model, config = import_official(path, arch, num_classes, stem, shortcut)
-    dataset = dataset or dataset_for(num_classes, stem)
+    model, config = import_official(path, arch, num_classes, stem_type, shortcut)
+    dataset = dataset or dataset_for(num_classes, stem_type)
     mean, std = OFFICIAL_NORMALIZATION.get(dataset or "", (None, None))
     metrics = dict(config.metrics)
-    entry = find_entry(arch, num_classes, stem, shortcut)
+    entry = find_entry(arch, num_classes, stem_type, shortcut)
     source = f"official SDNet checkpoint `{Path(path).name}` (github.com/Delay-Xili/SDNet), converted by `sdnet export`"
     if entry is not None and entry.dataset == dataset:
         metrics.update(top1=entry.accuracy, top1_source="official SDNet README")
@@ -213,7 +215,7 @@ def _load_source(o: ExportOptions) -> tuple[nn.Module, ModelConfig, str, str | N
     """``(model, config, source sentence, recipe, robust results, output)`` of the export, loaded and checked."""
     if is_official_checkpoint(o.source):
         assert o.arch is not None and o.num_classes is not None  # ExportOptions checked it
-        model, config, source = load_official(o.source, o.arch, o.num_classes, o.stem, o.shortcut, o.dataset)
+        model, config, source = load_official(o.source, o.arch, o.num_classes, o.stem_type, o.shortcut, o.dataset)
         return model, config, source.partition("\n\n")[0], source.partition("\n\n")[2] or None, None, o.output_dir()
     model_dir = resolve_model_dir(o.source)
     out = o.output_dir(model_dir)  # the source resolved (a run's best/, a Hub cache folder) is never the output
@@ -224,11 +226,11 @@ def _load_source(o: ExportOptions) -> tuple[nn.Module, ModelConfig, str, str | N
 
 
 def _onnx_shape(config: ModelConfig, image_size: int | None, dataset_size: int | None) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the ONNX input: ``image_size``, else the trained size, the dataset's, 32 / 224 by stem."""
+    """``(C, H, W)`` of the ONNX input: ``image_size``, else the trained size, the dataset's, 32 / 224 by stem type."""
     trained = config.metrics.get("image_size")  # the size `sdnet train` used, when it recorded it
     side = image_size or (trained if isinstance(trained, int) and not isinstance(trained, bool) else None) \
-        or dataset_size or DEFAULT_IMAGE_SIZE.get(config.stem, 32)
-    check_image_size(side, config.stem, "--image-size (the ONNX input size)")
+        or dataset_size or DEFAULT_IMAGE_SIZE.get(config.stem_type, 32)
+    check_image_size(side, config.stem_type, "--image-size (the ONNX input size)")
     return int(config.model_args.get("in_chans", 3)), side, side
 
 

@@ -58,7 +58,7 @@ def import_official(
     path: str | Path,
     arch: str,
     num_classes: int,
-    stem: str = "cifar",
+    stem_type: str = "cifar",
     shortcut: bool = True,
     **model_args: object,
 ) -> tuple[nn.Module, ModelConfig]:
@@ -73,7 +73,7 @@ def import_official(
         args["shortcut"] = shortcut
     elif not shortcut:
         raise UsageError(f"--no-shortcut applies to the *_all models, not {arch}")
-    config = ModelConfig(architecture=arch, num_classes=num_classes, stem=stem, model_args=args,
+    config = ModelConfig(architecture=arch, num_classes=num_classes, stem_type=stem_type, model_args=args,
                          dataset=None, metrics={"source": f"official checkpoint {Path(path).name}"})
     model = config.build()
     state = read_official_state_dict(path)

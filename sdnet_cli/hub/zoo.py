@@ -51,7 +51,7 @@ class ZooEntry:
     architecture: str
     dataset: str
     num_classes: int
-    stem: str
+    stem_type: str
     shortcut: bool
     accuracy: float
     """Official top-1 accuracy in percent (SDNet paper / official README)."""
@@ -98,7 +98,7 @@ class ZooEntry:
 
     @property
     def model_args(self) -> dict[str, Any]:
-        """Keyword arguments of ``create_model`` besides ``num_classes`` and ``stem``."""
+        """Keyword arguments of ``create_model`` besides ``num_classes`` and ``stem_type``."""
         args = dict(OFFICIAL_CSC_ARGS)
         if self.architecture.endswith("_all"):
             args["shortcut"] = self.shortcut
@@ -111,12 +111,13 @@ class ZooEntry:
         from ..models.registry import create_model
 
         with torch.device("meta"):
-            model = create_model(self.architecture, num_classes=self.num_classes, stem=self.stem, **self.model_args)
+            model = create_model(self.architecture, num_classes=self.num_classes, stem_type=self.stem_type,
+                                 **self.model_args)
         return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
     def export_command(self) -> str:
         """The ``sdnet export`` command that turns the official ``model_best.pth.tar`` into this entry."""
-        flags = f"--arch {self.architecture} --num-classes {self.num_classes} --stem {self.stem}"
+        flags = f"--arch {self.architecture} --num-classes {self.num_classes} --stem-type {self.stem_type}"
         if not self.shortcut:
             flags += " --no-shortcut"
         return f"sdnet export model_best.pth.tar {flags} --dataset {self.dataset} --output {self.name}"
@@ -131,9 +132,9 @@ PINS: dict[str, dict[str, Any]] = {}
 
 
 def _entry(arch: str, dataset: str, shortcut: bool, accuracy: float, drive_folder: str | None) -> ZooEntry:
-    num_classes, stem = {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"), "imagenet": (1000, "imagenet")}[dataset]
+    num_classes, stem_type = {"cifar10": (10, "cifar"), "cifar100": (100, "cifar"), "imagenet": (1000, "imagenet")}[dataset]
     name = f"{arch}{'' if shortcut else '-noshortcut'}-{dataset}"
-    return ZooEntry(name=name, architecture=arch, dataset=dataset, num_classes=num_classes, stem=stem,
+    return ZooEntry(name=name, architecture=arch, dataset=dataset, num_classes=num_classes, stem_type=stem_type,
                     shortcut=shortcut, accuracy=accuracy, repo_id=f"{HUB_ORG}/{name}", drive_folder=drive_folder,
                     **PINS.get(name, {}))
 
@@ -168,14 +169,15 @@ def get_entry(name: str) -> ZooEntry:
                      "or pass a Hub repo as ORG/NAME[@REVISION]")
 
 
-def find_entry(architecture: str, num_classes: int, stem: str, shortcut: bool = True) -> ZooEntry | None:
-    """The zoo entry with this architecture, head and stem (``None`` if there is none)."""
+def find_entry(architecture: str, num_classes: int, stem_type: str, shortcut: bool = True) -> ZooEntry | None:
+    """The zoo entry with this architecture, head and stem type (``None`` if there is none)."""
     for e in ZOO.values():
-        if (e.architecture, e.num_classes, e.stem, e.shortcut) == (architecture, num_classes, stem, shortcut):
+        if (e.architecture, e.num_classes, e.stem_type, e.shortcut) == (architecture, num_classes, stem_type, shortcut):
             return e
     return None
 
 
-def dataset_for(num_classes: int, stem: str) -> str | None:
-    """The official dataset of a head size and stem (``10, 'cifar'`` → ``'cifar10'``), else ``None``."""
-    return {(10, "cifar"): "cifar10", (100, "cifar"): "cifar100", (1000, "imagenet"): "imagenet"}.get((num_classes, stem))
+def dataset_for(num_classes: int, stem_type: str) -> str | None:
+    """The official dataset of a head size and stem type (``10, 'cifar'`` → ``'cifar10'``), else ``None``."""
+    official = {(10, "cifar"): "cifar10", (100, "cifar"): "cifar100", (1000, "imagenet"): "imagenet"}
+    return official.get((num_classes, stem_type))

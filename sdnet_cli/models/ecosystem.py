@@ -5,7 +5,7 @@ torchvision (``weights=None``) or timm (``pretrained=False``) model locally — 
 and, with ``convert``, replaces its convolutions by CSC layers (:func:`sdnet_cli.conversion.convert`).
 ``convert`` is ``"stem"``, ``"all"`` or a list of module names; a name may carry it as a suffix,
 ``torchvision:resnet50+stem``, which is the same model. These models keep their own ImageNet-style stem:
-``stem`` is ``"imagenet"``. timm is optional: without it, ``timm:`` names are a clear :class:`UsageError`.
+``stem_type`` is ``"imagenet"``. timm is optional: without it, ``timm:`` names are a clear :class:`UsageError`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..errors import UsageError
 
 PREFIXES = ("torchvision", "timm")
 CONVERT_SUFFIXES = ("stem", "all")
-ECOSYSTEM_ARGS = frozenset({"num_classes", "stem", "in_chans", "convert", "init", *CSC_ARGS})
+ECOSYSTEM_ARGS = frozenset({"num_classes", "stem_type", "in_chans", "convert", "init", *CSC_ARGS})
 
 
 def is_ecosystem_name(name: str) -> bool:
@@ -96,7 +96,7 @@ def create_ecosystem_model(
     name: str,
     *,
     num_classes: int = 1000,
-    stem: str = "imagenet",
+    stem_type: str = "imagenet",
     in_chans: int = 3,
     convert: str | list[str] | None = None,
     init: str = "conv",
@@ -111,9 +111,9 @@ def create_ecosystem_model(
     if suffix is not None and convert is not None and convert != suffix:
         raise UsageError(f"{name!r} says convert={suffix!r} but convert={convert!r} was passed")
     where = convert if convert is not None else suffix
-    if stem != "imagenet":
-        raise UsageError(f"{prefix}: models keep their own (ImageNet-style) stem: stem must be 'imagenet', got {stem!r} "
-                         "('cifar' applies to the sdnet/resnet models)")
+    if stem_type != "imagenet":
+        raise UsageError(f"{prefix}: models keep their own (ImageNet-style) stem: stem_type must be 'imagenet', "
+                         f"got {stem_type!r} ('cifar' applies to the sdnet/resnet models)")
     check_csc_args(csc_args, init)
     if where is None and csc_args:
         raise UsageError(f"{', '.join(sorted(csc_args))} configure CSC layers: also pass convert='stem' or 'all'")

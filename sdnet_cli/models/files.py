@@ -1,20 +1,18 @@
 """Model directories: ``model.safetensors`` (weights incl. ``step_size`` buffers) + ``config.json``.
 
-``config.json`` = ``{"architecture", "model_args", "num_classes", "stem", "dataset", "mean", "std",
-"metrics"}`` (docs/design.md), checked by :mod:`~sdnet_cli.models.schema` when built or read. A model
-directory is written as a whole (:func:`rewrite_dir`: a staging folder beside it, then one atomic switch), so
-its weights and config always belong together, whatever instant a process is killed at. No pickle anywhere.
+``config.json`` = ``{"architecture", "model_args", "num_classes", "stem_type", "dataset", "mean", "std",
+"metrics"}`` (docs/design.md; ``"stem"``, the old name of ``"stem_type"``, is still read), checked by
+:mod:`~sdnet_cli.models.schema` when built or read. A model directory is written as a whole
+(:func:`~sdnet_cli.fsio.staged_dir`: a staging folder beside it, then one atomic switch), so its weights and
+config always belong together, whatever instant a process is killed at. No pickle anywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -24,16 +22,16 @@ from safetensors.torch import save as save_safetensors
 
 from .._version import __version__
 from ..errors import MissingFileError, UsageError
-from ..fsio import atomic_write_bytes, replace_dir, staging_dir
+from ..fsio import atomic_write_bytes, staged_dir, write_file
 from .registry import create_model
 from .schema import check_config_fields, check_config_object, check_weights
+from .stem_type import stem_type_field
 from .timm_cfg import timm_config_fields
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = "1"
 MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME)
-T = TypeVar("T")
 
 
 @dataclass
@@ -42,7 +40,7 @@ class ModelConfig:
 
     architecture: str
     num_classes: int
-    stem: str = "cifar"
+    stem_type: str = "cifar"
     model_args: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
     mean: list[float] | None = None
@@ -50,32 +48,21 @@ class ModelConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_config_fields(self.architecture, self.num_classes, self.stem, self.model_args, self.dataset,
+        check_config_fields(self.architecture, self.num_classes, self.stem_type, self.model_args, self.dataset,
                             self.mean, self.std, self.metrics)
 
     def build(self) -> nn.Module:
         """A freshly initialised model of this architecture."""
-        return create_model(self.architecture, num_classes=self.num_classes, stem=self.stem, **self.model_args)
+        return create_model(self.architecture, num_classes=self.num_classes, stem_type=self.stem_type,
+                            **self.model_args)
 
     @classmethod
-    def from_dict(cls, d: Any) -> "ModelConfig":
-        """The config of a parsed ``config.json`` object (schema-checked; unknown top-level keys ignored)."""
+    def from_dict(cls, d: Any, source: str = CONFIG_NAME) -> "ModelConfig":
+        """The config of a parsed ``config.json`` object (schema-checked; unknown top-level keys ignored; the old
+        key ``"stem"`` read as ``"stem_type"`` with one ``FutureWarning`` per process, located at ``source``)."""
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in check_config_object(d).items() if k in known})
-
-
-def file_digest(path: str | Path, algorithm: str, chunk: int = 1 << 20) -> str:
-    """Hex digest (``hashlib`` algorithm name, e.g. ``md5``, ``sha256``) of a file's content, read in chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """``json.dumps(obj, indent=2)`` written atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+        obj = stem_type_field(check_config_object(d), source)
+        return cls(**{k: v for k, v in obj.items() if k in known})
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -86,62 +73,6 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
 def state_dict_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state dict as contiguous CPU tensors (safetensors needs unshared, contiguous storage)."""
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _carry_over(old: Path, staged: Path, owned: Iterable[str]) -> None:
-    """Hard-link (else copy) the entries of ``old`` that the writer does not own into ``staged``.
-
-    Left behind: the ``owned`` names (rewritten or dropped by the writer) and hidden ``*.tmp`` files of
-    killed writers.
-    """
-    owned = set(owned)
-    for entry in old.iterdir():
-        name = entry.name
-        if name in owned or (name.startswith(".") and name.endswith(".tmp")):
-            continue
-        if entry.is_symlink():
-            os.symlink(os.readlink(entry), staged / name)
-        elif entry.is_dir():
-            shutil.copytree(entry, staged / name, symlinks=True, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(str(entry), str(staged / name))
-
-
-def rewrite_dir(target: str | Path, write: Callable[[Path], T], owned: Iterable[str]) -> T:
-    """Replace the folder ``target`` as a whole: ``write(staged)`` fills a new folder beside it, then one switch.
-
-    Entries of an existing ``target`` that ``owned`` does not name are carried over, so a rewrite never
-    loses files it did not write. A failure (or a kill) before the switch leaves the old folder as it was;
-    the staging folder of a killed process is removed by the next rewrite (``fsio.clean_stale``).
-    """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{target} is a file; a model directory is a folder (pass another path)")
-    staged = staging_dir(target)
-    try:
-        if target.is_dir():
-            _carry_over(target, staged, owned)
-        result = write(staged)
-        replace_dir(staged, target)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    return result
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file ``path`` inside a staging folder (flushed to disk; no rename needed)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_model_files(model: nn.Module, directory: Path, config: ModelConfig) -> list[str]:
@@ -157,7 +88,8 @@ def write_model_files(model: nn.Module, directory: Path, config: ModelConfig) ->
 def save_model(model: nn.Module, directory: str | Path, config: ModelConfig) -> Path:
     """Write ``model.safetensors`` + ``config.json`` as one switch of the folder ``directory``; returns it."""
     directory = Path(directory)
-    rewrite_dir(directory, lambda staged: write_model_files(model, staged, config), MODEL_FILES)
+    with staged_dir(directory, MODEL_FILES) as staged:
+        write_model_files(model, staged, config)
     return directory
 
 
@@ -172,7 +104,7 @@ def read_config(directory: str | Path) -> ModelConfig:
         raise UsageError(f"{path} is not a valid sdnet config.json: it is not valid JSON ({e}); a model directory's "
                          "config.json is written by sdnet") from None
     try:
-        return ModelConfig.from_dict(obj)
+        return ModelConfig.from_dict(obj, str(path))
     except UsageError as e:
         raise UsageError(f"{path} is not a valid sdnet config.json: {e}") from None
 

@@ -24,6 +24,7 @@ from ..layers.csc import CSCConv2d
 from ..layers.model_ops import csc_layers
 from ..errors import UsageError
 from .head import GlobalPool, checkpoint_seq, drop_path, linear_or_identity, take_indices
+from .stem_type import STEM_TYPES, stem_type_arg
 from .timm_cfg import default_pretrained_cfg
 
 ConvFactory = Callable[..., nn.Module]
@@ -65,19 +66,19 @@ class BasicBlock(nn.Module):
         return F.relu(out) if self.relu_mid else out
 
 
-def _stem(conv: ConvFactory, stem: str, in_chans: int, csc_pool: bool, width: int, **dd: object) -> nn.Sequential:
+def _stem(conv: ConvFactory, stem_type: str, in_chans: int, csc_pool: bool, width: int, **dd: object) -> nn.Sequential:
     """CIFAR: 3×3 conv + BN (+ReLU). ImageNet: 7×7/2 conv + BN (+ReLU) + maxpool, or a 3×3/2 ``conv`` for the pool.
     ``width`` output channels (64 in ResNet-18)."""
-    if stem == "cifar":
+    if stem_type == "cifar":
         first = conv(in_chans, width, 3, stride=1, padding=1, bias=False, **dd)
-    elif stem == "imagenet":
+    elif stem_type == "imagenet":
         first = conv(in_chans, width, 7, stride=2, padding=3, bias=False, **dd)
     else:
-        raise UsageError(f"unknown stem {stem!r}; valid: cifar, imagenet")
+        raise UsageError(f"unknown stem_type {stem_type!r}; valid: {', '.join(STEM_TYPES)}")
     layers = [first, nn.BatchNorm2d(width, **dd)]
     if _is_plain(first):
         layers.append(nn.ReLU(inplace=True))
-    if stem == "imagenet":
+    if stem_type == "imagenet":
         layers.append(conv(width, width, 3, stride=2, padding=1, bias=False, **dd) if csc_pool
                       else nn.MaxPool2d(3, 2, 1))
     return nn.Sequential(*layers)
@@ -96,7 +97,8 @@ class ResNet(nn.Module):
     paper's), ``max``, ``avgmax``, ``catavgmax`` or ``''`` (none: meant for ``num_classes=0``; timm allows a
     classifier after it, which then sees the unpooled map); ``drop_rate``: dropout before the classifier;
     ``drop_path_rate``: stochastic depth, rising linearly over the blocks to this rate (timm's rule);
-    ``device``/``dtype`` for every parameter and buffer."""
+    ``device``/``dtype`` for every parameter and buffer; ``stem_type``: ``cifar`` | ``imagenet``
+    (:mod:`.stem_type`; ``stem`` is its deprecated name, which warns once)."""
 
     def __init__(
         self,
@@ -104,7 +106,7 @@ class ResNet(nn.Module):
         stem_conv: ConvFactory,
         block_conv: ConvFactory,
         num_classes: int = 1000,
-        stem: str = "cifar",
+        stem_type: str = "cifar",
         in_chans: int = 3,
         shortcut: bool = True,
         csc_pool: bool = False,
@@ -114,14 +116,16 @@ class ResNet(nn.Module):
         drop_path_rate: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        stem: str | None = None,
     ) -> None:
         super().__init__()
+        stem_type = stem_type_arg(stem_type, stem)
         _check_rates(drop_rate, drop_path_rate, shortcut)
         dd = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
         self.in_chans, self.drop_rate = in_chans, float(drop_rate)
         self.grad_checkpointing = False
-        self.layer0 = _stem(stem_conv, stem, in_chans, csc_pool, width, **dd)
-        planes, in_planes, reduction = (width, 2 * width, 4 * width, 8 * width), width, STEM_REDUCTION[stem]
+        self.layer0 = _stem(stem_conv, stem_type, in_chans, csc_pool, width, **dd)
+        planes, in_planes, reduction = (width, 2 * width, 4 * width, 8 * width), width, STEM_REDUCTION[stem_type]
         self.feature_info = [dict(num_chs=width, reduction=reduction, module="layer0")]
         total, index = sum(layers), 0
         for i, (n, p) in enumerate(zip(layers, planes)):
@@ -136,7 +140,7 @@ class ResNet(nn.Module):
             self.feature_info.append(dict(num_chs=p, reduction=reduction, module=f"layer{i + 1}"))
         self.num_features = 8 * width
         self._set_head(num_classes, global_pool, dd)
-        self.pretrained_cfg = self.default_cfg = default_pretrained_cfg(stem, in_chans, num_classes=num_classes)
+        self.pretrained_cfg = self.default_cfg = default_pretrained_cfg(stem_type, in_chans, num_classes=num_classes)
 
     def _set_head(self, num_classes: int, global_pool: str, dd: dict) -> None:
         self.global_pool = GlobalPool(global_pool)

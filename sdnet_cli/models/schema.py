@@ -4,9 +4,9 @@ Each check raises :class:`~sdnet_cli.errors.UsageError` with one sentence saying
 do, before a model is built or anything is written.
 
 ``config.json`` (docs/design.md, model-directory format): an object with ``architecture`` (a registered
-model name, e.g. ``sdnet18`` or ``torchvision:resnet18``), ``num_classes`` (an integer ≥ 1), ``stem``,
-``model_args`` (an object whose keys the builder accepts — :func:`~sdnet_cli.models.registry.model_arg_names`
-— with values of the right type and range), ``dataset``, ``mean``/``std`` (lists of ``in_chans`` finite
+model name, e.g. ``sdnet18`` or ``torchvision:resnet18``), ``num_classes`` (an integer ≥ 1), ``stem_type``
+(:mod:`.stem_type`; ``stem``, its old name, is still read), ``model_args`` (an object whose keys the builder
+accepts — :func:`~sdnet_cli.models.registry.model_arg_names` — with values of the right type and range), ``dataset``, ``mean``/``std`` (lists of ``in_chans`` finite
 numbers, ``std > 0``) and ``metrics`` (an object). Other top-level keys are kept for other tools and ignored.
 
 Weights: every tensor the model holds as floating point must be floating point in the file (an int32
@@ -23,9 +23,9 @@ import torch
 from ..checks import is_int, is_real
 from ..errors import UsageError
 from .registry import check_model_name, model_arg_names
+from .stem_type import STEM_TYPES
 
-STEMS = ("cifar", "imagenet")
-_TOP_LEVEL_ARGS = ("num_classes", "stem")
+_TOP_LEVEL_ARGS = ("num_classes", "stem_type")
 
 
 def _kind(value: Any) -> str:
@@ -101,7 +101,7 @@ def _check_stats(name: str, values: Any, channels: int) -> None:
         raise UsageError(f"std must be > 0 for every channel (inputs are divided by it), got {values}")
 
 
-def check_config_fields(architecture: Any, num_classes: Any, stem: Any, model_args: Any, dataset: Any,
+def check_config_fields(architecture: Any, num_classes: Any, stem_type: Any, model_args: Any, dataset: Any,
                         mean: Any, std: Any, metrics: Any) -> None:
     """The value checks of a model config (see the module docstring); raises ``UsageError``."""
     if not isinstance(architecture, str) or not architecture:
@@ -109,10 +109,10 @@ def check_config_fields(architecture: Any, num_classes: Any, stem: Any, model_ar
     check_model_name(architecture)
     if not is_int(num_classes) or num_classes < 1:
         raise UsageError(f"num_classes must be an integer >= 1, got {_show(num_classes)} ({_kind(num_classes)})")
-    if "stem" in model_arg_names(architecture) and stem not in STEMS:
-        raise UsageError(f"stem must be one of {', '.join(STEMS)}, got {_show(stem)}")
-    if not isinstance(stem, str):
-        raise UsageError(f"stem must be a string, got {_show(stem)} ({_kind(stem)})")
+    if "stem_type" in model_arg_names(architecture) and stem_type not in STEM_TYPES:
+        raise UsageError(f"stem_type must be one of {', '.join(STEM_TYPES)}, got {_show(stem_type)}")
+    if not isinstance(stem_type, str):
+        raise UsageError(f"stem_type must be a string, got {_show(stem_type)} ({_kind(stem_type)})")
     check_model_args(architecture, model_args)
     if dataset is not None and not isinstance(dataset, str):
         raise UsageError(f"dataset must be a dataset name or null, got {_show(dataset)}")

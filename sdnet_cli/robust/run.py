@@ -2,8 +2,8 @@
 
 Order: validate everything (options at construction; here the models, their datasets and image sizes,
 the CIFAR-C folder, a ``--lambda-fit`` file, the attacks extra, the output folder against the one output rule
-of :func:`sdnet_cli.fsio.check_output_dir`) → resolve the device once → under the output's lock
-(:func:`sdnet_cli.fsio.write_output`): download CIFAR-C when asked → per model: load its data, run it
+of :func:`sdnet_cli.outputs.check_output_dir`) → resolve the device once → under the output's lock
+(:func:`sdnet_cli.outputs.write_output`): download CIFAR-C when asked → per model: load its data, run it
 (:func:`~sdnet_cli.robust.runner.run_model`), write ``results.json``/``.csv``, plots and ``lambda_fit.json``
 into a staging folder beside the output → switch it in as ``--output`` in one step, files of the user's
 carried over. A failure or a kill at any moment leaves the previous output whole; a folder of the user's
@@ -12,7 +12,6 @@ carried over. A failure or a kill at any moment leaves the previous output whole
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from ..data.datasets import dataset_info, load_raw_images
 from ..data.splits import train_val_indices
 from ..devices import resolve_device
 from ..errors import UsageError
-from ..fsio import OutputDir, check_output_dir, write_output
+from ..outputs import OutputDir, check_output_dir, write_output
 from ..models.files import ModelConfig
 from ..hub.resolve import load_model_with_config, resolve_model_dir
 from ..models.sizes import check_image_size
 from .autoattack import is_available
-from .lambda_fit import LambdaFit
+from .lmbd_fit import LmbdFit
 from .options import RobustOptions
 from .report import comparison, write_comparison, write_report
 from .runner import ModelData, Progress, Silent, run_model
@@ -97,7 +96,7 @@ def held_out_images(config: ModelConfig, dataset: str, opts: RobustOptions, size
 
 def _image_size(config: ModelConfig, dataset: str, opts: RobustOptions) -> int | None:
     size = opts.image_size or ((config.metrics or {}).get("image_size") if dataset == config.dataset else None)
-    check_image_size(None if size is None else int(size), config.stem)
+    check_image_size(None if size is None else int(size), config.stem_type)
     return None if size is None else int(size)
 
 
@@ -129,7 +128,7 @@ def earlier_output(folder: Path) -> list[str] | None:
 def output_dir(opts: RobustOptions, models: list[Path]) -> OutputDir:
     """``--output`` checked against the output rule: never a model, run, CIFAR-C folder or fit being read."""
     reads = [Path(m) for m in opts.models if Path(m).exists()] + models
-    reads += [p for p in (opts.cifar_c_dir, opts.lambda_fit) if p is not None and Path(p).exists()]
+    reads += [p for p in (opts.cifar_c_dir, opts.lmbd_fit) if p is not None and Path(p).exists()]
     return check_output_dir(opts.output, "robust", sources=reads, layout=earlier_output)
 
 
@@ -138,8 +137,8 @@ def validate(opts: RobustOptions) -> list[tuple[nn.Module, ModelConfig, Path]]:
     check_output_dir(opts.output, "robust", layout=earlier_output)  # a file or a folder of the user's: say so before loading anything
     if opts.is_library_attack and not is_available():
         raise UsageError(f"--attack {opts.attack} needs the 'attacks' extra: pip install \"sdnet[attacks]\" (pyautoattack)")
-    if opts.lambda_fit is not None:
-        LambdaFit.load(opts.lambda_fit)
+    if opts.lmbd_fit is not None:
+        LmbdFit.load(opts.lmbd_fit)
     loaded = _check_models(opts)
     output_dir(opts, [path for _, _, path in loaded])
     if opts.cifar_c_dir is not None and not opts.download:
@@ -174,7 +173,7 @@ def _model_data(config: ModelConfig, opts: RobustOptions, cdir: Path | None) -> 
         data.clean = load_raw_images(ds, "test", opts.data_root, image_size=size)
     if opts.attack and data.clean is None:
         raise UsageError("--attack needs the clean test set; pass --data-root where it lives")
-    if (opts.wants_auto_lambda and opts.lambda_fit is None) or opts.recalibrate_bn:
+    if (opts.wants_auto_lmbd and opts.lmbd_fit is None) or opts.recalibrate_bn:
         data.held_out, data.held_out_source = held_out_images(config, ds, opts, size)
         if not data.held_out_source.startswith("validation"):
             data.notes.append(f"held-out images: {data.held_out_source}")
@@ -202,7 +201,7 @@ def run(opts: RobustOptions, progress: Progress | None = None) -> RobustReport:
     """Run ``sdnet robust`` (see the module doc); ``progress`` receives the progress of each phase."""
     progress = progress or Silent()
     loaded = validate(opts)
-    opts = dataclasses.replace(opts, device=str(resolve_device(opts.device)))
+    opts = opts.on_device(str(resolve_device(opts.device)))  # the checked options, not checked again
     start = time.time()
 
     def write(staged: Path) -> tuple[list[dict[str, Any]], list[Path], Path]:
@@ -235,8 +234,8 @@ def _run_models(opts: RobustOptions, loaded: list[tuple[nn.Module, ModelConfig, 
         files = write_report(report, out_dir)
         if opts.plots:
             files += write_plots(report, out_dir)
-        if "lambda_fit" in report and opts.lambda_fit is None:
-            files.append(LambdaFit(**{k: v for k, v in report["lambda_fit"].items() if k != "format"})
+        if "lambda_fit" in report and opts.lmbd_fit is None:
+            files.append(LmbdFit(**{k: v for k, v in report["lambda_fit"].items() if k != "format"})
                          .save(out_dir / "lambda_fit.json"))
         report["files"] = [str(f) for f in files]
         reports.append(report)

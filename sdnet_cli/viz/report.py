@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..models.files import ModelConfig, atomic_write_json
+from ..fsio import atomic_write_json
+from ..models.files import ModelConfig
 from . import plots
 from .convergence import convergence_stats
 from .data import VizBatch
@@ -23,10 +24,11 @@ from .dictionary import dictionary_grid
 from .display import views
 from .html import write_index
 from .inversion import decode_single_layer, default_points, invert_features, point_depth, stack_ops
-from .lambdas import DEFAULT_VIEW_LAMBDAS, check_lmbds, lmbd_sweep
+from .lmbds import DEFAULT_VIEW_LMBDS, check_lmbds, checked_lmbd_sweep
 from .probe import csc_io, require_csc
 from .sparsity import sparsity_stats
 from ..errors import UsageError
+from ..layers.deprecations import renamed_fields
 
 WHAT = ("dictionary", "features", "sparsity", "convergence", "lambda")
 DECODE_MODES = ("auto", "layer", "stack")
@@ -45,19 +47,24 @@ def parse_what(text: str | Sequence[str] | None) -> list[str]:
     return [w for w in WHAT if w in items]
 
 
-@dataclass
+@renamed_fields({"lambdas": "lmbds", "lambda_images": "lmbd_images"})
+@dataclass(frozen=True)
 class FigureOptions:
     """Which figures :func:`visualize` draws and how much work to spend on them (``sdnet visualize`` builds one
-    from :class:`~sdnet_cli.viz.run.VisualizeOptions`)."""
+    from :class:`~sdnet_cli.viz.run.VisualizeOptions`). The λ values are checked here, at construction, and
+    nowhere below."""
 
     what: list[str] = field(default_factory=lambda: list(WHAT))
     decode: str = "auto"
     points: list[str] | None = None
-    lambdas: Sequence[float] = DEFAULT_VIEW_LAMBDAS
+    lmbds: Sequence[float] = DEFAULT_VIEW_LMBDS
     max_steps: int = 50
     opt_steps: int = 300
     convergence_images: int = 4
-    lambda_images: int = 4
+    lmbd_images: int = 4
+
+    def __post_init__(self) -> None:
+        check_lmbds(self.lmbds)
 
 
 def resolve_decode(model: nn.Module, mode: str) -> str:
@@ -90,8 +97,6 @@ def _validate(model: nn.Module, opts: FigureOptions) -> str:
             raise UsageError("--layers picks points for whole-stack decoding; --decode layer shows the first CSC layer")
     if "convergence" in opts.what and not 1 <= opts.max_steps <= opts.opt_steps:
         raise UsageError(f"need 1 <= --max-steps ({opts.max_steps}) <= --opt-steps ({opts.opt_steps})")
-    if "lambda" in opts.what:
-        check_lmbds(opts.lambdas)
     return decode
 
 
@@ -137,7 +142,7 @@ def visualize(model: nn.Module, config: ModelConfig, batch: VizBatch, output: st
                 summary[what] = result
 
     first = records[0]
-    facts = {"model": config.architecture, "stem": config.stem, "model args": json.dumps(config.model_args),
+    facts = {"model": config.architecture, "stem type": config.stem_type, "model args": json.dumps(config.model_args),
              "dataset": batch.dataset, "images": int(batch.x.shape[0]),
              "CSC layers": len(records), "first layer λ / n_steps": f"{first.layer.lmbd} / {first.layer.n_steps}"}
     write_index(out, f"sdnet visualize: {config.architecture}", facts, figures, data_files)
@@ -214,7 +219,7 @@ def _features(model, batch, decode, opts, out, fig, data) -> dict[str, float]:
 
 
 def _lmbd_section(first, batch, opts, out, fig, data) -> dict[str, Any]:
-    sweep = lmbd_sweep(first.layer, first.input, opts.lambdas, keep=opts.lambda_images)
+    sweep = checked_lmbd_sweep(first.layer, first.input, opts.lmbds, keep=opts.lmbd_images)
     decoded = sweep.pop("decoded")
     data("lambda.json", {"layer": first.name, **sweep})
     plots.plot_lmbd_curves(sweep, first.name, out / "lambda.png")
