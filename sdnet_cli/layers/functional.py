@@ -13,7 +13,7 @@ are in ``dictionary.py``; modules in ``csc.py`` hold the parameters; ``spectral.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, TypedDict, TypeVar, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,15 @@ from .dictionary import (GEMM_MAX_TAPS, IntPair, _pair, adjoint_output_padding, 
                          dict_apply_gemm, dict_transpose, fx_tracing, pad_bottom_right, same_padding)
 
 Lmbd = float | Tensor
+
+
+class FistaOptions(TypedDict, total=False):
+    """The solver options every FISTA entry point shares, passed by keyword (defaults: :func:`fista`'s):
+    ``mu`` (μ ≥ 0 of the elastic net), ``n_steps`` (unrolled steps, ≥ 1), ``non_negative`` (codes ≥ 0)."""
+
+    mu: float
+    n_steps: int
+    non_negative: bool
 
 
 def elastic_net_prox(v: Tensor, threshold: Lmbd, scale: Lmbd = 1.0, non_negative: bool = True) -> Tensor:
@@ -208,24 +217,15 @@ def _lerp_point(z_prev: Tensor, z: Tensor, beta: float) -> Tensor:
     return torch.lerp(z_prev, z, 1.0 + beta)
 
 
-def linear_fista(
-    x: Tensor,
-    weight: Tensor,
-    step_size: Lmbd,
-    lmbd: Lmbd,
-    mu: float = 0.0,
-    n_steps: int = 2,
-    non_negative: bool = True,
-) -> Tensor:
-    """Sparse code of ``x`` ``(M, D)`` against the matrix dictionary ``Dᵀ = weight`` ``(K, D)``.
-
-    ``Dᵀx = x @ weightᵀ`` and ``Dz = z @ weight``; returns ``z`` ``(M, K)``.
+def linear_fista(x: Tensor, weight: Tensor, step_size: Lmbd, lmbd: Lmbd, **options: Unpack[FistaOptions]) -> Tensor:
+    """Sparse code of ``x`` ``(M, D)`` against the matrix dictionary ``Dᵀ = weight`` ``(K, D)``: :func:`fista`
+    (``options`` by keyword) with ``Dᵀx = x @ weightᵀ`` and ``Dz = z @ weight``; returns ``z`` ``(M, K)``.
     """
 
     def gradient_step(y: Tensor) -> Tensor:
         return F.linear(x - y @ weight, weight)
 
-    return fista(F.linear(x, weight), gradient_step, step_size, lmbd, mu, n_steps, non_negative)
+    return fista(F.linear(x, weight), gradient_step, step_size, lmbd, **options)
 
 
 def lasso_objective(x: Tensor, z: Tensor, x_hat: Tensor, lmbd: Lmbd, mu: float = 0.0) -> Tensor:

@@ -65,8 +65,8 @@ class SparseCodingLinear(_SparseCoding):
     def forward(self, x: Tensor) -> Tensor:
         self._prepare_forward(x)
         z = SF.linear_fista(
-            self._flat(x), self.weight, self._coding_step_size().to(x.dtype), self._flat_lmbd(x), self.mu,
-            self.n_steps, self.non_negative,
+            self._flat(x), self.weight, self._coding_step_size().to(x.dtype), self._flat_lmbd(x), mu=self.mu,
+            n_steps=self.n_steps, non_negative=self.non_negative,
         )
         return z.reshape(*x.shape[:-1], self.out_features)
 
