@@ -1,36 +1,35 @@
-"""Outputs that are replaced as a whole, one process per output folder, and the one output rule.
+"""Files and folders replaced as a whole: a SIGKILL at any instant leaves the complete old or the complete new.
 
-- :func:`atomic_write_bytes`: one file through a temporary name in the same folder, then ``rename``.
-- :func:`staging_dir` + :func:`replace_dir`: a whole folder is written beside the target (a hidden sibling with
-  a short name, ``.sdnet.tmp-<pid>-<random>``, whatever the target is called) and switched over in one step —
-  ``renameat2(RENAME_EXCHANGE)`` where the kernel and file system have it, else two renames with a backup that
-  :func:`clean_stale` puts back. A SIGKILL at any instant leaves the complete old or the complete new folder.
-  A target that is a symlink is written through: its target folder is replaced, the link stays.
+- :func:`atomic_write_bytes` (and :func:`atomic_write_json`, :func:`write_jsonl`): one file through a temporary
+  name in the same folder, then ``rename``. :func:`write_file`: a new file inside a staging folder (no rename).
+- :class:`Staged` / :func:`staged_dir`: "stage then switch", the one way a folder is replaced. The new content
+  is written into a hidden sibling with a short name (``.sdnet.tmp-<pid>-<random>``, whatever the target is
+  called, :func:`staging_dir`) and switched in in one step (:func:`replace_dir`: ``renameat2(RENAME_EXCHANGE)``
+  where the kernel and file system have it, else two renames with a backup that :func:`clean_stale` puts back).
+  Entries of the old folder the writer does not own are carried over first (:func:`carry_over`), so nothing
+  of the user's is lost. A target that is a symlink is written through: its target folder is replaced.
 - :func:`clean_stale`: removes the temporaries of processes that no longer run (and restores a backup left
   between the two renames of the fallback); names are compared as plain strings, never as glob patterns.
-- The output rule (:func:`check_output_dir`, :func:`write_output`): a command writes into a new folder, an
-  empty one, or its own earlier output (recognised by the manifest ``.sdnet-output.json`` it leaves there, or
-  by the command's own layout). In its own earlier output it replaces the files it wrote and carries every
-  other entry over; any other folder is refused (exit 2), as is the model being read or a folder holding it.
-  Nothing of the user's is ever deleted.
-- :class:`~sdnet_cli.outlock.OutputLock` (re-exported here): one process per output folder.
+- :func:`file_digest`: a file's hash, read in chunks.
+
+What a command may write where (the output rule) and one process per output folder: :mod:`sdnet_cli.outputs`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import secrets
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Iterable, Iterator
 
 from .errors import UsageError
-from .outlock import OutputLock, OutputLocked  # noqa: F401 - part of this module's interface
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -38,9 +37,6 @@ TMP_PREFIX = ".sdnet.tmp-"
 """Staging folders: ``.sdnet.tmp-<pid>-<8 hex>``, beside the folder they replace."""
 OLD_PREFIX = ".sdnet.old-"
 """Backups of the two-rename fallback: ``.sdnet.old-<pid>-<8 hex>`` (+ ``.to`` naming the folder it belongs to)."""
-MANIFEST = ".sdnet-output.json"
-"""What a command wrote into its output folder: ``{"command": NAME, "files": [top-level names]}``."""
-T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -72,6 +68,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, obj: Any, indent: int = 2) -> None:
+    """``json.dumps(obj, indent=indent)`` + newline, written atomically (:func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite a JSON-lines file (one object per line) atomically."""
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` inside a staging folder (flushed to disk; no rename needed: the
+    folder's switch publishes it)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def file_digest(path: str | Path, algorithm: str, chunk: int = 1 << 20) -> str:
+    """Hex digest (``hashlib`` algorithm name, e.g. ``md5``, ``sha256``) of a file's content, read in chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _temp_name(prefix: str) -> str:
@@ -194,70 +218,9 @@ def _clean_one(path: Path, kind: str, target: Path) -> None:
         _remove(path)
 
 
-@dataclass(frozen=True)
-class OutputDir:
-    """A checked output folder of ``command``: ``path`` is the real folder (a link's target), ``owned`` the
-    entries of its current content that the command wrote (replaced); every other entry is carried over."""
-
-    given: Path
-    path: Path
-    command: str
-    owned: frozenset[str] = frozenset()
-    flag: str = "--output"
-    sources: tuple[Path, ...] = ()
-    layout: Callable[[Path], Iterable[str] | None] | None = field(default=None, compare=False)
-
-
-def _is_temporary(name: str) -> bool:
+def is_temporary(name: str) -> bool:
     """Our own leftovers inside a folder: staging/backups and the temporaries of atomic writes."""
     return name.startswith((TMP_PREFIX, OLD_PREFIX)) or (name.startswith(".") and name.endswith(".tmp"))
-
-
-def read_manifest(folder: Path) -> tuple[str, frozenset[str]] | None:
-    """``(command, names it wrote)`` of ``folder``'s manifest; ``None`` when there is none or it is damaged."""
-    try:
-        obj = json.loads((folder / MANIFEST).read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("command"), str) or not isinstance(obj.get("files"), list):
-        return None
-    names = [n for n in obj["files"] if isinstance(n, str) and n and "/" not in n and n not in (".", "..")]
-    return obj["command"], frozenset(names) | {MANIFEST}
-
-
-def _shown(names: Iterable[str], limit: int = 3) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def check_output_dir(target: str | Path, command: str, *, sources: Iterable[str | Path] = (), flag: str = "--output",
-                     layout: Callable[[Path], Iterable[str] | None] | None = None) -> OutputDir:
-    """The one output rule, checked before any work (read-only): ``target`` (a link is followed) must be a new
-    folder, an empty one, or an earlier output of ``command`` — its manifest names the command, or ``layout``
-    (the command's own files, for outputs without a manifest) returns the names it owns. It must not be, nor
-    hold, any of ``sources`` (what the command reads). Anything else is a :class:`UsageError` (exit 2)."""
-    given = Path(target)
-    real = real_path(given)
-    srcs = tuple(real_path(s) for s in sources)
-    what = f"a new or empty folder, or an earlier output of sdnet {command}"
-    if real.exists() and not real.is_dir():
-        raise UsageError(f"{flag} {given} is a file; pass {what}")
-    for src, s in zip(sources, srcs):
-        if s == real or real in s.parents:
-            what_it_is = "is what this command reads" if s == real else f"holds {src}, which this command reads"
-            raise UsageError(f"{flag} {given} {what_it_is}; pass another folder (nothing was changed)")
-    out = OutputDir(given, real, command, frozenset(), flag, srcs, layout)
-    entries = {n for n in os.listdir(real) if not _is_temporary(n)} if real.is_dir() else set()
-    if not entries:
-        return out
-    manifest = read_manifest(real)
-    if manifest is not None and manifest[0] != command:
-        raise UsageError(f"{flag} {given} is an output of sdnet {manifest[0]}; pass {what}")
-    owned = manifest[1] if manifest is not None else (layout(real) if layout is not None else None)
-    if owned is None:
-        raise UsageError(f"{flag} {given} holds other files ({_shown(entries)}) that sdnet {command} did not write; "
-                         f"pass {what} (nothing was changed)")
-    return OutputDir(given, real, command, frozenset(owned), flag, srcs, layout)
 
 
 def carry_over(old: Path, new: Path, owned: Iterable[str], command: str = "sdnet") -> list[str]:
@@ -266,7 +229,7 @@ def carry_over(old: Path, new: Path, owned: Iterable[str], command: str = "sdnet
     a :class:`UsageError` (the user's file is never overwritten). Returns the names carried over."""
     owned, carried = set(owned), []
     for name in sorted(os.listdir(old)):
-        if name in owned or _is_temporary(name):
+        if name in owned or is_temporary(name):
             continue
         src, dst = old / name, new / name
         if os.path.lexists(dst):
@@ -289,24 +252,38 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def write_output(out: OutputDir, write: Callable[[Path], T], manifest: bool = True) -> T:
-    """Fill ``out`` as a whole under its lock: the rule is checked again, ``write(staged)`` fills a new folder
-    beside it, the entries the command does not own are carried over, the manifest records what ``write``
-    wrote (``manifest=False``: a command whose layout names what it owns, like a model directory, leaves none),
-    and one switch makes it the output. A failure or a kill before the switch leaves the old folder."""
-    with OutputLock(out.path):
-        out = check_output_dir(out.given, out.command, sources=out.sources, flag=out.flag, layout=out.layout)
-        staged = staging_dir(out.path)
-        try:
-            result = write(staged)
-            written = sorted(n for n in os.listdir(staged) if n != MANIFEST)
-            if out.path.is_dir():
-                carry_over(out.path, staged, out.owned, out.command)
-            if manifest:
-                record = {"command": out.command, "files": written}
-                atomic_write_bytes(staged / MANIFEST, (json.dumps(record, indent=1) + "\n").encode())
-            replace_dir(staged, out.path)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-    return result
+class Staged:
+    """The replacement of the folder ``target`` while it is written: ``path``, a new empty hidden sibling
+    (:func:`staging_dir`). :meth:`commit` switches it in as a whole, :meth:`discard` drops it; until the
+    switch the old folder is untouched, and a kill leaves a staging folder that :func:`clean_stale` removes."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+        if self.target.exists() and not self.target.is_dir():
+            raise UsageError(f"{self.target} is a file, not a folder; pass another path (nothing was changed)")
+        self.path = staging_dir(self.target)
+
+    def commit(self, owned: Iterable[str] | None = None, command: str = "sdnet") -> None:
+        """Make ``path`` the folder ``target`` in one switch (:func:`replace_dir`). With ``owned`` (the names
+        the writer owns), every other entry of the old folder is carried over first (:func:`carry_over`)."""
+        old = real_path(self.target)
+        if owned is not None and old.is_dir():
+            carry_over(old, self.path, owned, command)
+        replace_dir(self.path, self.target)
+
+    def discard(self) -> None:
+        """Drop the staging folder (the old folder stays as it was)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(target: str | Path, owned: Iterable[str] | None = None, command: str = "sdnet") -> Iterator[Path]:
+    """``with staged_dir(target) as path:`` fill ``path``; on success it becomes ``target``
+    (:meth:`Staged.commit` with ``owned``), on any exception or interrupt it is dropped (:meth:`Staged.discard`)."""
+    staged = Staged(target)
+    try:
+        yield staged.path
+        staged.commit(owned, command)
+    except BaseException:
+        staged.discard()
+        raise

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from sdnet_cli.engine.runfind import is_finished, newest_run
+from sdnet_cli.engine.rundir import is_finished, newest_run
 from sdnet_cli.engine.state import find_state
 
 TINY = ["--epochs", "1", "--batch-size", "16", "--set", "train.limit_batches=2", "--set", "train.threads=1",

@@ -1,4 +1,4 @@
-"""The one output rule (fsio.check_output_dir / write_output), through the real CLI for every command that writes
+"""The one output rule (outputs.check_output_dir / write_output), through the real CLI for every command that writes
 a folder: a folder of the user's, the model being read or a folder holding it is refused with one line (exit 2)
 and left byte for byte as it was; an earlier output of the same command is replaced and the files the user added
 to it are carried over; a symlinked output is written through; a 240-character name works; the leftovers of a

@@ -1,4 +1,4 @@
-"""One process per run directory: an OS lock held for the whole run (fsio.OutputLock), never left stale."""
+"""One process per run directory: an OS lock held for the whole run (outputs.OutputLock), never left stale."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from train_helpers import invoke
 
 from sdnet_cli.engine.state import find_state
-from sdnet_cli.fsio import OutputLock
+from sdnet_cli.outputs import OutputLock
 
 ARGS = ["--batch-size", "16", "--set", "train.limit_batches=4", "--set", "train.threads=1",
         "--set", "train.tensorboard=false", "--set", "train.eval_batch_size=512"]

@@ -1,9 +1,9 @@
 """The model argument of ``eval``, ``robust``, ``visualize`` and ``export`` when none is typed: the newest
-finished run under ``./runs`` (:func:`sdnet_cli.engine.runfind.default_run`), said on stderr."""
+finished run under ``./runs`` (:func:`sdnet_cli.engine.rundir.default_run`), said on stderr."""
 
 from __future__ import annotations
 
-from ..engine.runfind import default_run
+from ..engine.rundir import default_run
 from .common import console
 
 

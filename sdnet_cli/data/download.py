@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import tarfile
 import zlib
 from pathlib import Path
@@ -28,8 +27,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from ..errors import NetworkError, UsageError
-from ..fsio import staging_dir
-from ..models.files import file_digest
+from ..fsio import Staged, file_digest
 from ..netio import NetBounds, Transfer, fetch_to_file
 
 Progress = Callable[[int, "int | None"], None]  # (bytes done, total bytes or None)
@@ -119,7 +117,8 @@ def unpack_tar(archive: str | Path, root: str | Path, required: tuple[str, ...] 
     """
     archive, root = Path(archive), Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    staged = staging_dir(root / f"{archive.name}.unpacked")  # a hidden sibling in root's real folder
+    staging = Staged(root / f"{archive.name}.unpacked")  # a hidden sibling in root's real folder
+    staged = staging.path
     try:
         try:
             with tarfile.open(archive) as tar:
@@ -150,4 +149,4 @@ def unpack_tar(archive: str | Path, root: str | Path, required: tuple[str, ...] 
             made.append(root / name)
         return made
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        staging.discard()  # empty after a success: every top-level folder was renamed out of it

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import is_int
-from .rundir import write_jsonl
+from ..fsio import write_jsonl
 
 
 def read_log(path: Path, key: str = "step") -> tuple[list[dict[str, Any]], list[str]]:

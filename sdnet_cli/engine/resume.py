@@ -17,7 +17,7 @@ from typing import Any
 from ..config import Config, apply_overrides, config_from_dict, load_config, set_value
 from ..errors import MissingFileError, UsageError
 from .state import LoopState, read_state
-from .runfind import newest_run
+from .rundir import newest_run
 
 SAFE_ON_RESUME = frozenset({
     "train.epochs", "train.threads", "train.cpu_memory_reuse", "train.tensorboard", "train.checkpoint_every",

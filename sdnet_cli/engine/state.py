@@ -2,7 +2,7 @@
 
 A state is the pair ``state/ckpt-<step>-<token>.safetensors`` + ``state/ckpt-<step>-<token>.json``, and the
 ``state/`` folder holds exactly one pair: a new state is written into a staging sibling and replaces the
-folder as a whole (:func:`sdnet_cli.fsio.replace_dir`), so a kill at any moment leaves the previous complete
+folder as a whole (:func:`sdnet_cli.fsio.staged_dir`), so a kill at any moment leaves the previous complete
 state or the new one, never a mix of two steps. The JSON carries a random token that the safetensors header
 repeats: a pair counts only when both exist and the tokens match.
 
@@ -18,7 +18,6 @@ import json
 import random
 import re
 import secrets
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ..fsio import replace_dir, staging_dir
+from ..fsio import atomic_write_json, staged_dir
 from ..layers import csc_layers
-from ..models.files import atomic_save_safetensors, atomic_write_json, load_state_strict
+from ..models.files import atomic_save_safetensors, load_state_strict, state_dict_tensors
 from ..errors import MissingFileError, UsageError
 from .state_schema import check_optimizer_fits, check_record
 
@@ -126,13 +125,8 @@ def save_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.O
     """Make ``directory`` hold one complete training state (written beside it, switched in as a whole);
     ``scaler`` is anything with ``state_dict()`` (the AMP grad scaler) or ``None``. Returns the JSON path."""
     directory = Path(directory)
-    staged = staging_dir(directory)
-    try:
+    with staged_dir(directory) as staged:
         name = _write_pair(staged, model, optimizer, loop, scaler, extra)
-        replace_dir(staged, directory)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     return directory / name
 
 
@@ -140,23 +134,23 @@ def _write_pair(directory: Path, model: nn.Module, optimizer: torch.optim.Optimi
                 scaler: Any, extra: dict[str, Any] | None) -> str:
     """Write ``ckpt-<step>-<token>.safetensors`` then its ``.json`` record into ``directory``; the JSON's name."""
     token = secrets.token_hex(16)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in state_dict_tensors(model).items()}
     for i, layer in enumerate(csc_layers(model)):
         tensors[f"csc_v.{i}"] = layer._v.detach().cpu().contiguous().clone()
     opt_t, opt_meta = flatten_optimizer(optimizer.state_dict())
     rng_t, rng_meta = capture_rng()
     tensors.update(opt_t)
     tensors.update(rng_t)
-    stem = f"ckpt-{loop.global_step:09d}-{token[:8]}"
-    weights = directory / f"{stem}.safetensors"
+    base = f"ckpt-{loop.global_step:09d}-{token[:8]}"
+    weights = directory / f"{base}.safetensors"
     atomic_save_safetensors(tensors, weights, {"format": FORMAT, "token": token})
     meta = {
         "format": FORMAT, "token": token, "weights": weights.name, "loop": asdict(loop),
         "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler.state_dict() if scaler is not None else None,
         "extra": extra or {},
     }
-    atomic_write_json(directory / f"{stem}.json", meta)  # the commit record of the pair
-    return f"{stem}.json"
+    atomic_write_json(directory / f"{base}.json", meta)  # the commit record of the pair
+    return f"{base}.json"
 
 
 def _read_pair(json_path: Path) -> tuple[dict[str, Any], Path] | str:

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from ..config import Config
 from ..data.datasets import DatasetInfo, dataset_info
 from ..devices import resolve_device
-from ..fsio import OutputLock
+from ..outputs import OutputLock
 from ..models.registry import check_model_name
 from . import distributed as D
 from .callbacks import Callbacks
@@ -26,12 +26,10 @@ from .data import build_data
 from .precision import Precision
 from .result import NonFiniteLossError, TrainingInterrupted, TrainResult
 from .resume import check_resume, resume_config
-from .rundir import check_output, default_output
-from .runfind import newest_run
+from .rundir import RunDirectory, check_output, default_output, newest_run
 from .setup import build_model, build_optimizer, check_training_config, cpu_settings, model_config
 from .state import LoopState, load_state
 from .trainer import Setup, Trainer
-from .workdir import RunDirectory
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError", "TrainingInterrupted", "resume_config", "newest_run"]
 
@@ -42,7 +40,7 @@ def train(cfg: Config, *, resume: bool = False, force: bool = False, callbacks: 
     ``resume`` continues the run's saved state exactly (see :func:`resume_config` for its configuration and
     :func:`~sdnet_cli.engine.resume.check_resume` for what may differ from the run's, checked first);
     ``force`` replaces an existing run, which stays intact until the new run's first checkpoint. Raises
-    :class:`~sdnet_cli.errors.UsageError` for bad input (:class:`~sdnet_cli.fsio.OutputLocked` when another
+    :class:`~sdnet_cli.errors.UsageError` for bad input (:class:`~sdnet_cli.outputs.OutputLocked` when another
     process holds the output), :class:`NonFiniteLossError`, :class:`TrainingInterrupted`.
     """
     check_training_config(cfg)

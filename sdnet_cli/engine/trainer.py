@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import Config
-from ..fsio import atomic_write_bytes
+from ..fsio import atomic_write_bytes, write_jsonl
 from ..layers import csc_layers
 from ..models.files import ModelConfig, save_model
 from . import distributed as D
@@ -37,12 +37,11 @@ from .logs import RunLogs
 from .official_step_size import OfficialStepSizes
 from .precision import Precision
 from .result import NonFiniteLossError, TrainingInterrupted, TrainResult
-from .rundir import write_jsonl
+from .rundir import RunDirectory
 from .schedule import lr_at, set_lr
 from .state import LoopState, save_state
 from .stopflag import StopFlag
 from .step_sizes import StepSizeKeeper
-from .workdir import RunDirectory
 
 
 def criterion(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""``load_model(src)``: a run dir, a model dir, a zoo name or a Hub repo ``org/repo[@rev]``.
+"""A model source turned into a model: ``load_model(src)`` for a run dir, a model dir, a zoo name or a Hub repo
+``org/repo[@rev]``.
 
-Local paths are resolved by :func:`sdnet_cli.models.load.local_model_dir`; anything else is pulled into
-the Hub cache by :func:`sdnet_cli.hub.puller.pull` (bounded, verified). The dependency runs one way:
-``hub`` builds on ``models``, never the reverse.
+Local paths are resolved here (:func:`local_model_dir`: a model directory, or a run directory's ``best/``, else
+``last/``) without the network; anything else is pulled into the Hub cache by :func:`sdnet_cli.hub.puller.pull`
+(bounded, verified). The dependency runs one way: ``hub`` builds on ``models``, never the reverse.
 """
 
 from __future__ import annotations
@@ -12,9 +13,28 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..models.files import ModelConfig, load_model_dir
-from ..models.load import local_model_dir
+from ..errors import MissingFileError, UsageError
+from ..models.files import CONFIG_NAME, ModelConfig, load_model_dir
 from .puller import PullOptions, pull
+
+
+def local_model_dir(src: str | Path) -> Path | None:
+    """The model directory the local path ``src`` names, or ``None`` when nothing exists at ``src``.
+
+    A folder with ``config.json`` is a model directory; a run directory resolves to ``best/``, else ``last/``.
+    A folder without a model, or a file, is a ``UsageError`` saying what was expected.
+    """
+    path = Path(src)
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file():
+            return path
+        for sub in ("best", "last"):
+            if (path / sub / CONFIG_NAME).is_file():
+                return path / sub
+        raise MissingFileError(f"{path} holds no model: expected {CONFIG_NAME} in it or in best/ or last/")
+    if path.exists():
+        raise UsageError(f"{path} is a file; pass a model directory (official .pth.tar files go through 'sdnet export')")
+    return None
 
 
 def resolve_model_dir(src: str | Path) -> Path:

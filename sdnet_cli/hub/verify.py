@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
-from ..models.files import WEIGHTS_NAME, file_digest, read_config, read_weights
+from ..fsio import file_digest
+from ..models.files import WEIGHTS_NAME, read_config, read_weights
 from ..models.schema import check_weights
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -1,8 +1,8 @@
 """``run(VisualizeOptions) -> VisualizeReport``: what ``sdnet visualize`` does, as one library call.
 
 Load the model and a class-balanced batch of its test images, draw the requested views into a folder beside
-the output and switch it in as a whole (:func:`sdnet_cli.fsio.write_output`): a failure or a kill leaves the
-previous output complete. The output follows the one output rule (:func:`sdnet_cli.fsio.check_output_dir`): a
+the output and switch it in as a whole (:func:`sdnet_cli.outputs.write_output`): a failure or a kill leaves the
+previous output complete. The output follows the one output rule (:func:`sdnet_cli.outputs.check_output_dir`): a
 new or empty folder or an earlier visualize output (its other files carried over), never the model itself.
 """
 
@@ -18,9 +18,8 @@ import torch
 
 from ..checks import is_real, require_int
 from ..errors import UsageError
-from ..fsio import OutputDir, check_output_dir, write_output
-from ..hub.resolve import load_model_with_config
-from ..models.load import local_model_dir
+from ..outputs import OutputDir, check_output_dir, write_output
+from ..hub.resolve import load_model_with_config, local_model_dir
 from .data import load_batch
 from .lambdas import DEFAULT_VIEW_LAMBDAS
 from .report import DECODE_MODES, WHAT, FigureOptions, parse_what, visualize
