@@ -68,7 +68,7 @@ def test_missing_truncated_and_mismatched(fake_dir, tmp_path: Path) -> None:
     (folder / "fog.npy").write_bytes(b"not a numpy file")
     with pytest.raises(ValueError, match="not a readable .npy"):
         cifar_c.load_cifar_c(folder, "fog", 1)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"CIFAR-C directory .*nowhere not found \(pass --download"):
         cifar_c.resolve_cifar_c_dir(tmp_path / "nowhere")
 
 

@@ -79,7 +79,7 @@ def test_yaml_errors(tmp_path):
     wrong.write_text("train:\n  epochs: three\n")
     with pytest.raises(ValueError, match="train.epochs: expected an integer"):
         load_config(wrong)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"config file .*missing.yaml not found \(presets: digits"):
         load_config(tmp_path / "missing.yaml")
 
 

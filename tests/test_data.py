@@ -150,8 +150,9 @@ def test_cifar_labels_are_checked_when_loaded(tmp_path, rewrite, words):
         with pytest.raises(UsageError) as e:
             build_dataset("cifar10", split, root=tmp_path, download=False)
         assert "cifar-10-batches-py" in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="cifar-10-batches-py") as e:
         load_raw_images("cifar10", "test", root=tmp_path, download=False)
+    assert all(w in str(e.value) for w in words), str(e.value)
 
 
 def test_array_dataset_refuses_float_labels_instead_of_truncating():

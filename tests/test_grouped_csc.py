@@ -139,10 +139,17 @@ def test_layer_output_shape_equals_conv_and_bias_is_added_after_the_code() -> No
     assert sum(p.numel() for p in layer.parameters()) == sum(p.numel() for p in conv.parameters())
 
 
-@pytest.mark.parametrize("kwargs", [dict(groups=4), dict(groups=2, expansion=2), dict(stride=0), dict(padding=-1),
-                                    dict(padding="same", stride=2), dict(padding="full"),
-                                    dict(padding_mode="reflect"), dict(kernel_size=(3, 3, 3))])
-def test_bad_geometry_is_a_usage_error(kwargs: dict) -> None:
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(groups=4), "groups=4 must divide in_channels=6 and out_channels=6"),
+    (dict(groups=2, expansion=2), r"expansion > 1 applies to dense CSC layers only \(groups=1\)"),
+    (dict(stride=0), "stride must be an int >= 1 or a pair of them, got 0"),
+    (dict(padding=-1), "padding must be an int >= 0 or a pair of them, got -1"),
+    (dict(padding="same", stride=2), "padding='same' is not supported for strided convolutions"),
+    (dict(padding="full"), "padding must be 'valid', 'same', an int or a pair, got 'full'"),
+    (dict(padding_mode="reflect"), "supports padding_mode='zeros' only, got 'reflect'"),
+    (dict(kernel_size=(3, 3, 3)), r"kernel_size must be an int >= 1 or a pair of them, got \(3, 3, 3\)"),
+])
+def test_bad_geometry_is_a_usage_error(kwargs: dict, message: str) -> None:
     args = {"in_channels": 6, "out_channels": 6, "kernel_size": 3, **kwargs}
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=message):
         CSCConv2d(**args)

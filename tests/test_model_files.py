@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_bad_config_json_is_one_line_exit_2_nothing_written(good, tmp_path, caps
     assert code == 2 and out == "", err
     assert len(err.strip().splitlines()) == 1 and expect in err, err
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["bad"]
-    with pytest.raises(UsageError):  # the Python API refuses it the same way
+    with pytest.raises(UsageError, match=re.escape(expect)):  # the Python API refuses it the same way
         load_model(bad)
 
 

@@ -139,7 +139,7 @@ def test_crash_between_files_keeps_previous_state(tmp_path, monkeypatch):
         raise OSError("disk died")
 
     monkeypatch.setattr(st, "atomic_write_json", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk died"):
         save_state(tmp_path, model, opt, LoopState(global_step=2))
     meta, _ = find_state(tmp_path)
     assert meta["loop"]["global_step"] == 1

@@ -26,7 +26,7 @@ def test_step_schedule_and_warmup():
     assert lr_at(0, 10, 5, 1.0, "cosine", warmup_epochs=1) == pytest.approx(0.1)
     assert lr_at(9, 10, 5, 1.0, "cosine", warmup_epochs=1) == pytest.approx(1.0)
     assert lr_at(10, 10, 5, 1.0, "cosine", warmup_epochs=1) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown schedule 'linear'; valid: cosine, step, constant"):
         lr_at(0, 1, 1, 0.1, "linear")
 
 
