@@ -10,7 +10,7 @@ def test_grey_models_see_the_first_channel_everywhere() -> None:
     import numpy as np
 
     from sdnet_cli.data.channels import in_model_channels
-    from sdnet_cli.robust.evaluate import to_pixels
+    from sdnet_cli.robust.accuracy import to_pixels
 
     rgb = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
     assert in_model_channels(rgb, 1).tolist() == rgb[..., :1].tolist()

@@ -49,7 +49,7 @@ def test_visualize_cli_equals_library(digits_model_dir: Path, tmp_path: Path, ca
     code, out, err = run_cli(capsys, "visualize", str(digits_model_dir), *args, "-o", str(tmp_path / "cli"), "--json")
     assert code == 0, err
     cli = json.loads(out)
-    rep = visualize_run(VisualizeOptions(model=str(digits_model_dir), what=("sparsity", "lambda"), lambdas=(0.0, 0.5),
+    rep = visualize_run(VisualizeOptions(model=str(digits_model_dir), what=("sparsity", "lambda"), lmbds=(0.0, 0.5),
                                          num_images=4, output=tmp_path / "lib"))
     assert cli["sparsity"] == rep.summary["sparsity"] and cli["lambda"] == rep.summary["lambda"]
     assert sorted(cli["figures"]) == sorted(rep.figures)

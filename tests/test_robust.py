@@ -16,8 +16,8 @@ from sdnet_cli.data.digits import load_digits
 from sdnet_cli.layers import csc_layers, set_lmbd
 from sdnet_cli.models.files import load_model_dir
 from sdnet_cli.robust.conditions import condition_seed
-from sdnet_cli.robust.evaluate import evaluate_images as evaluate, lmbd_override
-from sdnet_cli.robust.lambda_fit import LambdaFit, fit_line
+from sdnet_cli.robust.accuracy import images_accuracy, lmbd_override
+from sdnet_cli.robust.lmbd_fit import LmbdFit, fit_line
 from sdnet_cli.robust.report import summarize
 
 from csc_helpers import adjoint_decode
@@ -52,7 +52,7 @@ def test_evaluate_matches_direct_and_restores_lambda(loaded, digits_model_dir) -
     x, y = load_digits("test", trained_size(digits_model_dir))
     x, y = x[:64], y[:64]
     for lm in (0.1, 0.7):
-        res = evaluate(model, x, y, config.mean, config.std, lm, batch_size=24)
+        res = images_accuracy(model, x, y, config.mean, config.std, lm, batch_size=24)
         assert res.accuracy == pytest.approx(direct_accuracy(model, config, x, y, lm))
         assert csc_layers(model)[0].lmbd == pytest.approx(0.1)
     # recon error = ‖x − Dz‖² of the first layer, computed directly
@@ -60,10 +60,10 @@ def test_evaluate_matches_direct_and_restores_lambda(loaded, digits_model_dir) -
     xt = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0 - config.mean[0]) / config.std[0]
     with torch.no_grad():
         direct = (xt - adjoint_decode(layer, layer(xt), xt.shape)).pow(2).flatten(1).sum(1).numpy()
-    res = evaluate(model, x, y, config.mean, config.std, None)
+    res = images_accuracy(model, x, y, config.mean, config.std, None)
     np.testing.assert_allclose(res.recon, direct, rtol=1e-4)
     # larger λ → sparser code → larger reconstruction error
-    assert evaluate(model, x, y, config.mean, config.std, 1.0).recon_error > res.recon_error
+    assert images_accuracy(model, x, y, config.mean, config.std, 1.0).recon_error > res.recon_error
 
 
 def test_per_sample_lambda_equals_scalar_runs(loaded, digits_model_dir) -> None:
@@ -71,10 +71,10 @@ def test_per_sample_lambda_equals_scalar_runs(loaded, digits_model_dir) -> None:
     x, y = load_digits("test", trained_size(digits_model_dir))
     x, y = x[:6], y[:6]
     lam = np.array([0.1, 1.2, 0.1, 1.2, 0.5, 0.5])
-    per = evaluate(model, x, y, config.mean, config.std, lam)
+    per = images_accuracy(model, x, y, config.mean, config.std, lam)
     for v in (0.1, 0.5, 1.2):
         idx = np.flatnonzero(lam == v)
-        one = evaluate(model, x[idx], y[idx], config.mean, config.std, v)
+        one = images_accuracy(model, x[idx], y[idx], config.mean, config.std, v)
         np.testing.assert_allclose(per.loss[idx], one.loss, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(per.recon[idx], one.recon, rtol=1e-4)
 
@@ -91,15 +91,15 @@ def test_fit_line_and_file(tmp_path: Path) -> None:
     slope, intercept = fit_line(r, 0.3 * r + 0.05)
     assert slope == pytest.approx(0.3) and intercept == pytest.approx(0.05)
     assert fit_line([2.0, 2.0], [0.1, 0.3]) == (0.0, pytest.approx(0.2))
-    fit = LambdaFit(slope, intercept, 0.1, 0.1, 1.0, points=[{"recon_error": 1.0, "best_lambda": 0.35}])
+    fit = LmbdFit(slope, intercept, 0.1, 0.1, 1.0, points=[{"recon_error": 1.0, "best_lambda": 0.35}])
     np.testing.assert_allclose(fit.predict(np.array([0.0, 2.0, 10.0])), [0.1, 0.65, 1.0])
-    loaded = LambdaFit.load(fit.save(tmp_path / "lambda_fit.json"))
+    loaded = LmbdFit.load(fit.save(tmp_path / "lambda_fit.json"))
     assert loaded == fit
     (tmp_path / "bad.json").write_text('{"slope": 1}')
     with pytest.raises(ValueError, match="not an sdnet lambda_fit.json"):
-        LambdaFit.load(tmp_path / "bad.json")
-    with pytest.raises(FileNotFoundError):
-        LambdaFit.load(tmp_path / "missing.json")
+        LmbdFit.load(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        LmbdFit.load(tmp_path / "missing.json")
 
 
 def test_summary_means() -> None:
@@ -225,7 +225,7 @@ def test_library_call_equals_cli_and_table_fits_80_columns(digits_model_dir, tmp
 
     size = trained_size(digits_model_dir)
     report = run(RobustOptions(models=(str(digits_model_dir),), corruptions="gaussian_noise", severities="4",
-                               lambdas=(0.1, 0.6), auto_lambda=True, calib_images=24, max_images=30, image_size=size,
+                               lmbds=(0.1, 0.6), auto_lmbd=True, calib_images=24, max_images=30, image_size=size,
                                output=tmp_path / "lib", plots=False))
     res = runner.invoke(app, ["robust", str(digits_model_dir), "--corruptions", "gaussian_noise", "--severities", "4",
                               "--lambdas", "0.1,0.6", "--auto-lambda", "--calib-images", "24", "--max-images", "30",
@@ -249,7 +249,7 @@ def test_output_never_deletes_files_of_the_user(digits_model_dir, tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("notes of the user")
-    opts = RobustOptions(models=(str(digits_model_dir),), corruptions="contrast", severities="5", lambdas=(),
+    opts = RobustOptions(models=(str(digits_model_dir),), corruptions="contrast", severities="5", lmbds=(),
                          max_images=10, image_size=trained_size(digits_model_dir), output=out, plots=False)
     with pytest.raises(UsageError, match="holds other files .old.txt. that sdnet robust did not write"):
         run(opts)

@@ -21,8 +21,8 @@ from sdnet_cli.robust.adversarial import AttackSpec, attack_rows, correct_under,
 from sdnet_cli.robust.attacked import AdaptiveRule, AttackedModel, FixedLmbd, straight_through_clip
 from sdnet_cli.robust.bn import bn_stats, recalibrated_stats, stats_digest
 from sdnet_cli.robust.conditions import iter_conditions, parse_levels
-from sdnet_cli.robust.evaluate import evaluate_tensor, to_input, to_pixels
-from sdnet_cli.robust.lambda_fit import Calibration, LambdaFit, calibrate, fit_quality, not_informative
+from sdnet_cli.robust.accuracy import tensor_accuracy, to_input, to_pixels
+from sdnet_cli.robust.lmbd_fit import Calibration, LmbdFit, calibrate, fit_quality, not_informative
 from sdnet_cli.robust.options import RobustOptions
 from sdnet_cli.robust.run import held_out_images, selection
 
@@ -96,16 +96,16 @@ def test_uninformative_fit_falls_back_to_training_lambda(digits, tmp_path: Path)
     assert fit.fallback and "not informative" in fit.fallback and "0.1" in fit.fallback
     np.testing.assert_allclose(fit.predict(np.array([0.0, 50.0, 1e6])), 0.1)
     assert set(fit.quality) >= {"r2", "rms_residual", "residuals"}
-    assert LambdaFit.load(fit.save(tmp_path / "lambda_fit.json")) == fit
+    assert LmbdFit.load(fit.save(tmp_path / "lambda_fit.json")) == fit
 
 
 # -- attacks on the per-sample λ, masking checks ----------------------------------------------------------
-def _rule(model, config, x) -> LambdaFit:
+def _rule(model, config, x) -> LmbdFit:
     """A rule whose λ spans [0.1, 1] over these images (slope from their own reconstruction errors)."""
-    r = evaluate_tensor(model, to_input(x, config.mean, config.std), np.zeros(len(x), np.int64), 0.1).recon
+    r = tensor_accuracy(model, to_input(x, config.mean, config.std), np.zeros(len(x), np.int64), 0.1).recon
     lo, hi = np.percentile(r, [10, 90])
     slope = 0.9 / (hi - lo)
-    return LambdaFit(float(slope), float(0.1 - slope * lo), 0.1, 0.1, 1.0)
+    return LmbdFit(float(slope), float(0.1 - slope * lo), 0.1, 0.1, 1.0)
 
 
 def test_straight_through_clip_passes_gradient() -> None:
@@ -120,7 +120,7 @@ def test_adaptive_attack_is_at_least_as_strong(digits) -> None:
     x, y = x[:100], y[:100]
     fit = _rule(model, config, x)
     pixels, labels = to_pixels(x, 3), torch.as_tensor(y)
-    frozen = torch.as_tensor(fit.predict(evaluate_tensor(model, to_input(x, config.mean, config.std), y, 0.1).recon),
+    frozen = torch.as_tensor(fit.predict(tensor_accuracy(model, to_input(x, config.mean, config.std), y, 0.1).recon),
                              dtype=torch.float32)
     tgts = [t for t in targets(0.1, [], fit, pixels, frozen, "first", "pgd-linf") if t.mode == "auto"]
     spec = AttackSpec("pgd-linf", "linf", 10, None, 0, 100, checks=False)
@@ -132,8 +132,8 @@ def test_adaptive_attack_is_at_least_as_strong(digits) -> None:
     # the rows score the defence as it runs: λ recomputed from each image (independent computation, clean ε=0)
     clean_rows, _ = attack_rows(model, config.mean, config.std, pixels, labels, [0.0], spec, tgts[1:])
     xin = to_input(x, config.mean, config.std)
-    lam = fit.predict(evaluate_tensor(model, xin, y, 0.1).recon)
-    assert clean_rows[0]["accuracy"] == pytest.approx(evaluate_tensor(model, xin, y, lam).accuracy)
+    lam = fit.predict(tensor_accuracy(model, xin, y, 0.1).recon)
+    assert clean_rows[0]["accuracy"] == pytest.approx(tensor_accuracy(model, xin, y, lam).accuracy)
 
 
 def test_adaptive_gradient_flows_through_lambda(digits) -> None:
@@ -225,7 +225,7 @@ def test_selection_and_held_out_images() -> None:
 def test_bn_and_library_call_in_results(digits_model_dir, tmp_path: Path) -> None:
     from sdnet_cli.robust import run
 
-    base = dict(models=(str(digits_model_dir),), corruptions="gaussian_noise", severities="5", lambdas=(0.1, 1.0),
+    base = dict(models=(str(digits_model_dir),), corruptions="gaussian_noise", severities="5", lmbds=(0.1, 1.0),
                 recalibrate_bn=32, plots=False)
     one = run(RobustOptions(**base, max_images=20, output=tmp_path / "a"))
     two = run(RobustOptions(**{**base, "corruptions": "impulse_noise"}, max_images=30, seed=4, output=tmp_path / "b"))

@@ -7,11 +7,13 @@ import warnings
 
 import pytest
 
+from sdnet_cli.layers import deprecations
+
 
 @pytest.mark.parametrize("old, new", [("VizOptions", "FigureOptions"), ("lambda_sweep", "lmbd_sweep")])
-def test_old_name_warns_once_and_is_the_new_object(old: str, new: str) -> None:
+def test_old_name_warns_once_and_is_the_new_object(old: str, new: str, monkeypatch: pytest.MonkeyPatch) -> None:
     viz = importlib.import_module("sdnet_cli.viz")
-    viz._warned.discard(old)
+    monkeypatch.setattr(deprecations, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first, second = getattr(viz, old), getattr(viz, old)

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from ..netio import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from ..robust.attacks import ATTACKS, parse_eps
-from ..robust.options import DEFAULT_LAMBDA_SPEC, RobustOptions, parse_lambdas
+from ..robust.options import DEFAULT_LMBD_SPEC, RobustOptions, parse_lmbds
 from .common import console, print_json
 from .default_run import model_or_newest_run
 from .progress import LazyProgress
@@ -28,10 +28,10 @@ def robust_command(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Clean test set (default: the model's training dataset)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the clean dataset lives."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the size the model was trained at)."),
-    lambdas: str = typer.Option(DEFAULT_LAMBDA_SPEC, "--lambdas", help="Test-time λ sweep: start:stop:step, a list, or none."),
+    lmbds: str = typer.Option(DEFAULT_LMBD_SPEC, "--lambdas", help="Test-time λ sweep: start:stop:step, a list, or none."),
     lmbd_layers: str = typer.Option("first", "--lmbd-layers", help="first | all: which CSC layers get the test-time λ."),
-    auto_lambda: bool = typer.Option(False, "--auto-lambda", help="Per-sample λ from the reconstruction error, fitted on held-out training images (lambda_fit.json)."),
-    lambda_fit: Optional[Path] = typer.Option(None, "--lambda-fit", help="Reuse a lambda_fit.json instead of calibrating (implies --auto-lambda)."),
+    auto_lmbd: bool = typer.Option(False, "--auto-lambda", help="Per-sample λ from the reconstruction error, fitted on held-out training images (lambda_fit.json)."),
+    lmbd_fit: Optional[Path] = typer.Option(None, "--lambda-fit", help="Reuse a lambda_fit.json instead of calibrating (implies --auto-lambda)."),
     calib_images: int = typer.Option(512, "--calib-images", help="Held-out training images used to calibrate the per-sample λ fit."),
     recalibrate_bn: int = typer.Option(0, "--recalibrate-bn", help="Re-estimate every BatchNorm's statistics at each test-time λ on N held-out training images (0: off)."),
     attack: Optional[str] = typer.Option(None, "--attack", help=f"{' | '.join(ATTACKS)} on the clean test set (autoattack/apgd-*/square: pip install \"sdnet[attacks]\")."),
@@ -68,7 +68,7 @@ def robust_command(
     opts = RobustOptions(
         models=tuple(models or [model_or_newest_run(None)]), corruptions=corruptions, severities=severities, protocol=protocol,
         cifar_c_dir=cifar_c_dir, download=download, timeout=timeout, dataset=dataset, data_root=data_root, image_size=image_size,
-        lambdas=parse_lambdas(lambdas), lmbd_layers=lmbd_layers, auto_lambda=auto_lambda, lambda_fit=lambda_fit,
+        lmbds=parse_lmbds(lmbds), lmbd_layers=lmbd_layers, auto_lmbd=auto_lmbd, lmbd_fit=lmbd_fit,
         calib_images=calib_images, recalibrate_bn=recalibrate_bn, attack=attack, norm=norm, eps=tuple(parse_eps(eps)),
         steps=steps, step_size=step_size, checks=checks, max_images=max_images, batch_size=batch_size, seed=seed,
         device=device, output=output, plots=plots)

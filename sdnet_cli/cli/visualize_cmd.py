@@ -31,7 +31,7 @@ def visualize_command(
                                "shortcut), 'layer' (D z of the first CSC layer) or 'auto'."),
     layers: Optional[str] = typer.Option(None, "--layers", help="features: comma list of points for whole-stack "
                                          "decoding (layer0, layer2, layer3.1, ...). Default: stem and end of each stage."),
-    lambdas: str = typer.Option("0,0.01,0.05,0.1,0.2,0.5,1,2", "--lambdas", help="lambda: comma list of λ values."),
+    lmbds: str = typer.Option("0,0.01,0.05,0.1,0.2,0.5,1,2", "--lambdas", help="lambda: comma list of λ values."),
     max_steps: int = typer.Option(50, "--max-steps", help="convergence: FISTA iterations to plot (1…N)."),
     opt_steps: int = typer.Option(300, "--opt-steps", help="convergence: iterations used to estimate the optimum F*."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for this command (0: torch's default)."),
@@ -63,7 +63,7 @@ def visualize_command(
         model=model_or_newest_run(model), what=tuple(t for t in what.split(",")), output=output, dataset=dataset, data_root=data_root,
         image_size=image_size, num_images=num_images, decode=decode,
         points=tuple(p.strip() for p in layers.split(",") if p.strip()) if layers else None,
-        lambdas=tuple(_floats(lambdas)), max_steps=max_steps, opt_steps=opt_steps, threads=threads)
+        lmbds=tuple(_floats(lmbds)), max_steps=max_steps, opt_steps=opt_steps, threads=threads)
     with console.status("visualizing") as status:
         report = run(opts, progress=lambda m: status.update(Text(f"visualize: {m}")))
     if json_out:

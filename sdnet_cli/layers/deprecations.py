@@ -1,11 +1,14 @@
-"""Old public names of the sparse coding API, kept working with a ``DeprecationWarning`` (timm's
-``register_model_deprecations`` way: the old name calls the new one and says so).
+"""Old public names, kept working with a ``DeprecationWarning`` (timm's ``register_model_deprecations`` way:
+the old name calls the new one and says so).
 
-Each old name warns once per process, on its first call; :data:`DEPRECATED` lists them (old → new).
+Each old name warns once per process, on its first use. :data:`DEPRECATED` lists the sparse coding API's
+(old → new); module attributes (:func:`deprecated_attribute`) and dataclass fields (:func:`renamed_fields`)
+name their replacement where they are declared.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from typing import Any, Callable
@@ -55,3 +58,38 @@ def deprecated_alias(new: Callable[..., Any], old: str) -> Callable[..., Any]:
     alias.__name__ = alias.__qualname__ = old.rsplit(".", 1)[-1]
     alias.__doc__ = f"Deprecated name of :func:`{DEPRECATED[old]}` (warns once)."
     return alias
+
+
+def renamed_fields(renames: dict[str, str]) -> Callable[[type], type]:
+    """Class decorator over a dataclass: ``cls(old=...)`` fills field ``renames[old]`` and ``obj.old`` reads
+    ``obj.<new>`` (also for renamed properties), each old name warning once (:func:`warn_deprecated`); giving
+    both spellings in one call is a ``TypeError``."""
+
+    def decorate(cls: type) -> type:
+        init, fields = cls.__init__, {f.name for f in dataclasses.fields(cls)}
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            for old, new in renames.items():
+                if old in kwargs and new in fields:
+                    if new in kwargs:
+                        raise TypeError(f"{cls.__name__}() got both {old}= and {new}=; give {new}= only")
+                    warn_deprecated(f"{cls.__name__}({old}=...)", f"{cls.__name__}({new}=...)")
+                    kwargs[new] = kwargs.pop(old)
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__  # type: ignore[misc]
+        for old, new in renames.items():
+            setattr(cls, old, property(_old_attribute(cls.__name__, old, new)))
+        return cls
+
+    return decorate
+
+
+def _old_attribute(owner: str, old: str, new: str) -> Callable[[Any], Any]:
+    def get(self: Any) -> Any:
+        warn_deprecated(f"{owner}.{old}", f"{owner}.{new}")
+        return getattr(self, new)
+
+    get.__doc__ = f"Deprecated name of ``{new}`` (warns once)."
+    return get

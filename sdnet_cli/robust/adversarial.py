@@ -22,7 +22,7 @@ from torch import Tensor
 from .attacked import AdaptiveRule, AttackedModel, Defence, FixedLmbd, FrozenRule
 from .attacks import NORMS, fgsm_attack, pgd_attack
 from .autoattack import is_available, run_library_attack
-from .lambda_fit import LambdaFit
+from .lmbd_fit import LmbdFit
 from .masking import LARGE_EPS, all_passed, masking_checks
 
 
@@ -113,7 +113,7 @@ def run_checks(attacked: nn.Module, evaluated: nn.Module, pixels: Tensor, labels
             "checks": [c.to_dict() for c in checks], "passed": all_passed(checks), "notes": notes}
 
 
-def targets(train_lmbd: float | None, lmbds: list[float], fit: LambdaFit | None, clean: Tensor,
+def targets(train_lmbd: float | None, lmbds: list[float], fit: LmbdFit | None, clean: Tensor,
             frozen_lmbd: Tensor | None, layers: str, name: str) -> list[Target]:
     """The defences to attack: the training λ, the sweep (our PGD/FGSM only), and the rule twice."""
     out = [Target("train", train_lmbd, FixedLmbd(train_lmbd, layers), FixedLmbd(train_lmbd, layers), None, True)]

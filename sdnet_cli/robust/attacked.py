@@ -25,8 +25,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..layers.csc import CSCConv2d
-from .evaluate import first_csc, lmbd_override
-from .lambda_fit import LambdaFit
+from .accuracy import first_csc, lmbd_override
+from .lmbd_fit import LmbdFit
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FrozenRule:
 class AdaptiveRule:
     """The per-sample λ rule ``λ(u) = clip(a·r(u) + b)`` computed on every input, differentiably."""
 
-    fit: LambdaFit
+    fit: LmbdFit
 
 
 Defence = FixedLmbd | FrozenRule | AdaptiveRule

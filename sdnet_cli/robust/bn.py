@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .evaluate import lmbd_override
+from .accuracy import lmbd_override
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 Stats = dict[str, Tensor]

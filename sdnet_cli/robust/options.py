@@ -8,6 +8,7 @@ before it writes anything.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +17,17 @@ from ..checks import require_finite, require_int
 from ..data.corruptions import SDNET_LEVELS, parse_corruptions
 from ..devices import check_device
 from ..errors import UsageError
+from ..layers.deprecations import renamed_fields
 from ..netio import DEFAULT_TIMEOUT, NetBounds
 from .attacks import ATTACKS, LIBRARY_ATTACKS
 from .conditions import PROTOCOLS, parse_levels
 
-DEFAULT_LAMBDA_SPEC = "0.1:1.4:0.1"  # the --lambdas default: the official sweep, 14 values 0.1 … 1.4
+DEFAULT_LMBD_SPEC = "0.1:1.4:0.1"  # the --lambdas default: the official sweep, 14 values 0.1 … 1.4
 
 
-def parse_lambdas(spec: str) -> tuple[float, ...]:
-    """``'0.1:1.4:0.1'`` (start:stop:step, stop included), ``'0.1,0.5,1'`` or ``'none'`` → finite λ values ≥ 0."""
+def parse_lmbds(spec: str) -> tuple[float, ...]:
+    """``'0.1:1.4:0.1'`` (start:stop:step, stop included), ``'0.1,0.5,1'`` or ``'none'`` → λ values; the values
+    are checked (finite, ≥ 0) by :class:`RobustOptions`, once."""
     spec = spec.strip()
     if spec.lower() in ("", "none", "off"):
         return ()
@@ -39,13 +42,14 @@ def parse_lambdas(spec: str) -> tuple[float, ...]:
             values = [float(v) for v in spec.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"bad --lambdas {spec!r}: use start:stop:step (e.g. 0.1:1.4:0.1) or a list (0.1,0.5,1)") from None
-    if any(not math.isfinite(v) or v < 0 for v in values):
-        raise UsageError(f"--lambdas must be finite numbers >= 0, got {spec!r}")
     return tuple(values)
 
 
+OLD_NAMES = {"lambdas": "lmbds", "auto_lambda": "auto_lmbd", "lambda_fit": "lmbd_fit",  # deprecated, warn once
+             "wants_auto_lambda": "wants_auto_lmbd"}
 
 
+@renamed_fields(OLD_NAMES)
 @dataclass(frozen=True)
 class RobustOptions:
     """What ``sdnet robust`` measures (one field per flag; see ``sdnet robust --help``)."""
@@ -60,10 +64,10 @@ class RobustOptions:
     dataset: str | None = None
     data_root: Path | None = None
     image_size: int | None = None
-    lambdas: tuple[float, ...] = field(default_factory=lambda: parse_lambdas(DEFAULT_LAMBDA_SPEC))
+    lmbds: tuple[float, ...] = field(default_factory=lambda: parse_lmbds(DEFAULT_LMBD_SPEC))
     lmbd_layers: str = "first"
-    auto_lambda: bool = False
-    lambda_fit: Path | None = None
+    auto_lmbd: bool = False
+    lmbd_fit: Path | None = None
     calib_images: int = 512
     recalibrate_bn: int = 0
     attack: str | None = None
@@ -104,7 +108,7 @@ class RobustOptions:
         for name, v in (("--max-images", self.max_images), ("--image-size", self.image_size)):
             if v is not None:
                 require_int(name, v, 1)
-        for v in self.lambdas:
+        for v in self.lmbds:
             require_finite("--lambdas", v)
         if not self.eps:
             raise UsageError("--eps needs at least one value")
@@ -112,12 +116,21 @@ class RobustOptions:
             require_finite("--eps", v)
         if self.step_size is not None:
             require_finite("--step-size", self.step_size, strict=True)
-        self.levels()  # names and levels are checked here, before anything runs
+        names = self._parse_corruptions()  # names and levels are checked here, once, before anything runs
+        object.__setattr__(self, "_names", tuple(names))
+        object.__setattr__(self, "_levels", parse_levels(self.severities, names, self.protocol))
+
+    def on_device(self, device: str) -> "RobustOptions":
+        """A copy with ``device`` replaced by the resolved one (``auto`` → ``cuda``/``cpu``), not checked again:
+        every value was checked at construction."""
+        new = copy.copy(self)
+        object.__setattr__(new, "device", device)
+        return new
 
     @property
-    def wants_auto_lambda(self) -> bool:
+    def wants_auto_lmbd(self) -> bool:
         """Per-sample λ asked for (``--auto-lambda`` or ``--lambda-fit FILE``)."""
-        return self.auto_lambda or self.lambda_fit is not None
+        return self.auto_lmbd or self.lmbd_fit is not None
 
     @property
     def is_library_attack(self) -> bool:
@@ -126,6 +139,9 @@ class RobustOptions:
 
     def corruption_names(self) -> list[str]:
         """The corruptions to run, in order (default: ``noise``; sdnet-noise: its four noises)."""
+        return list(self._names)  # type: ignore[attr-defined]
+
+    def _parse_corruptions(self) -> list[str]:
         default = ",".join(SDNET_LEVELS) if self.protocol == "sdnet-noise" else "noise"
         names = parse_corruptions(self.corruptions or default)
         if self.protocol == "sdnet-noise":
@@ -136,4 +152,4 @@ class RobustOptions:
 
     def levels(self) -> dict[str, tuple[int, ...]]:
         """Levels to run per corruption (``--severities``, per protocol)."""
-        return parse_levels(self.severities, self.corruption_names(), self.protocol)
+        return dict(self._levels)  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from ..fsio import atomic_write_bytes  # noqa: E402
 from .attacks import ATTACKS  # noqa: E402
-from .lambda_fit import fit_line  # noqa: E402
+from .lmbd_fit import fit_line  # noqa: E402
 
 LABELS = {"train": "training λ", "best": "best λ (oracle)", "auto": "per-sample λ"}
 
@@ -74,7 +74,7 @@ def accuracy_vs_severity(report: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def accuracy_vs_lambda(report: dict[str, Any], path: Path) -> Path | None:
+def accuracy_vs_lmbd(report: dict[str, Any], path: Path) -> Path | None:
     sweep = [r for r in report["results"] if r["mode"] == "sweep" and r["corruption"] not in ATTACKS
              and r.get("bn") != "recalibrated"]
     if not sweep:
@@ -173,7 +173,7 @@ def write_plots(report: dict[str, Any], directory: str | Path) -> list[Path]:
     """Every plot that applies to ``report``, as PNG files in ``directory``."""
     d = Path(directory)
     made = [accuracy_vs_severity(report, d / "accuracy_vs_severity.png"),
-            accuracy_vs_lambda(report, d / "accuracy_vs_lambda.png"),
+            accuracy_vs_lmbd(report, d / "accuracy_vs_lambda.png"),
             lmbd_fit_plot(report, d / "lambda_fit.png"),
             attack_plot(report, d / "attack.png")]
     return [p for p in made if p is not None]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..data.corruptions import BENCHMARK
-from ..models.files import atomic_write_bytes, atomic_write_json
+from ..fsio import atomic_write_bytes, atomic_write_json
 from .attacks import ATTACKS
 
 CSV_FIELDS = ("model", "corruption", "severity", "param", "eps", "norm", "lambda", "lambda_std", "mode", "adaptive",

@@ -25,8 +25,8 @@ from .adversarial import AttackSpec, attack_rows, targets
 from .bn import Stats, recalibrated_stats, stats_digest, using_bn_stats
 from ..data.datasets import default_root
 from .conditions import count_conditions, generate_cached, in_channels, iter_conditions, skipped, subsample
-from .evaluate import EvalResult, evaluate_tensor, first_csc, sweep_lmbds, to_input, to_pixels
-from .lambda_fit import Calibration, LambdaFit, calibrate, per_sample_lmbd
+from .accuracy import EvalResult, tensor_accuracy, first_csc, sweep_lmbds, to_input, to_pixels
+from .lmbd_fit import Calibration, LmbdFit, calibrate, per_sample_lmbd
 from .options import RobustOptions
 from .report import summarize
 
@@ -102,15 +102,15 @@ class LmbdChoices:
 
     sweep: tuple[float, ...]
     train: float | None
-    fit: LambdaFit | None
+    fit: LmbdFit | None
 
 
-def _fit(run: ModelRun, train_lmbd: float) -> LambdaFit:
+def _fit(run: ModelRun, train_lmbd: float) -> LmbdFit:
     opts, data = run.opts, run.data
-    if opts.lambda_fit is not None:
-        return LambdaFit.load(opts.lambda_fit)
+    if opts.lmbd_fit is not None:
+        return LmbdFit.load(opts.lmbd_fit)
     assert data.held_out is not None, "robust.run loads the held-out images for --auto-lambda"
-    grid = tuple(opts.lambdas) if len(opts.lambdas) >= 2 else tuple(round(0.1 * k, 1) for k in range(1, 15))
+    grid = tuple(opts.lmbds) if len(opts.lmbds) >= 2 else tuple(round(0.1 * k, 1) for k in range(1, 15))
     idx = subsample(len(data.held_out[1]), opts.calib_images, opts.seed + 1)
     ci, cl = data.held_out if idx is None else (data.held_out[0][idx], data.held_out[1][idx])
     plan = Calibration(grid, train_lmbd, opts.lmbd_layers, seed=opts.seed, batch_size=opts.batch_size,
@@ -120,7 +120,7 @@ def _fit(run: ModelRun, train_lmbd: float) -> LambdaFit:
                      plan=plan, on_step=run.progress.advance)
 
 
-def _bn_stats(run: ModelRun, grid: list[float | None], fit: LambdaFit | None) -> dict[str, Stats]:
+def _bn_stats(run: ModelRun, grid: list[float | None], fit: LmbdFit | None) -> dict[str, Stats]:
     """BatchNorm statistics per test-time λ (key ``repr(λ)``; ``'auto'`` for the rule) on held-out images."""
     opts, data, model = run.opts, run.data, run.model
     assert data.held_out is not None, "robust.run loads the held-out images for --recalibrate-bn"
@@ -150,12 +150,12 @@ def _condition_rows(run: ModelRun, x: torch.Tensor, labels: np.ndarray, lmbds: L
         rows.append({**same[0], "mode": "train", "lambda": lmbds.train})
     else:
         with using_bn_stats(model, pick(repr(lmbds.train))):
-            res = evaluate_tensor(model, x, labels, lmbds.train, layers, bs, dev)
+            res = tensor_accuracy(model, x, labels, lmbds.train, layers, bs, dev)
         rows.append(_row("", 0, lmbds.train, res, "train", **tag, **extra))
     if lmbds.fit is not None:
         sample_lmbd, _ = per_sample_lmbd(model, x, lmbds.fit, None, labels, bs, dev)
         with using_bn_stats(model, pick("auto")):
-            res = evaluate_tensor(model, x, labels, sample_lmbd, lmbds.fit.layers, bs, dev)
+            res = tensor_accuracy(model, x, labels, sample_lmbd, lmbds.fit.layers, bs, dev)
         rows.append(_row("", 0, float(sample_lmbd.mean()), res, "auto", lambda_std=float(sample_lmbd.std()),
                          **tag, **extra))
     return rows
@@ -214,12 +214,12 @@ def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label:
     train_lmbd = training_lmbd(config, run.model)
     notes = list(data.notes) + [f"{name}: {why}" for name, why in skipped(opts.corruption_names(),
                                                                            data.cifar_c_dir).items()]
-    if not has_csc and (opts.lambdas or opts.wants_auto_lambda):
+    if not has_csc and (opts.lmbds or opts.wants_auto_lmbd):
         notes.append("no CSC layer (plain ResNet): evaluated as is, without λ sweep or per-sample λ")
-    fit = _fit(run, float(train_lmbd)) if has_csc and opts.wants_auto_lambda else None
+    fit = _fit(run, float(train_lmbd)) if has_csc and opts.wants_auto_lmbd else None
     if fit is not None and fit.fallback:
         notes.append(f"warning: per-sample λ {fit.fallback}")
-    lmbds = LmbdChoices(tuple(opts.lambdas) if has_csc else (), train_lmbd, fit)
+    lmbds = LmbdChoices(tuple(opts.lmbds) if has_csc else (), train_lmbd, fit)
     grid = sorted(set(lmbds.sweep) | {train_lmbd}, key=lambda v: (v is None, v or 0))
     bn = _bn_stats(run, grid, fit) if opts.recalibrate_bn else None
     rows = _corruption_rows(run, lmbds, bn)
@@ -232,7 +232,7 @@ def run_model(model: nn.Module, config: ModelConfig, opts: RobustOptions, label:
         "protocol": opts.protocol, "source": "cifar-c-files" if data.cifar_c_dir is not None else "generated",
         "training_lambda": train_lmbd, "lambda_layers": opts.lmbd_layers, "lambdas": list(lmbds.sweep),
         "seed": opts.seed,
-        "held_out_images": data.held_out_source if (fit is not None and opts.lambda_fit is None) or bn else None,
+        "held_out_images": data.held_out_source if (fit is not None and opts.lmbd_fit is None) or bn else None,
         "results": rows, "summary": summarize(rows), "notes": notes,
     }
     if bn is not None:

@@ -7,15 +7,15 @@ Plots use matplotlib's Agg canvas (no display, no pyplot state).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from ..layers.deprecations import deprecated_attribute
 from .convergence import fista_iterates, objective_curve
 from .data import VizBatch, load_batch
 from .dictionary import atom_usage, dictionary_grid
 from .display import denormalize, hist_equalize, minmax
 from .inversion import decode_single_layer, default_points, inverse_batchnorm, invert_features, stack_ops
-from .lambdas import lmbd_sweep, psnr
+from .lmbds import lmbd_sweep, psnr
 from .probe import CodeRecord, csc_io
 from .report import WHAT, FigureOptions, parse_what, visualize
 from .run import VisualizeOptions, VisualizeReport, run
@@ -33,15 +33,7 @@ _DEPRECATED: dict[str, tuple[str, Any]] = {
     "VizOptions": ("FigureOptions", FigureOptions),
     "lambda_sweep": ("lmbd_sweep", lmbd_sweep),
 }
-_warned: set[str] = set()
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _DEPRECATED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    new, obj = _DEPRECATED[name]
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(f"sdnet_cli.viz.{name} is deprecated, use sdnet_cli.viz.{new}", DeprecationWarning,
-                      stacklevel=2)
-    return obj
+    return deprecated_attribute(__name__, _DEPRECATED, name)

@@ -8,7 +8,6 @@ new or empty folder or an earlier visualize output (its other files carried over
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +15,13 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import is_real, require_int
+from ..checks import require_int
 from ..errors import UsageError
 from ..outputs import OutputDir, check_output_dir, write_output
+from ..layers.deprecations import renamed_fields
 from ..hub.resolve import load_model_with_config, local_model_dir
 from .data import load_batch
-from .lambdas import DEFAULT_VIEW_LAMBDAS
+from .lmbds import DEFAULT_VIEW_LMBDS
 from .report import DECODE_MODES, WHAT, FigureOptions, parse_what, visualize
 
 INDEX = "index.html"
@@ -38,6 +38,7 @@ def earlier_output(folder: Path) -> list[str] | None:
     return names if ours and all(n == INDEX or n.endswith((".png", ".json")) for n in names) else None
 
 
+@renamed_fields({"lambdas": "lmbds"})
 @dataclass(frozen=True)
 class VisualizeOptions:
     """What ``sdnet visualize`` draws, from which model and data, into which folder (validated at construction)."""
@@ -51,7 +52,7 @@ class VisualizeOptions:
     num_images: int = 8
     decode: str = "auto"
     points: tuple[str, ...] | None = None
-    lambdas: tuple[float, ...] = DEFAULT_VIEW_LAMBDAS
+    lmbds: tuple[float, ...] = DEFAULT_VIEW_LMBDS
     max_steps: int = 50
     opt_steps: int = 300
     threads: int = 0
@@ -67,9 +68,10 @@ class VisualizeOptions:
         require_int("--opt-steps", self.opt_steps, 1)
         if self.image_size is not None:
             require_int("--image-size", self.image_size, 1)
-        bad = [v for v in self.lambdas if not (is_real(v) and math.isfinite(v) and v >= 0)]
-        if bad or not self.lambdas:
-            raise UsageError(f"--lambdas must be finite numbers >= 0 (e.g. 0,0.1,0.5,1), got {list(self.lambdas)}")
+        drawing = FigureOptions(what=list(self.what), decode=self.decode, lmbds=tuple(self.lmbds),
+                                points=list(self.points) if self.points else None, max_steps=self.max_steps,
+                                opt_steps=self.opt_steps)  # checks the λ values, the one time they are checked
+        object.__setattr__(self, "_drawing", drawing)
         self.output_dir()
 
     def output_dir(self) -> OutputDir:
@@ -79,9 +81,8 @@ class VisualizeOptions:
         return check_output_dir(self.output, "visualize", sources=sources, layout=earlier_output)
 
     def drawing(self) -> FigureOptions:
-        """The drawing part of the options."""
-        return FigureOptions(what=list(self.what), decode=self.decode, points=list(self.points) if self.points else None,
-                          lambdas=self.lambdas, max_steps=self.max_steps, opt_steps=self.opt_steps)
+        """The drawing part of the options (made and checked at construction)."""
+        return self._drawing  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 
 from ..data.corruptions.noise import PARAM_FUNCS
-from ..models.files import atomic_write_json
-from .evaluate import best_index, evaluate_tensor, sweep_lmbds, to_input
+from ..fsio import atomic_write_json
+from .accuracy import best_index, tensor_accuracy, sweep_lmbds, to_input
 from ..errors import MissingFileError, UsageError
 
 FIT_FORMAT = "sdnet-lambda-fit"
@@ -45,7 +45,7 @@ MIN_R2 = 0.3
 
 
 @dataclass
-class LambdaFit:
+class LmbdFit:
     """``λ(r) = clip(slope·r + intercept, lmbd_min, lmbd_max)`` with ``r`` measured at ``probe_lmbd``."""
 
     slope: float
@@ -73,7 +73,7 @@ class LambdaFit:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "LambdaFit":
+    def load(cls, path: str | Path) -> "LmbdFit":
         """Read a fit written by :meth:`save`; a missing or malformed file is a clear error."""
         path = Path(path)
         if not path.is_file():
@@ -96,7 +96,7 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _check_parts(fit: LambdaFit) -> None:
+def _check_parts(fit: LmbdFit) -> None:
     """The descriptive fields of a loaded fit have the types the report and plots read (else a TypeError)."""
     if not isinstance(fit.layers, str) or not (fit.fallback is None or isinstance(fit.fallback, str)):
         raise TypeError("layers must be a string and fallback a string or null")
@@ -175,14 +175,14 @@ def _point(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Seque
     lmbds, probe_lmbd, bs, dev = plan.lmbds, plan.probe_lmbd, plan.batch_size, plan.device
     results = sweep_lmbds(model, x, labels, lmbds, plan.layers, bs, dev, on_step)
     same = [i for i, lmbd in enumerate(lmbds) if np.isclose(lmbd, probe_lmbd)]
-    probe = results[same[0]] if same else evaluate_tensor(model, x, labels, probe_lmbd, plan.layers, bs, dev)
+    probe = results[same[0]] if same else tensor_accuracy(model, x, labels, probe_lmbd, plan.layers, bs, dev)
     k = best_index(results)
     return {"noise": name, "param": float(param), "recon_error": float(probe.recon_error or 0.0),
             "best_lambda": float(lmbds[k]), "best_accuracy": results[k].accuracy, "probe_accuracy": probe.accuracy}
 
 
 def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Sequence[float], std: Sequence[float],
-              plan: Calibration, on_step: Callable[[], None] | None = None) -> LambdaFit:
+              plan: Calibration, on_step: Callable[[], None] | None = None) -> LmbdFit:
     """Fit ``λ* ≈ a·r + b`` on clean uint8 ``images`` ``(N, H, W, C)`` with labels ``(N,)``, normalised by
     ``mean``/``std``, under ``plan`` (see the module doc).
 
@@ -206,13 +206,13 @@ def calibrate(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: Se
                    "lambdas": [float(v) for v in plan.lmbds], "seed": int(plan.seed)}
     fallback = None if reason is None else \
         f"fit not informative ({reason}): using the training λ {plan.probe_lmbd:g} for every sample"
-    return LambdaFit(slope, intercept, probe_lmbd, low, high, plan.layers, points, calibration, quality, fallback)
+    return LmbdFit(slope, intercept, probe_lmbd, low, high, plan.layers, points, calibration, quality, fallback)
 
 
 def per_sample_lmbd(
     model: nn.Module,
     x: torch.Tensor,
-    fit: LambdaFit,
+    fit: LmbdFit,
     probe: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     batch_size: int = 500,
@@ -221,7 +221,7 @@ def per_sample_lmbd(
     """Per-sample ``(λ (N,), r (N,))`` for normalised ``x``; ``probe`` = errors already measured at ``fit.probe_lmbd``."""
     if probe is None:
         dummy = np.zeros(len(x), dtype=np.int64) if labels is None else labels
-        probe = evaluate_tensor(model, x, dummy, fit.probe_lmbd, fit.layers, batch_size, device).recon
+        probe = tensor_accuracy(model, x, dummy, fit.probe_lmbd, fit.layers, batch_size, device).recon
     if probe is None:
         raise UsageError("per-sample λ needs a model with a CSC layer (an SDNet), not a plain ResNet")
     return fit.predict(probe), probe

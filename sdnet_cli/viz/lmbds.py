@@ -15,10 +15,11 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ..checks import is_real
 from ..layers.csc import CSCConv2d
 from ..errors import UsageError
 
-DEFAULT_VIEW_LAMBDAS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+DEFAULT_VIEW_LMBDS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 @contextmanager
@@ -52,23 +53,28 @@ def decode_with(layer: CSCConv2d, x: Tensor, lmbd: float, n_steps: int | None = 
 
 
 def check_lmbds(lmbds: Sequence[float]) -> None:
-    """Raise ``ValueError`` unless ``lmbds`` is a non-empty list of finite values >= 0."""
-    if not lmbds:
-        raise UsageError("give at least one λ (--lambdas 0,0.1,0.5,1)")
-    if any(not math.isfinite(v) or v < 0 for v in lmbds):
-        raise UsageError(f"λ values must be finite and >= 0, got {list(lmbds)}")
+    """:class:`UsageError` unless ``lmbds`` is a non-empty list of finite numbers >= 0 (``--lambdas``)."""
+    if not lmbds or any(not (is_real(v) and math.isfinite(v) and v >= 0) for v in lmbds):
+        raise UsageError(f"--lambdas must be finite numbers >= 0 (e.g. 0,0.1,0.5,1), got {list(lmbds)}")
 
 
 @torch.no_grad()
-def lmbd_sweep(layer: CSCConv2d, x: Tensor, lmbds: Sequence[float] = DEFAULT_VIEW_LAMBDAS,
-                 n_steps: int | None = None, keep: int = 1) -> dict[str, Any]:
-    """Sweep λ on ``layer`` for input ``x`` ``(N, C, H, W)`` (normalised).
+def lmbd_sweep(layer: CSCConv2d, x: Tensor, lmbds: Sequence[float] = DEFAULT_VIEW_LMBDS,
+               n_steps: int | None = None, keep: int = 1) -> dict[str, Any]:
+    """Sweep λ on ``layer`` for input ``x`` ``(N, C, H, W)`` (normalised); ``lmbds`` checked by :func:`check_lmbds`.
 
     Returns ``{'lambdas', 'rel_error', 'sq_error', 'psnr', 'nonzero_fraction'}`` (lists, one value per λ,
     batch means), ``'n_steps'``, and ``'decoded'`` = tensor ``(len(lmbds), keep, C, H, W)`` holding
     ``D z_λ`` of the first ``keep`` images.
     """
     check_lmbds(lmbds)
+    return checked_lmbd_sweep(layer, x, lmbds, n_steps, keep)
+
+
+@torch.no_grad()
+def checked_lmbd_sweep(layer: CSCConv2d, x: Tensor, lmbds: Sequence[float], n_steps: int | None = None,
+                       keep: int = 1) -> dict[str, Any]:
+    """:func:`lmbd_sweep` for λ values already checked (:class:`~sdnet_cli.viz.FigureOptions` checked them)."""
     if layer.training:
         raise UsageError("put the model in eval mode before a λ sweep")
     out: dict[str, Any] = {"lambdas": [float(v) for v in lmbds], "n_steps": int(n_steps or layer.n_steps),

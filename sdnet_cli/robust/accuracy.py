@@ -1,6 +1,6 @@
 """Accuracy and first-layer reconstruction error of a model on uint8 images, at a chosen test-time λ.
 
-``evaluate_images(model, images, labels, mean, std, lmbd)`` normalises ``x = (images/255 − mean) / std``, runs
+``images_accuracy(model, images, labels, mean, std, lmbd)`` normalises ``x = (images/255 − mean) / std``, runs
 the model in batches and records, per sample, whether the prediction is right, the cross-entropy, and
 the reconstruction error ``‖x₀ − D z‖²`` of the first CSC layer (``x₀`` its input: the normalised image
 for the stem). ``lmbd`` is a float or a per-sample array ``(N,)``; it is set on the first (or every) CSC
@@ -26,7 +26,7 @@ from ..layers.csc import CSCConv2d
 
 @dataclass
 class EvalResult:
-    """Per-sample outcome of one evaluation: ``correct`` bool ``(N,)``, ``loss`` ``(N,)``, ``recon`` ``(N,)`` or None."""
+    """Per-sample outcome of one accuracy measurement: ``correct`` bool ``(N,)``, ``loss`` ``(N,)``, ``recon`` ``(N,)`` or None."""
 
     correct: np.ndarray
     loss: np.ndarray
@@ -95,7 +95,7 @@ class _ReconHook:
 
 
 @torch.inference_mode()
-def evaluate_tensor(
+def tensor_accuracy(
     model: nn.Module,
     x: Tensor,
     labels: np.ndarray,
@@ -104,7 +104,8 @@ def evaluate_tensor(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
 ) -> EvalResult:
-    """Evaluate normalised inputs ``x`` ``(N, C, H, W)``; ``lmbd`` float, per-sample ``(N,)`` or None (as is)."""
+    """Per-sample correctness, loss and first-layer error of normalised inputs ``x`` ``(N, C, H, W)``; ``lmbd``
+    float, per-sample ``(N,)`` or None (as is)."""
     model.eval()
     layer = first_csc(model)
     hook = _ReconHook(layer) if layer is not None else None
@@ -131,7 +132,7 @@ def evaluate_tensor(
     return EvalResult(cat(correct).astype(bool), cat(losses), cat(recons) if hook is not None else None)
 
 
-def evaluate_images(
+def images_accuracy(
     model: nn.Module,
     images: np.ndarray,
     labels: np.ndarray,
@@ -142,8 +143,9 @@ def evaluate_images(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
 ) -> EvalResult:
-    """Evaluate uint8 ``images`` ``(N, H, W, C)`` against int ``labels`` ``(N,)`` at ``lmbd`` (see module doc)."""
-    return evaluate_tensor(model, to_input(images, mean, std), labels, lmbd, layers, batch_size, device)
+    """:func:`tensor_accuracy` of uint8 ``images`` ``(N, H, W, C)`` against int ``labels`` ``(N,)`` at ``lmbd``
+    (see the module doc)."""
+    return tensor_accuracy(model, to_input(images, mean, std), labels, lmbd, layers, batch_size, device)
 
 
 def sweep_lmbds(
@@ -159,7 +161,7 @@ def sweep_lmbds(
     """One :class:`EvalResult` per λ in ``lmbds`` for normalised inputs ``x``."""
     out = []
     for lmbd in lmbds:
-        out.append(evaluate_tensor(model, x, labels, float(lmbd), layers, batch_size, device))
+        out.append(tensor_accuracy(model, x, labels, float(lmbd), layers, batch_size, device))
         if on_step:
             on_step()
     return out
