@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from .config_checks import check_values
+from .config_checks import _check_values
 from .config_sizes import pick_image_size
 from .config_values import coerce
+from .devices import DEVICE_CHOICES
 from .errors import MissingFileError, UsageError
 
 
@@ -123,7 +124,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("sgd", "adamw"),
     "optim.schedule": ("cosine", "step", "constant"),
-    "train.device": ("auto", "cpu", "cuda"),
+    "train.device": DEVICE_CHOICES,
     "train.amp_dtype": ("bfloat16", "float16"),
     "train.step_size": ("exact", "official"),
 }
@@ -176,7 +177,7 @@ def merge_dict(cfg: Config, data: Any, source: str = "config") -> Config:
     return cfg
 
 
-def parse_override(item: str) -> tuple[str, str]:
+def _parse_override(item: str) -> tuple[str, str]:
     """``'a.b=value'`` → ``('a.b', 'value')``."""
     if "=" not in item:
         raise UsageError(f"--set expects KEY=VALUE (e.g. train.epochs=5), got {item!r}")
@@ -187,12 +188,12 @@ def parse_override(item: str) -> tuple[str, str]:
 def apply_overrides(cfg: Config, items: list[str]) -> Config:
     """Apply ``--set`` items (``section.name=value``) in order."""
     for item in items:
-        key, value = parse_override(item)
+        key, value = _parse_override(item)
         set_value(cfg, key, value)
     return cfg
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def _load_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML config file; a syntax error becomes a ``ValueError`` with file and line."""
     path = Path(path)
     if path.is_dir():
@@ -213,7 +214,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data if data is not None else {}
 
 
-def preset_text(name: str) -> str:
+def _preset_text(name: str) -> str:
     """The YAML text of the shipped recipe ``name`` (one of :data:`PRESETS`)."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)} (or a path to a YAML file)")
@@ -222,7 +223,7 @@ def preset_text(name: str) -> str:
 
 def preset(name: str) -> Config:
     """The shipped recipe ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagenet``)."""
-    return merge_dict(Config(), yaml.safe_load(preset_text(name)), f"preset {name}")
+    return merge_dict(Config(), yaml.safe_load(_preset_text(name)), f"preset {name}")
 
 
 def load_config(source: str | Path | None = None) -> Config:
@@ -231,7 +232,7 @@ def load_config(source: str | Path | None = None) -> Config:
         return Config()
     if isinstance(source, str) and source in PRESETS and not Path(source).exists():
         return preset(source)
-    return merge_dict(Config(), load_yaml(source), str(source))
+    return merge_dict(Config(), _load_yaml(source), str(source))
 
 
 def resolve_config(
@@ -260,11 +261,8 @@ def resolve_config(
 
 
 def check_config(cfg: Config) -> None:
-    """Every value of ``cfg`` in range, a valid choice, and paths of the right kind; else a ``UsageError``
-    naming the key, the value and how to set it (:func:`sdnet_cli.config_checks.check_values`). Reads only."""
-    check_values(cfg, CHOICES)
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a run's ``config.yaml``)."""
-    return merge_dict(Config(), data)
+    """Every value of ``cfg`` in range, a valid choice, an option its model takes, and paths of the right kind;
+    else a ``UsageError`` naming the key, the value and how to set it (the rules: :mod:`sdnet_cli.config_checks`).
+    The one check of a training configuration (``resolve_config`` ends with it, ``train`` starts with it);
+    reads only."""
+    _check_values(cfg, CHOICES)

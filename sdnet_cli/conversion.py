@@ -37,6 +37,8 @@ from .layers.functional import normalize_atoms
 
 Where = str | Sequence[str] | Callable[[str, nn.Module], bool]
 CSC_ARGS = ("lmbd", "mu", "n_steps", "non_negative", "expansion", "power_iters")
+"""The CSC layer's options (keywords of :class:`CSCConv2d`): what :func:`convert` and the registry's SDNet
+builders pass to every CSC layer they make."""
 INITS = ("conv", "random")
 
 

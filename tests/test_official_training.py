@@ -79,8 +79,9 @@ def _setup(name: str, mode: str, tmp: Path) -> Setup:
     model = build_model(mcfg, cfg, D.DistInfo(), torch.device("cpu")).double()
     init = {k: torch.from_numpy(C.initial_value(k, tuple(v.shape))).to(v.dtype) for k, v in model.state_dict().items()}
     model.load_state_dict(init, strict=True)
-    return Setup(cfg, D.DistInfo(), torch.device("cpu"), data, mcfg, model, build_optimizer(cfg, model),
-                 Precision(False, "bfloat16", torch.device("cpu")), tmp, None, LoopState(), False, C.IMAGE, {})
+    return Setup(cfg=cfg, dinfo=D.DistInfo(), device=torch.device("cpu"), data=data, mcfg=mcfg, model=model,
+                 optimizer=build_optimizer(cfg, model), precision=Precision(False, "bfloat16", torch.device("cpu")),
+                 target=tmp, run=None, loop=LoopState(), resumed=False, image_size=C.IMAGE, info={})
 
 
 def _train(name: str, mode: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, _Record, torch.nn.Module]:

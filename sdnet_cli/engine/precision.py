@@ -15,17 +15,16 @@ from typing import Any, ContextManager, Iterable
 import torch
 import torch.nn as nn
 
-from ..errors import UsageError
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Precision:
-    """``autocast()`` for the forward and ``backward_step(...)`` for the update, for one device."""
+    """``autocast()`` for the forward and ``backward_step(...)`` for the update, for one device (``amp`` on a
+    CUDA device and ``amp_dtype`` one of :data:`AMP_DTYPES`, as :func:`~sdnet_cli.config.check_config` ensures)."""
 
     def __init__(self, amp: bool, amp_dtype: str, device: torch.device) -> None:
-        if amp and device.type != "cuda":
-            raise UsageError("--amp needs a CUDA device (mixed precision autocast); drop --amp on CPU")
         self.device_type = device.type
-        self.dtype = (torch.bfloat16 if amp_dtype == "bfloat16" else torch.float16) if amp else None
+        self.dtype = AMP_DTYPES[amp_dtype] if amp else None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
     def autocast(self) -> ContextManager[Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, apply_overrides, config_from_dict, load_config, set_value
+from ..config import Config, apply_overrides, load_config, merge_dict, set_value
 from ..errors import MissingFileError, UsageError
 from .state import LoopState, read_state
 from .rundir import newest_run
@@ -77,7 +77,7 @@ def recorded_config(target: Path, meta: dict[str, Any]) -> Config:
     if data is None:
         return load_config(target / "config.yaml")
     try:
-        return config_from_dict(data)
+        return merge_dict(Config(), data)
     except UsageError as e:
         raise UsageError(f"training state in {target / 'state'} is damaged: extra.config: {e}") from None
 

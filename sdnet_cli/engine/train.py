@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..config import Config
+from ..config import Config, check_config
 from ..data.datasets import DatasetInfo, dataset_info
 from ..devices import resolve_device
 from ..outputs import OutputLock
-from ..models.registry import check_model_name
 from . import distributed as D
 from .callbacks import Callbacks
 from .data import build_data
@@ -27,7 +26,7 @@ from .precision import Precision
 from .result import NonFiniteLossError, TrainingInterrupted, TrainResult
 from .resume import check_resume, resume_config
 from .rundir import RunDirectory, check_output, default_output, newest_run
-from .setup import build_model, build_optimizer, check_training_config, cpu_settings, model_config
+from .setup import build_model, build_optimizer, cpu_settings, model_config
 from .state import LoopState, load_state
 from .trainer import Setup, Trainer
 
@@ -43,9 +42,8 @@ def train(cfg: Config, *, resume: bool = False, force: bool = False, callbacks: 
     :class:`~sdnet_cli.errors.UsageError` for bad input (:class:`~sdnet_cli.outputs.OutputLocked` when another
     process holds the output), :class:`NonFiniteLossError`, :class:`TrainingInterrupted`.
     """
-    check_training_config(cfg)
+    check_config(cfg)
     info = dataset_info(cfg.data.dataset)
-    check_model_name(cfg.model.name)
     dinfo = D.init_distributed(resolve_device(cfg.train.device, 0).type)
     try:
         setup = _prepare(cfg, info, dinfo, resume, force)
@@ -104,10 +102,10 @@ def _prepare(cfg: Config, info: DatasetInfo, dinfo: D.DistInfo, resume: bool, fo
     facts = {"device": str(device), "threads": threads, "memory_reuse": reuse, "world": dinfo.world,
              "dataset": info.name, "model": cfg.model.name, "train_images": len(data.train_set),  # type: ignore[arg-type]
              "val_images": len(data.val_loader.dataset) if data.val_loader is not None else 0,  # type: ignore[arg-type]
-             "selected_on": data.selected_on, "image_size": int(cfg.data.image_size or info.image_size),
-             "is_main": dinfo.is_main}
-    return Setup(cfg, dinfo, device, data, mcfg, model, optimizer, precision, target, run, loop, resume,
-                 facts["image_size"], facts)
+             "selected_on": data.selected_on, "is_main": dinfo.is_main}
+    return Setup(cfg=cfg, dinfo=dinfo, device=device, data=data, mcfg=mcfg, model=model, optimizer=optimizer,
+                 precision=precision, target=target, run=run, loop=loop, resumed=resume,
+                 image_size=int(cfg.data.image_size or info.image_size), info=facts)
 
 
 def _release(lock: OutputLock | None) -> None:

@@ -1,4 +1,4 @@
-"""The training loop, phase by phase: :class:`Trainer` ``setup → (run_epoch → evaluate → checkpoint)* → finish``.
+"""The training loop, phase by phase: :class:`Trainer` ``setup → (run_epoch → epoch_metrics → checkpoint)* → finish``.
 
 One step (:meth:`Trainer.step`): the learning rate of the global step (schedule.py, computed once), the
 forward under the run's precision (precision.py; CSC layers renormalise their atoms and track their step
@@ -6,7 +6,7 @@ size by one warm power iteration; with ``train.step_size=official`` the official
 official_step_size.py), cross-entropy, the batch's loss and accuracy summed over ranks — a
 non-finite loss stops the run before the weights are touched —, backward + optimizer step, then checks
 that every weight and (after the step-size refresh, step_sizes.py) every step size is finite. Each epoch
-ends with :meth:`evaluate` (the validation split when there is one, and the test set) and
+ends with :meth:`epoch_metrics` (the validation split when there is one, and the test set) and
 :meth:`checkpoint` (``last/``; ``best/`` when the selection metric improved; ``metrics.jsonl``; the
 resumable state). Only rank 0 writes. Ctrl-C (SIGINT) sets a flag, checked (all-reduced on its own under
 DDP) after each step: the state is saved and :class:`TrainingInterrupted` raised.
@@ -54,7 +54,7 @@ def empty_meter() -> dict[str, float]:
     return {"loss": 0.0, "correct": 0.0, "n": 0.0, "seconds": 0.0}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Setup:
     """Everything a run needs, built and validated by ``train`` before anything is written."""
 
@@ -70,8 +70,8 @@ class Setup:
     run: RunDirectory | None  # rank 0: where it writes (and its lock)
     loop: LoopState
     resumed: bool
-    image_size: int
-    info: dict[str, Any]  # facts for on_start (threads, memory reuse, …)
+    image_size: int  # the side of the training images (data.image_size, else the dataset's)
+    info: dict[str, Any]  # the other facts for on_start (threads, memory reuse, …)
 
 
 class Trainer:
@@ -108,7 +108,8 @@ class Trainer:
         if out is not None:
             atomic_write_bytes(out / "config.yaml", self.cfg.to_yaml().encode())
         self.logs = RunLogs(out, t.tensorboard, self.loop.global_step if s.resumed else None)
-        self.cb.on_start({**s.info, "output": str(s.target), "epochs": t.epochs, "steps_per_epoch": self.steps_per_epoch,
+        self.cb.on_start({**s.info, "image_size": s.image_size, "output": str(s.target), "epochs": t.epochs,
+                          "steps_per_epoch": self.steps_per_epoch,
                           "resumed_at": (self.loop.epoch, self.loop.batch) if s.resumed else None,
                           "warnings": list(self.logs.warnings)})
 
@@ -120,7 +121,7 @@ class Trainer:
             with StopFlag() as stop:
                 while self.loop.epoch < self.cfg.train.epochs:
                     self.run_epoch(stop)
-                    self.checkpoint(self.evaluate())
+                    self.checkpoint(self.epoch_metrics())
         except BaseException:
             if self.s.run is not None:
                 self.s.run.discard()
@@ -174,7 +175,7 @@ class Trainer:
             D.check_ranks_identical(s.model, loop.global_step)
         self._record(loss_sum, correct, n, lr, data_s)
 
-    def evaluate(self) -> dict[str, Any]:
+    def epoch_metrics(self) -> dict[str, Any]:
         """Converge the step sizes; the epoch's row: training sums, validation split (if any) and test set."""
         s, loop, m = self.s, self.loop, self.meter
         self.keeper.converge_step_sizes()  # unit atoms and a converged step size for what is evaluated and saved
