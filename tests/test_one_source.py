@@ -96,7 +96,7 @@ def test_amp_without_cuda_is_refused_by_the_config_check(monkeypatch: pytest.Mon
 ])
 def test_model_options_the_builder_does_not_take_are_refused_by_the_config_check(name, key, value, words) -> None:
     cfg = Config()
-    cfg.model.name = name
+    cfg.model.name, cfg.data.image_size = name, 32  # a size every model takes
     setattr(cfg.model, key, value)
     with pytest.raises(UsageError, match=words.replace("*", r"\*")):
         check_config(cfg)
@@ -104,11 +104,11 @@ def test_model_options_the_builder_does_not_take_are_refused_by_the_config_check
 
 def test_model_args_are_what_each_registered_builder_takes() -> None:
     """For every registered model: the run's ``model_args`` are options its builder was registered with, the CSC
-    options are there iff the built model has CSC layers, and each reaches every CSC layer."""
+    options are there iff the built model has CSC layers, and each reaches every CSC layer (as ``width`` does)."""
     with_shortcut_option = {"sdnet18_all", "sdnet34_all"}
     for name in registry.list_models():
         cfg = Config()
-        cfg.model.name, cfg.model.lmbd, cfg.model.n_steps = name, 0.3, 3
+        cfg.model.name, cfg.model.lmbd, cfg.model.n_steps, cfg.model.width = name, 0.3, 3, 8
         cfg.model.shortcut = name not in with_shortcut_option  # False where the builder takes it
         check_config(cfg)
         mcfg = model_config(cfg, dataset_info("digits"), 10)
@@ -118,8 +118,26 @@ def test_model_args_are_what_each_registered_builder_takes() -> None:
         assert args <= registry.model_arg_names(name), name
         assert bool(layers) == bool(args & set(CSC_ARGS)), name
         assert all(float(m.lmbd) == 0.3 and m.n_steps == 3 for m in layers), name
+        assert mcfg.model_args["width"] == 8 and model.num_features == 8 * 8, name
         assert ("shortcut" in args) == (name in with_shortcut_option), name
         assert all(b.shortcut is None for s in model.stages()[1:] for b in s) == (name in with_shortcut_option), name
+
+
+ARG_VALUES = {"num_classes": 3, "stem_type": "imagenet", "in_chans": 1, "width": 16, "lmbd": 0.2, "mu": 0.1,
+              "n_steps": 3, "non_negative": False, "expansion": 2, "power_iters": 2, "shortcut": False}
+"""A valid value other than the default for every model argument of the registry's builders."""
+
+
+def test_model_arg_names_are_exactly_the_arguments_create_model_takes() -> None:
+    assert set().union(*(registry.model_arg_names(n) for n in registry.list_models())) == set(ARG_VALUES)
+    for name in registry.list_models():
+        accepted = registry.model_arg_names(name)
+        for key, value in ARG_VALUES.items():
+            if key in accepted:
+                registry.create_model(name, **{"width": 8, key: value})
+            else:
+                with pytest.raises(UsageError, match=f"{key}|SDNet"):
+                    registry.create_model(name, **{"width": 8, key: value})
 
 
 @pytest.fixture
