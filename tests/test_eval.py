@@ -1,4 +1,4 @@
-"""`sdnet eval`: reproduces the training-time accuracy, --lmbd overrides λ, per-class numbers, errors."""
+"""`sdnet eval`: reproduces the training-time accuracy, --lambda overrides λ, per-class numbers, errors."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_eval_numbers_match_an_independent_loop(run_dir):
     sd.set_lmbd(model, 0.4, "all")
     with torch.no_grad():
         pred = model(x).argmax(1).numpy()
-    r = invoke(["eval", str(run_dir / "best"), "--lmbd", "0.4", "--lmbd-layers", "all", "--batch-size", "50", "--json"])
+    r = invoke(["eval", str(run_dir / "best"), "--lambda", "0.4", "--lambda-layers", "all", "--batch-size", "50", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["top1"] == pytest.approx(100.0 * (pred == y).mean())
@@ -58,9 +58,9 @@ def test_eval_human_output(run_dir):
 
 @pytest.mark.parametrize("args, words", [
     (["/nonexistent/model/dir"], []),
-    (["RUN", "--lmbd-layers", "some"], ["--lmbd-layers"]),
+    (["RUN", "--lambda-layers", "some"], ["--lambda-layers"]),
     (["RUN", "--dataset", "cifar100", "--no-download", "--data-root", "/nonexistent"], ["cifar100"]),
-    (["RUN", "--lmbd", "-1"], ["--lmbd"]),
+    (["RUN", "--lambda", "-1"], ["--lambda"]),
 ])
 def test_eval_bad_input_exits_2(run_dir, args, words):
     args = [str(run_dir) if a == "RUN" else a for a in args]

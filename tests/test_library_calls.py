@@ -18,7 +18,7 @@ TIMING = ("seconds", "images_per_s", "wall_seconds")
 
 
 def test_eval_cli_equals_library(digits_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, "eval", str(digits_model_dir), "--lmbd", "0.3", "--device", "cpu", "--json")
+    code, out, err = run_cli(capsys, "eval", str(digits_model_dir), "--lambda", "0.3", "--device", "cpu", "--json")
     assert code == 0, err
     cli = json.loads(out)
     lib = evaluate(EvalOptions(model=str(digits_model_dir), lmbd=0.3, device="cpu")).to_dict()
@@ -30,11 +30,11 @@ def test_eval_cli_equals_library(digits_model_dir: Path, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"batch_size": 0}, "--batch-size must be an integer >= 1, got 0"),
-    ({"lmbd": float("nan")}, "--lmbd must be a finite number >= 0, got nan"),
-    ({"lmbd": -0.1}, "--lmbd must be a finite number >= 0, got -0.1"),
+    ({"lmbd": float("nan")}, "--lambda must be a finite number >= 0, got nan"),
+    ({"lmbd": -0.1}, "--lambda must be a finite number >= 0, got -0.1"),
     ({"image_size": 0}, "--image-size must be an integer >= 1, got 0"),
     ({"image_size": -5}, "--image-size must be an integer >= 1, got -5"),
-    ({"lmbd_layers": "some"}, "--lmbd-layers must be 'first' or 'all', got 'some'"),
+    ({"lmbd_layers": "some"}, "--lambda-layers must be 'first' or 'all', got 'some'"),
     ({"device": "tpu"}, "--device must be auto, cpu or cuda, got 'tpu'"),
     ({"dataset": "mnist"}, "unknown dataset 'mnist'; valid: digits, cifar10"),
     ({"workers": -1}, "--workers must be an integer >= 0, got -1"),

@@ -12,14 +12,17 @@ from rich.table import Table
 from ..engine.eval_model import EvalOptions, evaluate
 from .default_run import model_or_newest_run
 from .common import console, print_json, styled
+from .renamed_flag import old_flag_option, renamed_flag
 
 
 def eval_command(
     model: Optional[str] = typer.Argument(None, metavar="MODEL", help="Run dir, model dir, zoo name or Hub repo ORG/REPO or ORG/REPO@REV (default: the newest finished run under runs/)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the model was trained on)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the dataset."),
-    lmbd: Optional[float] = typer.Option(None, "--lmbd", help="Test-time λ of the CSC layers (see --lmbd-layers)."),
-    lmbd_layers: str = typer.Option("first", "--lmbd-layers", help="first | all: which CSC layers get --lmbd."),
+    lmbd: Optional[float] = typer.Option(None, "--lambda", help="Test-time λ of the CSC layers (see --lambda-layers)."),
+    lmbd_layers: Optional[str] = typer.Option(None, "--lambda-layers", help="first (default) | all: which CSC layers get --lambda."),
+    old_lmbd: Optional[float] = old_flag_option("--lmbd", "--lambda"),
+    old_lmbd_layers: Optional[str] = old_flag_option("--lmbd-layers", "--lambda-layers"),
     batch_size: int = typer.Option(256, "--batch-size", help="Evaluation batch size."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (default: the training size)."),
@@ -35,10 +38,12 @@ def eval_command(
 
       sdnet eval runs/digits-sdnet18-20261125-101500
 
-      sdnet eval runs/digits-sdnet18-20261125-101500 --lmbd 0.5 --json
+      sdnet eval runs/digits-sdnet18-20261125-101500 --lambda 0.5 --json
 
-      sdnet eval sdnet18-cifar10 --data-root ~/data --lmbd 0.3 --lmbd-layers all
+      sdnet eval sdnet18-cifar10 --data-root ~/data --lambda 0.3 --lambda-layers all
     """
+    lmbd = renamed_flag(lmbd, old_lmbd, "--lambda", "--lmbd", "eval")
+    lmbd_layers = renamed_flag(lmbd_layers, old_lmbd_layers, "--lambda-layers", "--lmbd-layers", "eval", "first")
     opts = EvalOptions(model=model_or_newest_run(model), dataset=dataset, data_root=data_root, lmbd=lmbd, lmbd_layers=lmbd_layers,
                        batch_size=batch_size, device=device, image_size=image_size, workers=workers,
                        download=not no_download)
@@ -59,10 +64,10 @@ def eval_command(
     if json_out:
         print_json(res)
         return
-    lm = f", λ={res['lmbd']:g} ({res['lmbd_layers']} CSC layer{'s' if res['lmbd_layers'] == 'all' else ''})" if res["lmbd"] is not None else ""
+    lmbd_text = f", λ={res['lmbd']:g} ({res['lmbd_layers']} CSC layer{'s' if res['lmbd_layers'] == 'all' else ''})" if res["lmbd"] is not None else ""
     console.print(styled(f"[bold]{escape(res['architecture'])}[/] from {escape(res['model_dir'])} on "
                          f"{escape(str(res['dataset']))} test ({res['images']} images, {res['image_size']}x"
-                         f"{res['image_size']}, {res['device']}{escape(lm)})"))
+                         f"{res['image_size']}, {res['device']}{escape(lmbd_text)})"))
     console.print(styled(f"top-1 [bold]{res['top1']:.2f}%[/]  top-5 {res['top5']:.2f}%  loss {res['loss']:.4f}  "
                          f"{res['images_per_s']:.0f} img/s"))
     if res["recorded_top1"] is not None and res["lmbd"] is None:

@@ -14,6 +14,7 @@ from ..robust.options import DEFAULT_LMBD_SPEC, RobustOptions, parse_lmbds
 from .common import console, print_json
 from .default_run import model_or_newest_run
 from .progress import LazyProgress
+from .renamed_flag import old_flag_option, renamed_flag
 from .robust_tables import Bar, render
 
 
@@ -29,7 +30,8 @@ def robust_command(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the clean dataset lives."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the size the model was trained at)."),
     lmbds: str = typer.Option(DEFAULT_LMBD_SPEC, "--lambdas", help="Test-time λ sweep: start:stop:step, a list, or none."),
-    lmbd_layers: str = typer.Option("first", "--lmbd-layers", help="first | all: which CSC layers get the test-time λ."),
+    lmbd_layers: Optional[str] = typer.Option(None, "--lambda-layers", help="first (default) | all: which CSC layers get the test-time λ."),
+    old_lmbd_layers: Optional[str] = old_flag_option("--lmbd-layers", "--lambda-layers"),
     auto_lmbd: bool = typer.Option(False, "--auto-lambda", help="Per-sample λ from the reconstruction error, fitted on held-out training images (lambda_fit.json)."),
     lmbd_fit: Optional[Path] = typer.Option(None, "--lambda-fit", help="Reuse a lambda_fit.json instead of calibrating (implies --auto-lambda)."),
     calib_images: int = typer.Option(512, "--calib-images", help="Held-out training images used to calibrate the per-sample λ fit."),
@@ -68,7 +70,8 @@ def robust_command(
     opts = RobustOptions(
         models=tuple(models or [model_or_newest_run(None)]), corruptions=corruptions, severities=severities, protocol=protocol,
         cifar_c_dir=cifar_c_dir, download=download, timeout=timeout, dataset=dataset, data_root=data_root, image_size=image_size,
-        lmbds=parse_lmbds(lmbds), lmbd_layers=lmbd_layers, auto_lmbd=auto_lmbd, lmbd_fit=lmbd_fit,
+        lmbds=parse_lmbds(lmbds), auto_lmbd=auto_lmbd, lmbd_fit=lmbd_fit,
+        lmbd_layers=renamed_flag(lmbd_layers, old_lmbd_layers, "--lambda-layers", "--lmbd-layers", "robust", "first"),
         calib_images=calib_images, recalibrate_bn=recalibrate_bn, attack=attack, norm=norm, eps=tuple(parse_eps(eps)),
         steps=steps, step_size=step_size, checks=checks, max_images=max_images, batch_size=batch_size, seed=seed,
         device=device, output=output, plots=plots)

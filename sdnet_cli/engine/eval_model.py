@@ -44,9 +44,9 @@ class EvalOptions:
         if self.image_size is not None:
             require_int("--image-size", self.image_size, 1)
         if self.lmbd_layers not in ("first", "all"):
-            raise UsageError(f"--lmbd-layers must be 'first' or 'all', got {self.lmbd_layers!r}")
+            raise UsageError(f"--lambda-layers must be 'first' or 'all', got {self.lmbd_layers!r}")
         if self.lmbd is not None:
-            require_finite("--lmbd", self.lmbd)
+            require_finite("--lambda", self.lmbd)
         check_device(self.device)
         if self.dataset is not None:
             dataset_info(self.dataset)  # unknown names fail here, naming the valid ones

@@ -121,8 +121,8 @@ class OfficialStepSizes:
         shape = (1, layer.out_channels, *code_hw)
         with torch.autocast(layer.weight.device.type, enabled=False):
             w = layer.weight.detach()
-            lam, v = official_power_iteration(w, self._start(layer, shape), g)
-        layer.set_step_size(FACTOR / lam, v)  # forwards code with it as set (step_size_external)
+            lipschitz, v = official_power_iteration(w, self._start(layer, shape), g)
+        layer.set_step_size(FACTOR / lipschitz, v)  # forwards code with it as set (step_size_external)
         if not layer.training:
             layer.normalize_atoms_()  # the official forward renormalises in eval too; ours does only in training
         self.set[id(layer)] = float(layer.step_size)

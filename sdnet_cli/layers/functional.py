@@ -36,6 +36,16 @@ class FistaOptions(TypedDict, total=False):
     non_negative: bool
 
 
+class CodingOptions(FistaOptions, total=False):
+    """The keyword-only options of the sparse coding modules (``CSCConv2d``, ``SparseCodingLinear``; defaults:
+    ``sparse_coding._SparseCoding.__init__``): :class:`FistaOptions` plus ``lmbd`` (λ), ``expansion`` (≥ 1 stacked
+    copies of the input, the official ``n_dict``) and ``power_iters`` (warm power iterations per training forward)."""
+
+    lmbd: float
+    expansion: int
+    power_iters: int
+
+
 def elastic_net_prox(v: Tensor, threshold: Lmbd, scale: Lmbd = 1.0, non_negative: bool = True) -> Tensor:
     """Proximal operator of ``θ‖z‖₁ + (μ/2)‖z‖₂²`` in the official form ``softshrink(v·a, θ·a)``.
 
@@ -232,9 +242,9 @@ def lasso_objective(x: Tensor, z: Tensor, x_hat: Tensor, lmbd: Lmbd, mu: float =
     """Per-sample ``λ‖z‖₁ + μ/2‖z‖² + ½‖x − x̂‖²`` with ``x̂ = Dz``; returns shape ``(N,)``."""
     dims_x = tuple(range(1, x.dim()))
     dims_z = tuple(range(1, z.dim()))
-    lm = lmbd.reshape(-1) if isinstance(lmbd, Tensor) else lmbd
+    lmbd = lmbd.reshape(-1) if isinstance(lmbd, Tensor) else lmbd  # per-sample (N,) or one value
     return (
-        lm * z.abs().sum(dims_z)
+        lmbd * z.abs().sum(dims_z)
         + 0.5 * mu * z.pow(2).sum(dims_z)
         + 0.5 * (x - x_hat).pow(2).sum(dims_x)
     )

@@ -66,8 +66,8 @@ class _SparseCoding(nn.Module):
 
     step_size: Tensor
 
-    def __init__(self, lmbd: float, mu: float, n_steps: int, non_negative: bool, expansion: int, power_iters: int,
-                 *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, *, lmbd: float = 0.1, mu: float = 0.0, n_steps: int = 2, non_negative: bool = True, expansion: int = 1,
+                 power_iters: int = 1, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if n_steps < 1:
             raise UsageError(f"n_steps must be >= 1, got {n_steps}")
@@ -282,8 +282,8 @@ class _SparseCoding(nn.Module):
         return lmbd
 
     def extra_repr_common(self) -> str:
-        lm = "per-sample" if isinstance(self.lmbd, Tensor) else f"{self.lmbd:g}"
-        s = f"lmbd={lm}, mu={self.mu:g}, n_steps={self.n_steps}, non_negative={self.non_negative}"
+        lmbd = "per-sample" if isinstance(self.lmbd, Tensor) else f"{self.lmbd:g}"
+        s = f"lmbd={lmbd}, mu={self.mu:g}, n_steps={self.n_steps}, non_negative={self.non_negative}"
         if self.expansion != 1:
             s += f", expansion={self.expansion}"
         return s

@@ -89,7 +89,7 @@ class RobustOptions:
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"unknown --protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.lmbd_layers not in ("first", "all"):
-            raise UsageError(f"--lmbd-layers must be first or all, got {self.lmbd_layers!r}")
+            raise UsageError(f"--lambda-layers must be first or all, got {self.lmbd_layers!r}")
         if self.attack is not None and self.attack not in ATTACKS:
             raise UsageError(f"unknown --attack {self.attack!r}; valid: {', '.join(ATTACKS)}")
         if self.norm not in ("linf", "l2"):
