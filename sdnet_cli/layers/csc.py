@@ -5,6 +5,8 @@ there); ``SparseCodingLinear`` (``linear.py``) shares the base, ``model_ops.py``
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -35,6 +37,8 @@ class CSCConv2d(_SparseCoding):
     stored as the number of zeros on each side, and for an even kernel ``padding_extra`` = 1 more on the
     bottom/right, as ``nn.Conv2d`` pads it); ``padding_mode`` must be ``'zeros'`` (``D`` is the exact adjoint
     of a zero-padded convolution; other modes have another adjoint); ``device``/``dtype`` place the weights.
+    λ, μ, ``n_steps``, ``non_negative``, ``expansion`` and ``power_iters`` are keyword-only
+    (:class:`~.functional.CodingOptions`).
     """
 
     def __init__(
@@ -50,21 +54,15 @@ class CSCConv2d(_SparseCoding):
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
-        lmbd: float = 0.1,
-        mu: float = 0.0,
-        n_steps: int = 2,
-        non_negative: bool = True,
-        expansion: int = 1,
-        power_iters: int = 1,
+        **coding: Unpack[SF.CodingOptions],
     ) -> None:
-        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters, device=device, dtype=dtype)
+        super().__init__(device=device, dtype=dtype, **coding)
         if padding_mode != "zeros":
             raise UsageError(f"CSCConv2d supports padding_mode='zeros' only, got {padding_mode!r}: its decoder D is "
                              "the adjoint of a zero-padded convolution (conv_transpose2d); other modes have another")
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise UsageError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
-        if groups > 1 and expansion > 1:
+        if groups > 1 and self.expansion > 1:
             raise UsageError("expansion > 1 applies to dense CSC layers only (groups=1)")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = _square_or_pair("kernel_size", kernel_size, 1)
@@ -74,7 +72,7 @@ class CSCConv2d(_SparseCoding):
         self.padding_mode = "zeros"
         kh, kw = SF._pair(self.kernel_size)
         factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * expansion // groups, kh, kw, **factory))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels * self.expansion // groups, kh, kw, **factory))
         self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
         self._image_hw: tuple[int, int] | None = None  # the input size coded last: fixes the size D maps back to
         self.reset_parameters()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -16,6 +18,7 @@ class SparseCodingLinear(_SparseCoding):
     """Sparse coding over the last dimension (the official 1-D layer): ``(N, D)`` or ``(N, T, D)`` → ``(…, K)``.
 
     Dictionary ``D = weightᵀ`` (``weight`` ``(K, D·expansion)``); ``z = argmin λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖²``.
+    The coding options are keyword-only (:class:`~.functional.CodingOptions`).
     """
 
     def __init__(
@@ -23,19 +26,14 @@ class SparseCodingLinear(_SparseCoding):
         in_features: int,
         out_features: int,
         *,
-        lmbd: float = 0.1,
-        mu: float = 0.0,
-        n_steps: int = 2,
-        non_negative: bool = True,
-        expansion: int = 1,
-        power_iters: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **coding: Unpack[SF.CodingOptions],
     ) -> None:
-        super().__init__(lmbd, mu, n_steps, non_negative, expansion, power_iters, device=device, dtype=dtype)
+        super().__init__(device=device, dtype=dtype, **coding)
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features * expansion, device=device, dtype=dtype))
+        self.weight = nn.Parameter(torch.empty(out_features, in_features * self.expansion, device=device, dtype=dtype))
         self.reset_parameters()
 
     def _gram(self):
