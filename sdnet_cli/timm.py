@@ -31,7 +31,7 @@ from .models.stem_type import stem_type_kwargs
 from .models.timm_cfg import TIMM_PREFIX, default_pretrained_cfg
 
 SDNET_MODELS = tuple(n for n in list_models() if n.startswith(TIMM_PREFIX))
-# read by register_model: the cfg of the cifar stem type (_build describes the stem type a model is built with)
+# read by register_model: the cfg of stem_type cifar (_build describes the stem_type a model is built with)
 default_cfgs = generate_default_cfgs({name: default_pretrained_cfg() for name in SDNET_MODELS})
 STEM_TYPE_CFG_KEYS = ("input_size", "min_input_size", "pool_size", "crop_pct", "mean", "std")
 
@@ -52,7 +52,7 @@ def _source_dir(pretrained_cfg: Any, cache_dir: Any) -> Path | None:
 
 
 def _build(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """timm entrypoint body: the stem type from the source's ``config.json`` (or ``stem_type=``, default
+    """timm entrypoint body: ``stem_type`` from the source's ``config.json`` (or ``stem_type=``, default
     ``cifar``), the model by :func:`create_model` through timm's builder (options, weights, feature wrappers)."""
     kwargs = stem_type_kwargs(kwargs)
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
@@ -61,7 +61,7 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     source = _source_dir(pretrained_cfg, cache_dir)
     if source is not None:  # our reader: the whole config.json checked by our schema
         kwargs.setdefault("stem_type", read_config(source).stem_type)
-    else:  # the registry's cfg describes the cifar stem type: describe the stem type asked for instead
+    else:  # the registry's cfg describes stem_type cifar: describe the stem_type asked for instead
         kwargs.setdefault("stem_type", "cifar")
         in_chans = kwargs.get("in_chans", 3)
         type_cfg = default_pretrained_cfg(kwargs["stem_type"], in_chans if isinstance(in_chans, int) else 3)

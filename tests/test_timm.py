@@ -1,5 +1,5 @@
 """sdnet models inside timm: the registry, equality with ``sdnet_cli.create_model``, ``hf-hub:`` and ``local-dir:``
-loading (the stem type and every model argument from config.json, both stem types).
+loading (stem_type and every model argument from config.json, cifar and imagenet).
 
 The ``hf-hub:`` test runs timm in a child process with ``HF_ENDPOINT`` pointing at the local stand-in Hub
 (tests/hub_server.py), as a user would run it: huggingface_hub reads the endpoint when it is imported.

@@ -47,7 +47,7 @@ _MODELS: dict[str, nn.Module] = {}
 
 
 def no_shortcut(stem_type: str = "cifar") -> nn.Module:
-    """sdnet18_all without shortcut, random BN statistics, step sizes set (built once per stem type)."""
+    """sdnet18_all without shortcut, random BN statistics, step sizes set (built once per stem_type)."""
     if stem_type not in _MODELS:
         torch.manual_seed(0)
         m = sd.create_model("sdnet18_all", num_classes=10, stem_type=stem_type, shortcut=False)

@@ -1,7 +1,7 @@
 """Datasets by name: ``digits`` (bundled), ``cifar10``, ``cifar100`` (torchvision's on-disk layout, read by
 :mod:`~sdnet_cli.data.cifar` with a restricted unpickler), ``imagenet`` (ImageFolder).
 
-- :func:`dataset_info` — classes, image size, normalisation and stem type of a dataset.
+- :func:`dataset_info` — classes, image size, normalisation and ``stem_type`` of a dataset.
 - :func:`build_dataset` — a torch ``Dataset`` of ``(normalised float (C, H, W), int label)``.
 - :func:`load_raw_images` — clean uint8 ``(N, H, W, 3)`` images + int64 labels (corruptions work on these).
 

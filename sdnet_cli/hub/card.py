@@ -136,7 +136,7 @@ def render_model_card(
         f"{DATASET_TITLES.get(dataset, dataset)} classification, from \"Revisiting Sparse Convolutional Model for "
         "Visual Recognition\" (NeurIPS 2022). Weights in safetensors, loadable with the `sdnet` toolkit.", "",
         "## Architecture", "",
-        f"- architecture: `{config.architecture}`, stem type `{config.stem_type}`, {config.num_classes} classes",
+        f"- architecture: `{config.architecture}`, stem_type `{config.stem_type}`, {config.num_classes} classes",
         f"- model arguments: {args}",
         "- each CSC layer computes z = argmin λ‖z‖₁ + μ/2‖z‖² + ½‖x − Dz‖² by unrolled FISTA; the step sizes "
         "(0.9 / L) are stored in the checkpoint and used as stored in evaluation",

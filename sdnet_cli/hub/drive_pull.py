@@ -11,7 +11,7 @@ for an entry not yet pinned on the Hub:
    ``torch.load(weights_only=True)`` and loaded strictly in the official layout
    (:func:`~sdnet_cli.hub.official.import_official`: keys, shapes, dtype kinds, finite);
 4. write the model directory as one switch (``model.safetensors``, ``config.json`` with the official
-   normalisation, architecture, stem type, classes and a ``provenance`` object, ``README.md``), then the record.
+   normalisation, architecture, ``stem_type``, classes and a ``provenance`` object, ``README.md``), then the record.
 
 Cache layout, inside the Hub cache (``--cache-dir`` / ``HF_HUB_CACHE`` / ``HF_HOME``)::
 

@@ -53,7 +53,7 @@ class ExportOptions:
     ``source``: run dir, model dir, zoo name, ``ORG/REPO[@REV]`` or an official ``.pth.tar``; ``arch``,
     ``num_classes``, ``stem_type``, ``shortcut`` describe an official checkpoint (only then); ``image_size``:
     ONNX input side (default: the training size recorded in the config, else the dataset's, else 32 / 224
-    by stem type); ``push_to_hub``: upload the export to this Hub repo (``private``, ``revision`` = branch).
+    by ``stem_type``); ``push_to_hub``: upload the export to this Hub repo (``private``, ``revision`` = branch).
     """
 
     source: str
@@ -226,7 +226,8 @@ def _load_source(o: ExportOptions) -> tuple[nn.Module, ModelConfig, str, str | N
 
 
 def _onnx_shape(config: ModelConfig, image_size: int | None, dataset_size: int | None) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the ONNX input: ``image_size``, else the trained size, the dataset's, 32 / 224 by stem type."""
+    """``(C, H, W)`` of the ONNX input: ``image_size``, else the trained size, the dataset's, 32 / 224 by
+    ``stem_type``."""
     trained = config.metrics.get("image_size")  # the size `sdnet train` used, when it recorded it
     side = image_size or (trained if isinstance(trained, int) and not isinstance(trained, bool) else None) \
         or dataset_size or DEFAULT_IMAGE_SIZE.get(config.stem_type, 32)

@@ -170,7 +170,7 @@ def get_entry(name: str) -> ZooEntry:
 
 
 def find_entry(architecture: str, num_classes: int, stem_type: str, shortcut: bool = True) -> ZooEntry | None:
-    """The zoo entry with this architecture, head and stem type (``None`` if there is none)."""
+    """The zoo entry with this architecture, head and ``stem_type`` (``None`` if there is none)."""
     for e in ZOO.values():
         if (e.architecture, e.num_classes, e.stem_type, e.shortcut) == (architecture, num_classes, stem_type, shortcut):
             return e
@@ -178,6 +178,6 @@ def find_entry(architecture: str, num_classes: int, stem_type: str, shortcut: bo
 
 
 def dataset_for(num_classes: int, stem_type: str) -> str | None:
-    """The official dataset of a head size and stem type (``10, 'cifar'`` → ``'cifar10'``), else ``None``."""
+    """The official dataset of a head size and ``stem_type`` (``10, 'cifar'`` → ``'cifar10'``), else ``None``."""
     official = {(10, "cifar"): "cifar10", (100, "cifar"): "cifar100", (1000, "imagenet"): "imagenet"}
     return official.get((num_classes, stem_type))

@@ -1,9 +1,9 @@
-"""The stem type of a model (timm's ``stem_type``): ``cifar`` or ``imagenet``.
+"""``stem_type`` (timm's name): the kind of a model's stem, ``cifar`` or ``imagenet``.
 
 ``cifar``: a 3×3 stride-1 stem convolution (total stride 8); ``imagenet``: a 7×7 stride-2 stem convolution and
 a stride-2 pool (total stride 32). The word ``stem`` alone names the stem convolution (``convert="stem"``).
 
-Older sdnet spelled the stem type ``stem``: a keyword of ``create_model``/``ResNet``, a ``config.json`` key,
+Older sdnet spelled ``stem_type`` as ``stem``: a keyword of ``create_model``/``ResNet``, a ``config.json`` key,
 a CLI flag. Those spellings still work and each warns once per process (:mod:`..layers.deprecations`): the
 keyword with a ``DeprecationWarning`` (for programmers), the ``config.json`` key with a ``FutureWarning``
 (for whoever runs sdnet on an old file). Given together with the new spelling and a different value, either
@@ -45,7 +45,7 @@ def stem_type_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def stem_type_arg(stem_type: str, stem: str | None, default: str = "cifar") -> str:
-    """The stem type of a signature with ``stem_type`` (default ``default``) and the deprecated ``stem``
+    """The ``stem_type`` of a signature with ``stem_type`` (default ``default``) and the deprecated ``stem``
     (``None``: not given; else one ``DeprecationWarning`` per process at the line that called the caller)."""
     if stem is None:
         return stem_type

@@ -15,7 +15,7 @@ from typing import Any
 from .sizes import MIN_IMAGE_SIZE
 
 TOTAL_STRIDE = {"cifar": 8, "imagenet": 32}  # input side / final feature-map side
-# the normalisation of the datasets each stem type is trained on (data/datasets.py; a test ties them together)
+# the normalisation of the datasets each stem_type is trained on (data/datasets.py; a test ties them together)
 STEM_MEAN_STD = {"cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 TIMM_PREFIX = "sdnet"  # the architectures sdnet_cli.timm registers with timm
@@ -28,7 +28,8 @@ def default_pretrained_cfg(stem_type: str = "cifar", in_chans: int = 3, size: in
                            num_classes: int = 1000) -> dict[str, Any]:
     """timm's data/head description of an sdnet model: ``input_size`` ``(C, S, S)`` (``S`` 32 for the CIFAR stem,
     224 for ImageNet's), ``pool_size`` (the final feature map, ``⌈S/8⌉`` or ``⌈S/32⌉``), normalisation
-    (``mean``/``std`` of the training data, else those of the stem type's dataset), first conv and classifier names."""
+    (``mean``/``std`` of the training data, else those of ``stem_type``'s dataset), first conv and classifier
+    names."""
     side = size or (224 if stem_type == "imagenet" else 32)
     least = MIN_IMAGE_SIZE.get(stem_type, 8)
     pool = -(-side // TOTAL_STRIDE.get(stem_type, 8))

@@ -142,7 +142,7 @@ def visualize(model: nn.Module, config: ModelConfig, batch: VizBatch, output: st
                 summary[what] = result
 
     first = records[0]
-    facts = {"model": config.architecture, "stem type": config.stem_type, "model args": json.dumps(config.model_args),
+    facts = {"model": config.architecture, "stem_type": config.stem_type, "model args": json.dumps(config.model_args),
              "dataset": batch.dataset, "images": int(batch.x.shape[0]),
              "CSC layers": len(records), "first layer λ / n_steps": f"{first.layer.lmbd} / {first.layer.n_steps}"}
     write_index(out, f"sdnet visualize: {config.architecture}", facts, figures, data_files)
