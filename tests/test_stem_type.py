@@ -161,6 +161,16 @@ def test_old_stem_flag_warns_once_and_works(capsys) -> None:
     assert code == 0 and json.loads(out)["settings"]["stem_type"] == "cifar", err
 
 
+def test_old_stem_flag_of_export_maps_to_stem_type(tmp_path: Path, capsys) -> None:
+    torch.save({"w": torch.zeros(2)}, tmp_path / "m.pth.tar")
+    flags = ["export", tmp_path / "m.pth.tar", "--arch", "sdnet18", "--num-classes", "10", "--output", tmp_path / "o"]
+    results, hits = _caught(FutureWarning, [lambda: run_cli(capsys, *flags, "--stem", "mnist")])
+    code, _, err = results[0]
+    assert code == 2 and "--stem-type must be one of cifar, imagenet, got 'mnist'" in err, err
+    assert [str(w.message) for w in hits] == ["--stem is deprecated, use --stem-type"]
+    assert not (tmp_path / "o").exists()
+
+
 def test_old_stem_flag_is_one_stderr_line_in_a_shell() -> None:
     """A shell user sees the warning as one line, then the refusal of two disagreeing spellings (exit 2)."""
     proc = subprocess.run([sys.executable, "-m", "sdnet_cli", "bench", "--stem", "cifar", "--stem-type", "imagenet"],
