@@ -42,7 +42,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("old, new", [("LambdaFit", "LmbdFit"), ("parse_lambdas", "parse_lmbds"),
                                       ("DEFAULT_LAMBDA_SPEC", "DEFAULT_LMBD_SPEC"),
-                                      ("evaluate_images", "images_accuracy")])
+                                      ("evaluate_images", "images_accuracy"), ("EvalResult", "AccuracyResult")])
 def test_old_robust_name_warns_once_and_is_the_new_object(old: str, new: str) -> None:
     got: list[object] = []
     messages = _deprecations(lambda: got.extend([getattr(robust, old), getattr(robust, old)]))

@@ -4,14 +4,14 @@ and adaptive attacks with gradient-masking checks, reports. :func:`run` is what 
 from typing import Any
 
 from ..layers.deprecations import deprecated_attribute
-from .accuracy import EvalResult, images_accuracy
+from .accuracy import AccuracyResult, images_accuracy
 from .attacks import fgsm_attack, pgd_attack
 from .lmbd_fit import Calibration, LmbdFit, calibrate
 from .options import DEFAULT_LMBD_SPEC, RobustOptions, parse_lmbds
 from .run import RobustReport, run
 from .runner import ModelData, run_model
 
-__all__ = ["Calibration", "DEFAULT_LMBD_SPEC", "EvalResult", "LmbdFit", "ModelData", "RobustOptions",
+__all__ = ["AccuracyResult", "Calibration", "DEFAULT_LMBD_SPEC", "LmbdFit", "ModelData", "RobustOptions",
            "RobustReport", "calibrate", "images_accuracy", "fgsm_attack", "parse_lmbds", "pgd_attack", "run",
            "run_model"]
 
@@ -21,6 +21,7 @@ _DEPRECATED: dict[str, tuple[str, Any]] = {
     "parse_lambdas": ("parse_lmbds", parse_lmbds),
     "DEFAULT_LAMBDA_SPEC": ("DEFAULT_LMBD_SPEC", DEFAULT_LMBD_SPEC),
     "evaluate_images": ("images_accuracy", images_accuracy),
+    "EvalResult": ("AccuracyResult", AccuracyResult),
 }
 
 

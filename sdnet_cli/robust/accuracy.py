@@ -25,7 +25,7 @@ from ..layers.csc import CSCConv2d
 
 
 @dataclass
-class EvalResult:
+class AccuracyResult:
     """Per-sample outcome of one accuracy measurement: ``correct`` bool ``(N,)``, ``loss`` ``(N,)``, ``recon`` ``(N,)`` or None."""
 
     correct: np.ndarray
@@ -103,7 +103,7 @@ def tensor_accuracy(
     layers: str = "first",
     batch_size: int = 500,
     device: str | torch.device = "cpu",
-) -> EvalResult:
+) -> AccuracyResult:
     """Per-sample correctness, loss and first-layer error of normalised inputs ``x`` ``(N, C, H, W)``; ``lmbd``
     float, per-sample ``(N,)`` or None (as is)."""
     model.eval()
@@ -129,7 +129,7 @@ def tensor_accuracy(
         if hook is not None:
             hook.remove()
     cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
-    return EvalResult(cat(correct).astype(bool), cat(losses), cat(recons) if hook is not None else None)
+    return AccuracyResult(cat(correct).astype(bool), cat(losses), cat(recons) if hook is not None else None)
 
 
 def images_accuracy(
@@ -142,7 +142,7 @@ def images_accuracy(
     layers: str = "first",
     batch_size: int = 500,
     device: str | torch.device = "cpu",
-) -> EvalResult:
+) -> AccuracyResult:
     """:func:`tensor_accuracy` of uint8 ``images`` ``(N, H, W, C)`` against int ``labels`` ``(N,)`` at ``lmbd``
     (see the module doc)."""
     return tensor_accuracy(model, to_input(images, mean, std), labels, lmbd, layers, batch_size, device)
@@ -157,8 +157,8 @@ def sweep_lmbds(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     on_step: Callable[[], None] | None = None,
-) -> list[EvalResult]:
-    """One :class:`EvalResult` per λ in ``lmbds`` for normalised inputs ``x``."""
+) -> list[AccuracyResult]:
+    """One :class:`AccuracyResult` per λ in ``lmbds`` for normalised inputs ``x``."""
     out = []
     for lmbd in lmbds:
         out.append(tensor_accuracy(model, x, labels, float(lmbd), layers, batch_size, device))
@@ -167,6 +167,6 @@ def sweep_lmbds(
     return out
 
 
-def best_index(results: Sequence[EvalResult]) -> int:
+def best_index(results: Sequence[AccuracyResult]) -> int:
     """Index of the best result: highest accuracy, ties broken by the lower mean cross-entropy."""
     return min(range(len(results)), key=lambda i: (-results[i].accuracy, float(results[i].loss.mean())))

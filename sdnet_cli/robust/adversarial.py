@@ -3,7 +3,7 @@
 A *defence* is how the model picks its test-time λ: the training λ, a λ of the sweep (PGD/FGSM only), or
 the per-sample λ rule. The rule is attacked twice: **non-adaptive** (the attack sees λ frozen at its
 clean-image value) and **adaptive** (the attack differentiates through the rule, see
-:mod:`~sdnet_cli.robust.attacked`). Adversarial images are always *evaluated* by the defence as it runs
+:mod:`~sdnet_cli.robust.attacked`). Adversarial images are always *scored* by the defence as it runs
 at test time (the rule recomputed on the adversarial image). Robust accuracy is RobustBench-style: the
 percentage of images still classified correctly (clean accuracy is the ε = 0 row).
 """
@@ -28,12 +28,12 @@ from .masking import LARGE_EPS, all_passed, masking_checks
 
 @dataclass(frozen=True)
 class Target:
-    """One defence under attack: ``attacked`` is what the attack sees, ``evaluated`` what scores it."""
+    """One defence under attack: ``attacked`` is what the attack sees, ``scoring`` what scores its images."""
 
     mode: str                # train | sweep | auto
     lmbd: float | None       # the λ (the mean λ on clean images for the rule)
     attacked: Defence
-    evaluated: Defence
+    scoring: Defence
     adaptive: bool | None    # None for a fixed λ
     check: bool              # run the masking checks for it
 
@@ -86,13 +86,13 @@ def _large_eps(norm: str, pixels: Tensor) -> float:
     return LARGE_EPS if norm == "linf" else LARGE_EPS * math.sqrt(pixels[0].numel())
 
 
-def run_checks(attacked: nn.Module, evaluated: nn.Module, pixels: Tensor, labels: Tensor, eps: float,
+def run_checks(attacked: nn.Module, scoring: nn.Module, pixels: Tensor, labels: Tensor, eps: float,
                spec: AttackSpec, attack_acc: float) -> dict[str, Any]:
     """The gradient-masking checks (:mod:`~sdnet_cli.robust.masking`) for one defence at ``eps``."""
     norm, bs = spec.norm, spec.batch_size
 
     def acc(name: str, e: float, steps: int | None = None, restart: int = 0) -> np.ndarray:
-        return correct_under(evaluated, craft(attacked, pixels, labels, name, e, spec, steps, restart)[0], labels, bs)
+        return correct_under(scoring, craft(attacked, pixels, labels, name, e, spec, steps, restart)[0], labels, bs)
 
     pgd = acc("pgd", eps)
     more = acc("pgd", eps, 4 * spec.steps, 1) & acc("pgd", eps, 4 * spec.steps, 2)
@@ -135,9 +135,9 @@ def attack_rows(model: nn.Module, mean: list[float], std: list[float], pixels: T
     for eps in eps_values:
         for t in tgts:
             attacked = AttackedModel(model, mean, std, t.attacked)
-            evaluated = AttackedModel(model, mean, std, t.evaluated)
+            scoring = AttackedModel(model, mean, std, t.scoring)
             adv, warnings = craft(attacked, pixels, labels, spec.name, eps, spec)
-            ok = correct_under(evaluated, adv, labels, spec.batch_size)
+            ok = correct_under(scoring, adv, labels, spec.batch_size)
             row = {"corruption": spec.name, "severity": 0, "lambda": t.lmbd, "accuracy": 100.0 * float(ok.mean()),
                    "recon_error": None, "mode": t.mode, "n": int(len(ok)), "eps": float(eps), "norm": spec.norm, "steps": spec.steps if spec.name in NORMS else None,
                    "adaptive": t.adaptive}
@@ -145,7 +145,7 @@ def attack_rows(model: nn.Module, mean: list[float], std: list[float], pixels: T
                 row["library_warnings"] = warnings
             rows.append(row)
             if spec.checks and t.check and eps > 0:
-                c = run_checks(attacked, evaluated, pixels, labels, eps, spec, row["accuracy"])
+                c = run_checks(attacked, scoring, pixels, labels, eps, spec, row["accuracy"])
                 checks.append({"mode": t.mode, "lambda": t.lmbd, "adaptive": t.adaptive, **c})
             if on_step:
                 on_step()

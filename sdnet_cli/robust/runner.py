@@ -25,7 +25,7 @@ from .adversarial import AttackSpec, attack_rows, targets
 from .bn import Stats, recalibrated_stats, stats_digest, using_bn_stats
 from ..data.datasets import default_root
 from .conditions import count_conditions, generate_cached, in_channels, iter_conditions, skipped, subsample
-from .accuracy import EvalResult, tensor_accuracy, first_csc, sweep_lmbds, to_input, to_pixels
+from .accuracy import AccuracyResult, tensor_accuracy, first_csc, sweep_lmbds, to_input, to_pixels
 from .lmbd_fit import Calibration, LmbdFit, calibrate, per_sample_lmbd
 from .options import RobustOptions
 from .report import summarize
@@ -68,7 +68,7 @@ def training_lmbd(config: ModelConfig, model: nn.Module) -> float | None:
     return float(config.model_args.get("lmbd", 0.1))
 
 
-def _row(cond: str, severity: int, lmbd: float | None, res: EvalResult, mode: str, **extra: Any) -> dict[str, Any]:
+def _row(cond: str, severity: int, lmbd: float | None, res: AccuracyResult, mode: str, **extra: Any) -> dict[str, Any]:
     row = {"corruption": cond, "severity": severity, "lambda": lmbd, "accuracy": res.accuracy,
            "recon_error": res.recon_error, "mode": mode, "n": int(len(res.correct))}
     row.update(extra)
