@@ -142,6 +142,29 @@ def test_resnet_stem_keyword_warns_once_and_maps() -> None:
         ResNet((1, 1, 1, 1), conv, conv, stem="cifar", stem_type="imagenet")
 
 
+def test_old_field_names_of_public_classes_warn_once_and_map(tmp_path: Path) -> None:
+    from sdnet_cli.bench import BenchOptions
+    from sdnet_cli.hub import ExportOptions
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "m.pth.tar")
+    made = {
+        ModelConfig: lambda stem: ModelConfig("sdnet18", 10, stem=stem),
+        BenchOptions: lambda stem: BenchOptions(models=("resnet18",), stem=stem),
+        ExportOptions: lambda stem: ExportOptions(str(tmp_path / "m.pth.tar"), tmp_path / "o", arch="sdnet18",
+                                                  num_classes=10, stem=stem),
+    }
+    for cls, make in made.items():
+        (a, b, kind), hits = _caught(DeprecationWarning, [lambda: make("imagenet"), lambda: make("imagenet"),
+                                                          lambda: make("imagenet").stem])
+        assert a.stem_type == b.stem_type == kind == "imagenet"
+        assert [str(w.message) for w in hits] == [f"{cls.__name__}(stem=...) is deprecated, use "
+                                                  f"{cls.__name__}(stem_type=...)",
+                                                  f"{cls.__name__}.stem is deprecated, use {cls.__name__}.stem_type"]
+    assert [w.stem_type for w in BenchOptions(models=("resnet18",), stem="imagenet").workloads] == ["imagenet"]
+    with pytest.raises(TypeError, match="both stem= and stem_type="):
+        ModelConfig("sdnet18", 10, stem="cifar", stem_type="imagenet")
+
+
 def _bench(capsys, *flags: str) -> tuple[int, str, str]:
     return run_cli(capsys, "bench", "--models", "resnet18", "--batch-size", "2", "--image-size", "32", "--steps", "1",
                    "--warmup", "0", "--mode", "eval", "--no-memory", "--no-memory-reuse", "--device", "cpu", "--json",

@@ -9,6 +9,8 @@ from typing import Any
 
 from ..checks import require_int
 from ..errors import UsageError
+from ..layers.deprecations import renamed_fields
+from ..models.stem_type import OLD_FIELD
 from .step import StepSettings, Workload
 
 DEFAULT_MODELS = ("resnet18", "sdnet18", "sdnet18_all")
@@ -23,6 +25,7 @@ def parse_models(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+@renamed_fields(OLD_FIELD)
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions(StepSettings):
     """Models timed side by side on one workload (see :func:`sdnet_cli.bench.run`); the step itself is set by the

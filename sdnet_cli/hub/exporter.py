@@ -28,7 +28,8 @@ from ..fsio import write_file
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_model_files
 from ..models.registry import check_model_name
 from ..models.schema import check_weights
-from ..models.stem_type import STEM_TYPES
+from ..layers.deprecations import renamed_fields
+from ..models.stem_type import OLD_FIELD, STEM_TYPES
 from ..models.sizes import check_image_size
 from ..outputs import OutputDir, check_output_dir, write_output
 from .card import render_model_card
@@ -46,6 +47,7 @@ EXPORT_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, ROBUST_NAME, ONNX_NAME)
 """Every name an export writes (or removes when it does not produce it); other files are carried over."""
 
 
+@renamed_fields(OLD_FIELD)
 @dataclass(frozen=True)
 class ExportOptions:
     """What ``sdnet export`` does, validated at construction (nothing is read or written before).

@@ -25,7 +25,8 @@ from ..errors import MissingFileError, UsageError
 from ..fsio import atomic_write_bytes, staged_dir, write_file
 from .registry import create_model
 from .schema import check_config_fields, check_config_object, check_weights
-from .stem_type import stem_type_field
+from ..layers.deprecations import renamed_fields
+from .stem_type import OLD_FIELD, stem_type_field
 from .timm_cfg import timm_config_fields
 
 WEIGHTS_NAME = "model.safetensors"
@@ -34,6 +35,7 @@ FORMAT_VERSION = "1"
 MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME)
 
 
+@renamed_fields(OLD_FIELD)
 @dataclass
 class ModelConfig:
     """What is needed to rebuild a model and feed it data."""

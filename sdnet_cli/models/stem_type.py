@@ -4,10 +4,11 @@
 a stride-2 pool (total stride 32). The word ``stem`` alone names the stem convolution (``convert="stem"``).
 
 Older sdnet spelled ``stem_type`` as ``stem``: a keyword of ``create_model``/``ResNet``, a ``config.json`` key,
-a CLI flag. Those spellings still work and each warns once per process (:mod:`..layers.deprecations`): the
-keyword with a ``DeprecationWarning`` (for programmers), the ``config.json`` key with a ``FutureWarning``
-(for whoever runs sdnet on an old file). Given together with the new spelling and a different value, either
-is a :class:`~sdnet_cli.errors.UsageError`.
+a CLI flag (:mod:`sdnet_cli.cli.stem_flag`), a field of ``ModelConfig``/``BenchOptions``/``ExportOptions``. Those
+spellings still work and each warns once per process (:mod:`..layers.deprecations`): keywords and fields with a
+``DeprecationWarning`` (for programmers), the ``config.json`` key and the flag with a ``FutureWarning`` (for
+whoever runs sdnet). Given together with the new spelling and a different value, the keyword, key or flag is a
+:class:`~sdnet_cli.errors.UsageError` (a field: ``TypeError``, as for every renamed field).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..layers.deprecations import first_use, warn_deprecated
 STEM_TYPES = ("cifar", "imagenet")
 OLD_NAME = "stem"
 OLD_KEYWORD = "the keyword stem="
+OLD_FIELD = {OLD_NAME: "stem_type"}
+"""For :func:`~sdnet_cli.layers.deprecations.renamed_fields` over option/config classes with a ``stem_type`` field."""
 CONFIG_KEY_WARNING = 'config.json key "stem" is deprecated, use "stem_type"'
 
 
