@@ -137,3 +137,28 @@ def test_a_failed_state_write_goes_through_the_same_discard(tmp_path, monkeypatc
     assert discarded == [tmp_path / "state"]
     assert find_state(tmp_path / "state")[0]["loop"]["global_step"] == 1
     assert sorted(os.listdir(tmp_path)) == ["state"]
+
+
+def test_unpacking_an_archive_stages_through_the_same_primitive(tmp_path, monkeypatch) -> None:
+    import io
+    import tarfile
+
+    from sdnet_cli.data.download import unpack_tar
+
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("data/x.bin")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    made: list[Path] = []
+    real = fsio.Staged.__init__
+
+    def counting(self, target):
+        real(self, target)
+        made.append(self.path)
+
+    monkeypatch.setattr(fsio.Staged, "__init__", counting)
+    root = tmp_path / "root"
+    assert unpack_tar(archive, root, required=("data/x.bin",)) == [root / "data"]
+    assert len(made) == 1 and made[0].parent == root and not made[0].exists()  # staged beside, then dropped
+    assert _tree(root) == {"data/x.bin": b"abc"}
