@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..bench import DEFAULT_MODELS, BenchOptions, BenchReport, run
 from .common import console, print_json
-from .stem_flag import old_stem_option, stem_type_flag
+from .renamed_flag import old_flag_option, renamed_flag
 
 
 def _table(report: BenchReport) -> Table:
@@ -46,7 +46,7 @@ def bench_command(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile each model first."),
     num_classes: int = typer.Option(10, "--num-classes", help="Classifier size."),
     stem_type: Optional[str] = typer.Option(None, "--stem-type", help="cifar | imagenet (default cifar)."),
-    stem: Optional[str] = old_stem_option(),
+    old_stem: Optional[str] = old_flag_option("--stem", "--stem-type"),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: one child process per model)."),
     step_sizes: bool = typer.Option(True, "--step-sizes/--no-step-sizes", help="Train steps include the engine's step-size tracking (timed on its own too)."),
     recompute: bool = typer.Option(False, "--recompute", help="CSC layers save less for backward and recompute it (less memory, slower)."),
@@ -68,7 +68,7 @@ def bench_command(
     """
     opts = BenchOptions(models=models, batch_size=batch_size, image_size=image_size, mode=mode, device=device,
                         amp=amp, channels_last=channels_last, compile=compile_, num_classes=num_classes,
-                        stem_type=stem_type_flag(stem_type, stem, "bench") or "cifar",
+                        stem_type=renamed_flag(stem_type, old_stem, "--stem-type", "--stem", "bench", "cifar"),
                         steps=steps, warmup=warmup, inner=inner, memory=memory, step_sizes=step_sizes,
                         memory_reuse=memory_reuse, recompute=recompute, output=None if output is None else str(output))
     with console.status("benchmarking") as status:

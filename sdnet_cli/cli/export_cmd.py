@@ -10,7 +10,7 @@ from rich.text import Text
 
 from .common import console, print_json
 from .default_run import model_or_newest_run
-from .stem_flag import old_stem_option, stem_type_flag
+from .renamed_flag import old_flag_option, renamed_flag
 
 
 def export_command(
@@ -23,7 +23,7 @@ def export_command(
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Official checkpoint only: classes."),
     stem_type: Optional[str] = typer.Option(None, "--stem-type",
                                             help="Official checkpoint only: cifar | imagenet (default: by --num-classes)."),
-    stem: Optional[str] = old_stem_option(),
+    old_stem: Optional[str] = old_flag_option("--stem", "--stem-type"),
     no_shortcut: bool = typer.Option(False, "--no-shortcut",
                                      help="Official checkpoint only: a *_all model without residual paths."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Training dataset (official: inferred)."),
@@ -49,7 +49,7 @@ def export_command(
     from ..hub import ExportOptions, export
 
     options = ExportOptions(model_or_newest_run(model), output, formats=formats, arch=arch, num_classes=num_classes,
-                            stem_type=stem_type_flag(stem_type, stem, "export"),
+                            stem_type=renamed_flag(stem_type, old_stem, "--stem-type", "--stem", "export"),
                             shortcut=not no_shortcut, dataset=dataset, image_size=image_size,
                             push_to_hub=push_to_hub, private=private, revision=revision)
     with console.status("exporting …") as status:

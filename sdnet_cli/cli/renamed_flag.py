@@ -1,4 +1,4 @@
-"""Flags renamed to the project's spelling (λ is ``lambda`` on the command line), old spelling kept as a hidden
+"""Flags renamed to the project's spelling (λ is ``lambda`` on the command line, the stem kind ``--stem-type``), old spelling kept as a hidden
 option that warns once per process: a ``FutureWarning`` printed by Python's warning machinery as one line on
 stderr, located at the command (``sdnet robust``), not at a source file.
 """

@@ -4,7 +4,7 @@
 a stride-2 pool (total stride 32). The word ``stem`` alone names the stem convolution (``convert="stem"``).
 
 Older sdnet spelled ``stem_type`` as ``stem``: a keyword of ``create_model``/``ResNet``, a ``config.json`` key,
-a CLI flag (:mod:`sdnet_cli.cli.stem_flag`), a field of ``ModelConfig``/``BenchOptions``/``ExportOptions``. Those
+a CLI flag (:mod:`sdnet_cli.cli.renamed_flag`), a field of ``ModelConfig``/``BenchOptions``/``ExportOptions``. Those
 spellings still work and each warns once per process (:mod:`..layers.deprecations`): keywords and fields with a
 ``DeprecationWarning`` (for programmers), the ``config.json`` key and the flag with a ``FutureWarning`` (for
 whoever runs sdnet). Given together with the new spelling and a different value, the keyword, key or flag is a
