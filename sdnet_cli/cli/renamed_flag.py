@@ -1,6 +1,6 @@
-"""Flags renamed to the project's spelling (λ is ``lambda`` on the command line, the stem kind ``--stem-type``), old spelling kept as a hidden
-option that warns once per process: a ``FutureWarning`` printed by Python's warning machinery as one line on
-stderr, located at the command (``sdnet robust``), not at a source file.
+"""Flags renamed to the project's spelling (λ is ``lambda`` on the command line, the stem kind ``--stem-type``),
+the old spelling kept as a hidden option that warns once per process: a ``FutureWarning`` printed by Python's
+warning machinery as one line on stderr, located at the command (``sdnet robust``), not at a source file.
 """
 
 from __future__ import annotations
