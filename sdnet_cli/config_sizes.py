@@ -57,16 +57,15 @@ def model_min_size(model: str, stem_type: str) -> int:
 def pick_image_size(cfg: Any) -> str | None:
     """With ``data.image_size`` unset and a ``torchvision:``/``timm:`` model that takes more than the dataset's
     images (e.g. torchvision:resnet18 on digits, 8x8): set it to the model's minimum and return the line saying
-    so; else change nothing and return ``None``."""
+    so; else change nothing and return ``None``. The model name is not checked here: an unknown one counts as
+    taking its stem's size, and :func:`~sdnet_cli.config.check_config`, which runs next, names it."""
     from .data.datasets import check_dataset_name, dataset_info
     from .models.ecosystem import is_ecosystem_name
-    from .models.registry import check_model_name
 
     d, name = cfg.data, cfg.model.name
     if d.image_size is not None or not is_ecosystem_name(name) or d.dataset not in RESIZABLE:
         return None
     check_dataset_name(d.dataset)
-    check_model_name(name)
     native = dataset_info(d.dataset).image_size
     least = model_min_size(name, "imagenet")
     if native >= least:

@@ -14,7 +14,7 @@ import sdnet_cli.models.registry as registry
 import sdnet_cli.models.schema as schema
 from cli_helpers import run_cli
 from sdnet_cli.bench import BenchOptions, run
-from sdnet_cli.config import Config, check_config
+from sdnet_cli.config import Config, check_config, resolve_config
 from sdnet_cli.conversion import CSC_ARGS
 from sdnet_cli.data.datasets import dataset_info
 from sdnet_cli.engine.setup import build_optimizer, model_config
@@ -61,6 +61,11 @@ def test_the_model_config_of_a_run_checks_the_name_only_at_the_config_json_bound
     cfg = Config()
     model_config(cfg, dataset_info("digits"), 10).build()
     assert name_checks == ["sdnet18"]  # ModelConfig's schema check; model_config, model_arg_names, create_model: none
+
+
+def test_resolving_a_config_checks_the_model_name_once(name_checks: list[str]) -> None:
+    cfg = resolve_config(None, {"model.name": "torchvision:resnet18"})  # digits: the image size is chosen too
+    assert cfg.data.image_size == 32 and name_checks == ["torchvision:resnet18"]
 
 
 @pytest.mark.parametrize("key, value, words", [
