@@ -33,11 +33,12 @@ from torch.nn.modules.conv import _ConvNd
 from .errors import UsageError
 from .layers.csc import CSCConv2d
 from .layers.sparse_coding import _SparseCoding
-from .layers.functional import normalize_atoms
+from .layers.functional import CodingOptions, normalize_atoms
 
 Where = str | Sequence[str] | Callable[[str, nn.Module], bool]
-CSC_ARGS = ("lmbd", "mu", "n_steps", "non_negative", "expansion", "power_iters")
-"""The CSC layer's options (keywords of :class:`CSCConv2d`): what :func:`convert` and the registry's SDNet
+CSC_ARGS: tuple[str, ...] = tuple(CodingOptions.__annotations__)
+"""The CSC layer's options, the keys of :class:`~sdnet_cli.layers.functional.CodingOptions` (``mu``, ``n_steps``,
+``non_negative``, ``lmbd``, ``expansion``, ``power_iters``): what :func:`convert` and the registry's SDNet
 builders pass to every CSC layer they make."""
 INITS = ("conv", "random")
 
