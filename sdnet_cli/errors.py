@@ -5,7 +5,8 @@ missing or wrong-kind file, a malformed config or weights file. ``sdnet`` prints
 exits with code 2. Every other exception is a failure while running (exit 1, traceback with ``--debug`` or
 ``SDNET_DEBUG=1``): a ``ValueError`` raised by a bug never reads as the user's fault.
 
-``UsageError`` subclasses ``ValueError`` and :class:`MissingFileError` subclasses ``FileNotFoundError``, so
+``UsageError`` subclasses ``ValueError``, :class:`MissingFileError` ``FileNotFoundError`` and
+:class:`UnknownArgumentError` ``TypeError``, so
 Python callers that catch the built-in kinds keep working.
 """
 
@@ -21,6 +22,11 @@ class UsageError(ValueError):
 
 class MissingFileError(UsageError, FileNotFoundError):
     """A file or folder the user named (or that a command needs) does not exist (exit code 2)."""
+
+
+class UnknownArgumentError(UsageError, TypeError):
+    """A builder was given a keyword argument it does not take (exit code 2). Also a ``TypeError``: what Python
+    raises for an unexpected keyword, and what timm's model contract expects from ``create_model``."""
 
 
 class NetworkError(RuntimeError):

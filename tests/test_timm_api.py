@@ -198,3 +198,13 @@ def test_converted_timm_model_keeps_its_api() -> None:
         assert model(x).shape == (2, model.num_features)
         model.reset_classifier(0, "")
         assert model(x).shape == (2, 512, 1, 1)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "sdnet18", "sdnet18_all"])
+def test_unknown_keyword_is_a_type_error_and_a_usage_error(name: str) -> None:
+    """timm's model contract (``_assert_model_api_contract``) expects ``TypeError`` for an argument the model does
+    not take, as Python raises for an unexpected keyword; the CLI still reads it as the user's mistake (exit 2)."""
+    with pytest.raises(TypeError, match="not_a_model_arg: not an argument of"):
+        sd.create_model(name, not_a_model_arg=1)
+    with pytest.raises(UsageError, match="not_a_model_arg"):
+        sd.create_model(name, not_a_model_arg=1)

@@ -22,7 +22,7 @@ from ..layers.model_ops import csc_layers
 from .ecosystem import ECOSYSTEM_ARGS, check_ecosystem_name, create_ecosystem_model, is_ecosystem_name, split_name
 from .resnet import ResNet
 from .stem_type import stem_type_kwargs
-from ..errors import UsageError
+from ..errors import UnknownArgumentError, UsageError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -116,15 +116,16 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def _check_kwargs(name: str, extra: set[str]) -> None:
-    """``UsageError`` naming the arguments ``name``'s builder does not take (``extra``), if any."""
+    """``UnknownArgumentError`` (a ``UsageError`` and a ``TypeError``) naming the arguments ``name``'s builder
+    does not take (``extra``), if any."""
     if not extra:
         return
     csc = sorted(extra & set(CSC_ARGS))
     if csc:
-        raise UsageError(f"{', '.join(csc)} only apply to SDNet models ({name} has no CSC layer)")
+        raise UnknownArgumentError(f"{', '.join(csc)} only apply to SDNet models ({name} has no CSC layer)")
     if "shortcut" in extra:
-        raise UsageError(f"shortcut applies to the *_all models only, not {name}")
-    raise UsageError(f"{', '.join(sorted(extra))}: not an argument of {name} (accepted: "
+        raise UnknownArgumentError(f"shortcut applies to the *_all models only, not {name}")
+    raise UnknownArgumentError(f"{', '.join(sorted(extra))}: not an argument of {name} (accepted: "
                      f"{', '.join(sorted(_ARGS[name] | RUNTIME_ARGS))})")
 
 
