@@ -26,7 +26,7 @@ from ..checks import is_int
 from ..errors import MissingFileError, UsageError
 from ..fsio import write_file
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_model_files
-from ..models.registry import check_model_name
+from ..models.registry import check_model_name, model_arg_names
 from ..models.schema import check_weights
 from ..layers.deprecations import renamed_fields
 from ..models.stem_type import OLD_FIELD, STEM_TYPES
@@ -108,7 +108,7 @@ class ExportOptions:
             raise UsageError(f"--num-classes must be an integer >= 1, got {self.num_classes!r}")
         if self.stem_type is not None and self.stem_type not in STEM_TYPES:
             raise UsageError(f"--stem-type must be one of {', '.join(STEM_TYPES)}, got {self.stem_type!r}")
-        if not self.shortcut and not self.arch.endswith("_all"):
+        if not self.shortcut and "shortcut" not in model_arg_names(self.arch):
             raise UsageError(f"--no-shortcut applies to the *_all models, not {self.arch}")
         if not Path(self.source).exists():
             raise MissingFileError(f"checkpoint {self.source} not found")

@@ -20,7 +20,7 @@ from ..layers.csc import CSCConv2d
 from ..layers.model_ops import csc_layers
 from ..layers.functional import normalize_atoms
 from ..models.files import ModelConfig, load_state_strict
-from ..models.registry import check_model_name
+from ..models.registry import check_model_name, model_arg_names
 from ..errors import MissingFileError, UsageError
 
 _WRAPPERS = re.compile(r"\.(dn|layers)(?=\.)")
@@ -69,7 +69,7 @@ def import_official(
     """
     check_model_name(arch)
     args = dict(model_args)
-    if arch.endswith("_all"):
+    if "shortcut" in model_arg_names(arch):
         args["shortcut"] = shortcut
     elif not shortcut:
         raise UsageError(f"--no-shortcut applies to the *_all models, not {arch}")

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 from ..errors import UsageError
+from ..models.registry import model_arg_names
 
 HUB_ORG = "sdnet"
 """Planned Hub organisation of the zoo repositories (nothing is uploaded there yet)."""
@@ -100,7 +101,7 @@ class ZooEntry:
     def model_args(self) -> dict[str, Any]:
         """Keyword arguments of ``create_model`` besides ``num_classes`` and ``stem_type``."""
         args = dict(OFFICIAL_CSC_ARGS)
-        if self.architecture.endswith("_all"):
+        if "shortcut" in model_arg_names(self.architecture):
             args["shortcut"] = self.shortcut
         return args
 
