@@ -60,7 +60,7 @@ ARG_RULES: dict[str, Callable[[Any], str | None]] = {
     "n_steps": _int_at_least(1),
     "non_negative": _boolean,
     "expansion": _int_at_least(1),
-    "power_iters": _int_at_least(1),
+    "power_iters": _int_at_least(0),
     "shortcut": _boolean,
     "in_chans": _int_at_least(1),
     "width": _int_at_least(1),
