@@ -11,7 +11,7 @@ import torch
 
 import sdnet_cli.robust as robust
 import sdnet_cli.viz as viz
-from sdnet_cli.layers import deprecations
+from sdnet_cli import deprecations
 from sdnet_cli.models.files import ModelConfig, save_model
 from sdnet_cli.robust import RobustOptions
 

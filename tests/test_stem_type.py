@@ -20,7 +20,7 @@ import torch
 import sdnet_cli as sd
 from cli_helpers import run_cli
 from sdnet_cli.errors import UsageError
-from sdnet_cli.layers import deprecations
+from sdnet_cli import deprecations
 from sdnet_cli.models.files import ModelConfig, read_config, save_model
 from sdnet_cli.models.resnet import ResNet
 

@@ -10,7 +10,7 @@ import torch
 
 import sdnet_cli as sd
 from sdnet_cli.engine.step_sizes import StepSizeKeeper
-from sdnet_cli.layers import deprecations
+from sdnet_cli import deprecations
 
 
 def _seen_layer(seed: int) -> sd.CSCConv2d:

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from sdnet_cli.layers import deprecations
+from sdnet_cli import deprecations
 
 
 @pytest.mark.parametrize("old, new", [("VizOptions", "FigureOptions"), ("lambda_sweep", "lmbd_sweep")])

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..checks import require_int
 from ..errors import UsageError
-from ..layers.deprecations import renamed_fields
+from ..deprecations import renamed_fields
 from ..models.stem_type import OLD_FIELD
 from .step import StepSettings, Workload
 

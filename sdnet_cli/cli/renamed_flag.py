@@ -11,7 +11,7 @@ from typing import Any, Optional, TypeVar
 import typer
 
 from ..errors import UsageError
-from ..layers.deprecations import first_use
+from ..deprecations import first_use
 
 T = TypeVar("T")
 

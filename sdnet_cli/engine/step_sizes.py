@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..layers.deprecations import deprecated_alias
+from ..deprecations import deprecated_alias
 from ..layers import model_ops
 from ..layers.model_ops import csc_layers
 from ..layers.sparse_coding import TRACK_ITERS

@@ -28,7 +28,7 @@ from ..fsio import write_file
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_model_files
 from ..models.registry import check_model_name, model_arg_names
 from ..models.schema import check_weights
-from ..layers.deprecations import renamed_fields
+from ..deprecations import renamed_fields
 from ..models.stem_type import OLD_FIELD, STEM_TYPES
 from ..models.sizes import check_image_size
 from ..outputs import OutputDir, check_output_dir, write_output

@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import UsageError
-from .deprecations import deprecated_alias
+from ..deprecations import deprecated_alias
 from .sparse_coding import TRACK_ITERS, _SparseCoding
 
 

@@ -28,7 +28,7 @@ computed for, the renormalised dictionary. Eval mode never touches the weights.
   under ``torch.compile(fullgraph=True)``.
 * **converge** — :meth:`converge_step_size` / :func:`~.model_ops.converge_step_sizes`: Lanczos to a 1e-6 residual, on
   demand (the engine: before each evaluation). The earlier names ``update_step_size`` / ``update_step_sizes``
-  still call them and warn once (:mod:`.deprecations`).
+  still call them and warn once (:mod:`sdnet_cli.deprecations`).
 
 Buffers a forward replaces are normal tensors even under ``torch.inference_mode``. The tracked vector ``_v``
 (top eigenvector estimate, one code's shape) is a non-persistent buffer that training state saves, so a resumed
@@ -47,7 +47,7 @@ from torch import Tensor
 
 from . import functional as SF
 from . import spectral as SP
-from .deprecations import deprecated_alias
+from ..deprecations import deprecated_alias
 from ..errors import UsageError
 
 # Lanczos (residual tolerance relative to L; the eigenvalue error is far smaller, ~ residual²/gap).

@@ -25,7 +25,7 @@ from ..errors import MissingFileError, UsageError
 from ..fsio import atomic_write_bytes, staged_dir, write_file
 from .registry import create_model
 from .schema import check_config_fields, check_config_object, check_weights
-from ..layers.deprecations import renamed_fields
+from ..deprecations import renamed_fields
 from .stem_type import OLD_FIELD, stem_type_field
 from .timm_cfg import timm_config_fields
 

@@ -126,7 +126,7 @@ def _check_kwargs(name: str, extra: set[str]) -> None:
     if "shortcut" in extra:
         raise UnknownArgumentError(f"shortcut applies to the *_all models only, not {name}")
     raise UnknownArgumentError(f"{', '.join(sorted(extra))}: not an argument of {name} (accepted: "
-                     f"{', '.join(sorted(_ARGS[name] | RUNTIME_ARGS))})")
+                               f"{', '.join(sorted(_ARGS[name] | RUNTIME_ARGS))})")
 
 
 def _csc(**csc: Any) -> Callable[..., nn.Module]:

@@ -5,7 +5,7 @@ a stride-2 pool (total stride 32). The word ``stem`` alone names the stem convol
 
 Older sdnet spelled ``stem_type`` as ``stem``: a keyword of ``create_model``/``ResNet``, a ``config.json`` key,
 a CLI flag (:mod:`sdnet_cli.cli.renamed_flag`), a field of ``ModelConfig``/``BenchOptions``/``ExportOptions``. Those
-spellings still work and each warns once per process (:mod:`..layers.deprecations`): keywords and fields with a
+spellings still work and each warns once per process (:mod:`sdnet_cli.deprecations`): keywords and fields with a
 ``DeprecationWarning`` (for programmers), the ``config.json`` key and the flag with a ``FutureWarning`` (for
 whoever runs sdnet). Given together with the new spelling and a different value, the keyword, key or flag is a
 :class:`~sdnet_cli.errors.UsageError` (a field: ``TypeError``, as for every renamed field).
@@ -17,13 +17,13 @@ import warnings
 from typing import Any
 
 from ..errors import UsageError
-from ..layers.deprecations import first_use, warn_deprecated
+from ..deprecations import first_use, warn_deprecated
 
 STEM_TYPES = ("cifar", "imagenet")
 OLD_NAME = "stem"
 OLD_KEYWORD = "the keyword stem="
 OLD_FIELD = {OLD_NAME: "stem_type"}
-"""For :func:`~sdnet_cli.layers.deprecations.renamed_fields` over option/config classes with a ``stem_type`` field."""
+"""For :func:`~sdnet_cli.deprecations.renamed_fields` over option/config classes with a ``stem_type`` field."""
 CONFIG_KEY_WARNING = 'config.json key "stem" is deprecated, use "stem_type"'
 
 

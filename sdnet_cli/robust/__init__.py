@@ -3,7 +3,7 @@ and adaptive attacks with gradient-masking checks, reports. :func:`run` is what 
 
 from typing import Any
 
-from ..layers.deprecations import deprecated_attribute
+from ..deprecations import deprecated_attribute
 from .accuracy import AccuracyResult, images_accuracy
 from .attacks import fgsm_attack, pgd_attack
 from .lmbd_fit import Calibration, LmbdFit, calibrate

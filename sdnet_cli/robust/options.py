@@ -17,7 +17,7 @@ from ..checks import require_finite, require_int
 from ..data.corruptions import SDNET_LEVELS, parse_corruptions
 from ..devices import check_device
 from ..errors import UsageError
-from ..layers.deprecations import renamed_fields
+from ..deprecations import renamed_fields
 from ..netio import DEFAULT_TIMEOUT, NetBounds
 from .attacks import ATTACKS, LIBRARY_ATTACKS
 from .conditions import PROTOCOLS, parse_levels

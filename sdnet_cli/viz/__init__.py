@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..layers.deprecations import deprecated_attribute
+from ..deprecations import deprecated_attribute
 from .convergence import fista_iterates, objective_curve
 from .data import VizBatch, load_batch
 from .dictionary import atom_usage, dictionary_grid

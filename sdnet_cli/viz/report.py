@@ -28,7 +28,7 @@ from .lmbds import DEFAULT_VIEW_LMBDS, check_lmbds, checked_lmbd_sweep
 from .probe import csc_io, require_csc
 from .sparsity import sparsity_stats
 from ..errors import UsageError
-from ..layers.deprecations import renamed_fields
+from ..deprecations import renamed_fields
 
 WHAT = ("dictionary", "features", "sparsity", "convergence", "lambda")
 DECODE_MODES = ("auto", "layer", "stack")

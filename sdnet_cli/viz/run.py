@@ -18,7 +18,7 @@ import torch
 from ..checks import require_int
 from ..errors import UsageError
 from ..outputs import OutputDir, check_output_dir, write_output
-from ..layers.deprecations import renamed_fields
+from ..deprecations import renamed_fields
 from ..hub.resolve import load_model_with_config, local_model_dir
 from .data import load_batch
 from .lmbds import DEFAULT_VIEW_LMBDS

@@ -1,7 +1,8 @@
-"""Old public names, kept working with a ``DeprecationWarning`` (timm's ``register_model_deprecations`` way:
-the old name calls the new one and says so).
+"""Old public names, kept working with a warning (timm's ``register_model_deprecations`` way: the old name calls
+the new one and says so): functions, module attributes, dataclass fields, ``config.json`` keys and CLI flags.
 
-Each old name warns once per process, on its first use. :data:`DEPRECATED` lists the sparse coding API's
+Each old name warns once per process, on its first use (a ``DeprecationWarning`` for programmers, a
+``FutureWarning`` for what whoever runs sdnet types or keeps in files). :data:`DEPRECATED` lists the sparse coding API's
 (old → new); module attributes (:func:`deprecated_attribute`) and dataclass fields (:func:`renamed_fields`)
 name their replacement where they are declared.
 """
