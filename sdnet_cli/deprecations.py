@@ -2,9 +2,9 @@
 the new one and says so): functions, module attributes, dataclass fields, ``config.json`` keys and CLI flags.
 
 Each old name warns once per process, on its first use (a ``DeprecationWarning`` for programmers, a
-``FutureWarning`` for what whoever runs sdnet types or keeps in files). :data:`DEPRECATED` lists the sparse coding API's
-(old → new); module attributes (:func:`deprecated_attribute`) and dataclass fields (:func:`renamed_fields`)
-name their replacement where they are declared.
+``FutureWarning`` for what whoever runs sdnet types or keeps in files). :data:`DEPRECATED` lists the sparse
+coding API's (old → new); module attributes (:func:`deprecated_attribute`) and dataclass fields
+(:func:`renamed_fields`) name their replacement where they are declared.
 """
 
 from __future__ import annotations
