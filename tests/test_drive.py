@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest

@@ -11,7 +11,6 @@ import types
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from rich.console import Console
 from typer.testing import CliRunner

@@ -3,7 +3,8 @@
 The library call is :func:`run` (``BenchOptions -> BenchReport``); the CLI only parses flags and renders.
 """
 
-from .options import DEFAULT_MODELS, BenchOptions, BenchReport, BenchRow, parse_models
+from .options import DEFAULT_MODELS, BenchOptions, parse_models
+from .report import BenchReport, BenchRow
 from .runner import machine_name, run
 from .step import Workload, build_step
 

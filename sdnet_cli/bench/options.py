@@ -1,11 +1,10 @@
-"""``BenchOptions`` (what ``sdnet bench`` measures, validated at construction) and ``BenchReport`` (what it found)."""
+"""``BenchOptions``: what ``sdnet bench`` measures, validated at construction (what it found: :mod:`.report`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from ..checks import require_int
 from ..errors import UsageError
@@ -63,44 +62,3 @@ class BenchOptions(StepSettings):
         """One :class:`Workload` per model, in order (every other ``Workload`` field is the option of that name)."""
         shared = {f.name: getattr(self, f.name) for f in fields(Workload) if f.name != "model"}
         return tuple(Workload(m, **shared) for m in self.models)
-
-
-@dataclass(frozen=True)
-class BenchRow:
-    """One model's figures. Times in ms per step (medians over rounds); ``ratio``: median over rounds of this
-    model's time over the first model's in the same round; ``step_size_ms``: the engine's step-size tracking alone,
-    its mean per step (one full turn of the keeper's schedule over its period; each round of ``ms_per_step``
-    runs that step's share), ``step_size_share`` = its paired ratio to the whole step."""
-
-    model: str
-    params: int
-    ms_per_step: float
-    img_per_s: float
-    min_ms_per_step: float
-    times_ms: list[float]
-    ratio: float
-    ratio_of_medians: float
-    step_size_ms: float | None = None
-    step_size_share: float | None = None
-    memory_mb: float | None = None
-    total_mb: float | None = None
-    memory_source: str | None = None
-    memory_ratio: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class BenchReport:
-    """``machine`` (GPU name, or CPU model and threads), ``torch`` version, ``settings`` and one row per model."""
-
-    machine: str
-    torch: str
-    settings: dict[str, Any]
-    results: list[BenchRow] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object ``sdnet bench --json`` prints."""
-        return {"machine": self.machine, "torch": self.torch, "settings": dict(self.settings),
-                "results": [r.to_dict() for r in self.results]}

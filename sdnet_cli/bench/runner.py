@@ -13,7 +13,8 @@ from .. import malloc
 from ..devices import resolve_device
 from ..fsio import atomic_write_json
 from .memory import measure_here, measure_in_child
-from .options import BenchOptions, BenchReport, BenchRow
+from .options import BenchOptions
+from .report import BenchReport, BenchRow
 from .step import STEP_SIZE_EVERY, build_step, count_params, step_size_step
 from .timing import interleaved_times, median
 

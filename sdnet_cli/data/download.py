@@ -141,7 +141,7 @@ def unpack_tar(archive: str | Path, root: str | Path, required: tuple[str, ...] 
         for name in names:
             try:
                 os.rename(staged / name, root / name)
-            except OSError as e:
+            except OSError:
                 if not os.path.lexists(root / name):
                     raise
                 raise UsageError(f"{root / name} appeared while {archive.name} was unpacked (another process?); "
