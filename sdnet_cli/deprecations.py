@@ -62,9 +62,9 @@ def deprecated_alias(new: Callable[..., Any], old: str) -> Callable[..., Any]:
 
 
 def renamed_fields(renames: dict[str, str]) -> Callable[[type], type]:
-    """Class decorator over a dataclass: ``cls(old=...)`` fills field ``renames[old]`` and ``obj.old`` reads
-    ``obj.<new>`` (also for renamed properties), each old name warning once (:func:`warn_deprecated`); giving
-    both spellings in one call is a ``TypeError``."""
+    """Class decorator over a dataclass: ``cls(old=...)`` fills field ``renames[old]``, ``obj.old`` reads
+    ``obj.<new>`` and ``obj.old = v`` sets it on a mutable class (also for renamed properties), each old name
+    warning once (:func:`warn_deprecated`); giving both spellings in one call is a ``TypeError``."""
 
     def decorate(cls: type) -> type:
         init, fields = cls.__init__, {f.name for f in dataclasses.fields(cls)}
@@ -81,16 +81,21 @@ def renamed_fields(renames: dict[str, str]) -> Callable[[type], type]:
 
         cls.__init__ = __init__  # type: ignore[misc]
         for old, new in renames.items():
-            setattr(cls, old, property(_old_attribute(cls.__name__, old, new)))
+            setattr(cls, old, _old_attribute(cls.__name__, old, new))
         return cls
 
     return decorate
 
 
-def _old_attribute(owner: str, old: str, new: str) -> Callable[[Any], Any]:
+def _old_attribute(owner: str, old: str, new: str) -> property:
+    """A property ``old`` that reads and (on a mutable class) writes ``new``, warning once."""
+
     def get(self: Any) -> Any:
         warn_deprecated(f"{owner}.{old}", f"{owner}.{new}")
         return getattr(self, new)
 
-    get.__doc__ = f"Deprecated name of ``{new}`` (warns once)."
-    return get
+    def set_(self: Any, value: Any) -> None:  # a frozen dataclass refuses in its own __setattr__ first
+        warn_deprecated(f"{owner}.{old}", f"{owner}.{new}")
+        setattr(self, new, value)
+
+    return property(get, set_, doc=f"Deprecated name of ``{new}`` (warns once).")

@@ -125,6 +125,7 @@ def test_visualize_lmbds_are_checked_once_per_run(model_dir: Path, tmp_path: Pat
     assert rep.summary["lambda"]["lambdas"] == [0.0, 0.5]
     with pytest.raises(ValueError, match="--lambdas must be finite numbers >= 0"):
         viz.FigureOptions(lmbds=(0.1, -1.0))
+    assert viz.FigureOptions(what=["dictionary"], lmbds=()).lmbds == ()  # λ values matter only to the λ figure
 
 
 def _capture(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[object]:

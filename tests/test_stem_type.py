@@ -209,3 +209,15 @@ def test_old_stem_flag_is_hidden(command: str, capsys) -> None:
     code, shown, err = run_cli(capsys, command, "--help")
     assert code == 0, err
     assert "--stem-type" in shown and "--stem " not in shown and "Deprecated spelling" not in shown
+
+
+def test_old_field_name_sets_the_new_field_on_a_mutable_config(monkeypatch) -> None:
+    """``ModelConfig`` is mutable: ``cfg.stem = …`` (the old name) sets ``stem_type``, warning once."""
+    monkeypatch.setattr(deprecations, "_warned", set())
+    cfg = ModelConfig(architecture="sdnet18", num_classes=10)
+    with warnings.catch_warnings(record=True) as hits:
+        warnings.simplefilter("always")
+        cfg.stem = "imagenet"
+        cfg.stem = "cifar"
+    assert cfg.stem_type == "cifar"
+    assert [str(w.message) for w in hits] == ["ModelConfig.stem is deprecated, use ModelConfig.stem_type"]

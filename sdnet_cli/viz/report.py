@@ -51,8 +51,8 @@ def parse_what(text: str | Sequence[str] | None) -> list[str]:
 @dataclass(frozen=True)
 class FigureOptions:
     """Which figures :func:`visualize` draws and how much work to spend on them (``sdnet visualize`` builds one
-    from :class:`~sdnet_cli.viz.run.VisualizeOptions`). The λ values are checked here, at construction, and
-    nowhere below."""
+    from :class:`~sdnet_cli.viz.run.VisualizeOptions`). The λ values are checked here, at construction, when the
+    λ figure is drawn, and nowhere below (frozen: what was checked stays as checked)."""
 
     what: list[str] = field(default_factory=lambda: list(WHAT))
     decode: str = "auto"
@@ -64,7 +64,8 @@ class FigureOptions:
     lmbd_images: int = 4
 
     def __post_init__(self) -> None:
-        check_lmbds(self.lmbds)
+        if "lambda" in self.what:
+            check_lmbds(self.lmbds)
 
 
 def resolve_decode(model: nn.Module, mode: str) -> str:
