@@ -1,6 +1,6 @@
 """Files and folders replaced as a whole: a SIGKILL at any instant leaves the complete old or the complete new.
 
-- :func:`atomic_write_bytes` (and :func:`atomic_write_json`, :func:`write_jsonl`): one file through a temporary
+- :func:`atomic_write_bytes` (and :func:`atomic_write_json`, :func:`write_jsonl`; JSON bytes: :func:`json_bytes`): one file through a temporary
   name in the same folder, then ``rename``. :func:`write_file`: a new file inside a staging folder (no rename).
 - :class:`Staged` / :func:`staged_dir`: "stage then switch", the one way a folder is replaced. The new content
   is written into a hidden sibling with a short name (``.sdnet.tmp-<pid>-<random>``, whatever the target is
@@ -70,9 +70,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def json_bytes(obj: Any, indent: int = 2) -> bytes:
+    """The bytes of a JSON file we write: ``json.dumps(obj, indent=indent)`` and a final newline, UTF-8."""
+    return (json.dumps(obj, indent=indent) + "\n").encode()
+
+
 def atomic_write_json(path: Path, obj: Any, indent: int = 2) -> None:
-    """``json.dumps(obj, indent=indent)`` + newline, written atomically (:func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+    """:func:`json_bytes` of ``obj`` written atomically (:func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, json_bytes(obj, indent))
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

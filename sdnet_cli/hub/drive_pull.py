@@ -38,7 +38,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..errors import MissingFileError, NetworkError, UsageError
-from ..fsio import atomic_write_json, file_digest, staged_dir, write_file
+from ..fsio import atomic_write_json, file_digest, json_bytes, staged_dir, write_file
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, write_model_files
 from ..netio import NetBounds, Progress, Transfer, origin
 from ..outputs import OutputLock, OutputLocked
@@ -232,7 +232,7 @@ def _write(staged: Path, model: nn.Module, config: ModelConfig, entry: ZooEntry,
     obj = json.loads((staged / CONFIG_NAME).read_bytes())
     obj["provenance"] = provenance
     (staged / CONFIG_NAME).unlink()
-    write_file(staged / CONFIG_NAME, (json.dumps(obj, indent=2) + "\n").encode())
+    write_file(staged / CONFIG_NAME, json_bytes(obj))
     source = (f"official SDNet checkpoint `{DRIVE_FILENAME}` from its Google Drive folder ({entry.drive_url}), "
               f"sha256 `{provenance['sha256']}`, converted by `sdnet pull-weights {entry.name}`")
     card = render_model_card(config, name=entry.name, source=source)

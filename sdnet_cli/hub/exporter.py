@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ..checks import is_int
 from ..errors import MissingFileError, UsageError
-from ..fsio import write_file
+from ..fsio import json_bytes, write_file
 from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_dir, write_model_files
 from ..models.registry import check_model_name, model_arg_names
 from ..models.schema import check_weights
@@ -243,7 +243,7 @@ def _write_export(staged: Path, model: nn.Module, config: ModelConfig, o: Export
     """Write every file of the export into the staging folder ``staged``; returns ``(names, onnx diff)``."""
     files = write_model_files(model, staged, config)
     if robust is not None:
-        write_file(staged / ROBUST_NAME, (json.dumps(robust, indent=2) + "\n").encode())
+        write_file(staged / ROBUST_NAME, json_bytes(robust))
         files.append(ROBUST_NAME)
     name = o.push_to_hub.split("/")[-1] if o.push_to_hub else o.output.resolve().name
     card = render_model_card(config, name=name, repo_id=o.push_to_hub, recipe=recipe, robust=robust, source=source)

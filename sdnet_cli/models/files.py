@@ -22,7 +22,7 @@ from safetensors.torch import save as save_safetensors
 
 from .._version import __version__
 from ..errors import MissingFileError, UsageError
-from ..fsio import atomic_write_bytes, staged_dir, write_file
+from ..fsio import atomic_write_bytes, json_bytes, staged_dir, write_file
 from .registry import create_model
 from .schema import check_config_fields, check_config_object, check_weights
 from ..deprecations import renamed_fields
@@ -83,7 +83,7 @@ def write_model_files(model: nn.Module, directory: Path, config: ModelConfig) ->
             "sdnet_version": __version__}
     write_file(directory / WEIGHTS_NAME, save_safetensors(state_dict_tensors(model), metadata=meta))
     obj = {**asdict(config), **timm_config_fields(config)}  # + timm's pretrained_cfg (ignored by our reader)
-    write_file(directory / CONFIG_NAME, (json.dumps(obj, indent=2) + "\n").encode())
+    write_file(directory / CONFIG_NAME, json_bytes(obj))
     return list(MODEL_FILES)
 
 
