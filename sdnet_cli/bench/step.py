@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..layers.model_ops import csc_layers
 from ..models.registry import check_model_name, create_model
 from ..models.sizes import check_image_size
-from ..models.stem_type import STEM_TYPES
+from ..models.stem_type import check_stem_type
 
 STEADY_STEP = WARMUP_STEPS + 1  # time the keeper's steady-state work (its first steps track with more iterations)
 STEP_SIZE_EVERY = TrainSection.step_size_every  # the engine's default schedule
@@ -71,8 +71,7 @@ class Workload(StepSettings):
         check_model_name(self.model)
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.stem_type not in STEM_TYPES:
-            raise UsageError(f"stem_type must be one of {', '.join(STEM_TYPES)}, got {self.stem_type!r}")
+        check_stem_type(self.stem_type)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:

@@ -29,7 +29,7 @@ from ..models.files import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, load_model_di
 from ..models.registry import check_model_name, model_arg_names
 from ..models.schema import check_weights
 from ..deprecations import renamed_fields
-from ..models.stem_type import OLD_FIELD, STEM_TYPES
+from ..models.stem_type import OLD_FIELD, check_stem_type
 from ..models.sizes import check_image_size
 from ..outputs import OutputDir, check_output_dir, write_output
 from .card import render_model_card
@@ -106,8 +106,8 @@ class ExportOptions:
         check_model_name(self.arch)
         if not is_int(self.num_classes) or self.num_classes < 1:
             raise UsageError(f"--num-classes must be an integer >= 1, got {self.num_classes!r}")
-        if self.stem_type is not None and self.stem_type not in STEM_TYPES:
-            raise UsageError(f"--stem-type must be one of {', '.join(STEM_TYPES)}, got {self.stem_type!r}")
+        if self.stem_type is not None:
+            check_stem_type(self.stem_type, "--stem-type")
         if not self.shortcut and "shortcut" not in model_arg_names(self.arch):
             raise UsageError(f"--no-shortcut applies to the *_all models, not {self.arch}")
         if not Path(self.source).exists():

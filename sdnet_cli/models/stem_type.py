@@ -27,6 +27,12 @@ OLD_FIELD = {OLD_NAME: "stem_type"}
 CONFIG_KEY_WARNING = 'config.json key "stem" is deprecated, use "stem_type"'
 
 
+def check_stem_type(value: object, label: str = "stem_type") -> None:
+    """:class:`UsageError` unless ``value`` is one of :data:`STEM_TYPES` (``label``: the option as the user set it)."""
+    if value not in STEM_TYPES:
+        raise UsageError(f"{label} must be one of {', '.join(STEM_TYPES)}, got {value!r}")
+
+
 def _renamed(mapping: dict[str, Any], what: str) -> dict[str, Any]:
     """``mapping`` with ``stem`` moved to ``stem_type``; a different ``stem_type`` beside it is refused."""
     out = dict(mapping)
